@@ -1,0 +1,30 @@
+# The two commands a newcomer needs: `make run` and `make test`. See README.md.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/webreducer
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
+
+.PHONY: run test lint bench venv
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+# The product: embedded defaults (SQLite, in-process tasks) unless DATABASE_URL/REDIS_URL are set.
+run: venv
+	$(BIN)/python manage.py runstack
+
+# The whole suite against real PostgreSQL and Redis, with lint and type checks first.
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/mypy .
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .

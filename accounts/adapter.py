@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from allauth.account.adapter import DefaultAccountAdapter
+from django.http import HttpRequest
+
+
+class AccountAdapter(DefaultAccountAdapter):
+    """allauth's adapter for WebReducer: accounts are only made by the emailed-link sign-in.
+
+    allauth's own password sign-up stays closed; accounts.services creates the account the
+    first time someone confirms a link sent to their address.
+    """
+
+    def is_open_for_signup(self, request: HttpRequest) -> bool:
+        return False

@@ -1,0 +1,190 @@
+"""What a subscriber is sent: the live state through the hook's query, computed once per
+(hook, version, seq, params) in each process however many subscribers share it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, TypeVar
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from hooks import ingest
+from hooks.models import Hook, Key, State
+
+T = TypeVar("T")
+# Canonical params: sorted names, each with its values in order.
+Params = tuple[tuple[str, tuple[str, ...]], ...]
+
+# Query string names that belong to the live protocol, never passed to the user's query.
+RESERVED_PARAMS = ("since",)
+
+
+def params_canonical(query: dict[str, list[str]]) -> Params:
+    return tuple(
+        sorted((name, tuple(values)) for name, values in query.items() if name not in RESERVED_PARAMS)
+    )
+
+
+@dataclass(eq=False)
+class Delivery:
+    """One state as one subscriber group sees it. The wire forms are built once and shared."""
+
+    seq: int
+    version_id: int
+    body_json: str  # JSON text
+    status: int = 200
+
+    @cached_property
+    def ws_text(self) -> str:
+        status = "" if self.status == 200 else f',"status":{self.status}'
+        return f'{{"type":"state","seq":{self.seq}{status},"body":{self.body_json}}}'
+
+    @cached_property
+    def sse_bytes(self) -> bytes:
+        status = "" if self.status == 200 else f',"status":{self.status}'
+        data = f'{{"seq":{self.seq}{status},"body":{self.body_json}}}'
+        # Newlines in JSON text are only whitespace; SSE joins data lines with "\n" again.
+        lines = "".join(f"data: {line}\n" for line in data.replace("\r", "").split("\n"))
+        return f"id: {self.seq}\nevent: state\n{lines}\n".encode()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The live state of a hook, read in one go after a change."""
+
+    hook: Hook  # with live_version loaded
+    seq: int
+    value: str
+    usable_key_ids: frozenset[int]
+
+
+def snapshot_read(hook_id: str, key_ids: frozenset[int]) -> Snapshot | None:
+    """The hook's live state and which of `key_ids` still serve it; None if the hook stopped
+    serving altogether (deleted, paused by an operator, no live version)."""
+    hook = (
+        Hook.objects.select_related("live_version")
+        .only(
+            "id",
+            "is_paused",
+            "limits",
+            "live_version__id",
+            "live_version__code",
+            "live_version__functions",
+        )
+        .filter(pk=hook_id)
+        .first()
+    )
+    if hook is None or hook.is_paused or hook.live_version is None:
+        return None
+    state = State.objects.only("seq", "value").filter(version_id=hook.live_version.pk).first()
+    if state is None:
+        return None
+    usable = Key.objects.filter(
+        pk__in=key_ids, hook_id=hook_id, kind=Key.Kind.READ, is_paused=False, revoked_at__isnull=True
+    ).values_list("pk", flat=True)
+    return Snapshot(hook=hook, seq=state.seq, value=state.value, usable_key_ids=frozenset(usable))
+
+
+def connect_read(token: str) -> tuple[Key, Snapshot]:
+    """The usable read key and its hook's live state; raises ingest.PublicError (404, 503)."""
+    key = ingest.key_resolve(token=token, kind=Key.Kind.READ)
+    hook = key.hook
+    assert hook.live_version is not None
+    state = State.objects.only("seq", "value").filter(version_id=hook.live_version.pk).first()
+    if state is None:
+        raise ingest.PublicError(404, "not_found", "No active read key matches this URL.")
+    return key, Snapshot(hook=hook, seq=state.seq, value=state.value, usable_key_ids=frozenset({key.pk}))
+
+
+def delivery_compute(snapshot: Snapshot, params: Params) -> Delivery:
+    hook = snapshot.hook
+    version = hook.live_version
+    assert version is not None
+    if not version.defines("query"):
+        # The stored JSON text as it is: no parse, no serialise.
+        return Delivery(seq=snapshot.seq, version_id=version.pk, body_json=snapshot.value)
+    body: Any
+    try:
+        result = ingest.query_run(
+            key=Key(hook=hook, kind=Key.Kind.READ),
+            state_json=snapshot.value,
+            params={name: list(values) for name, values in params},
+        )
+    except ingest.PublicError as error:
+        status, body = error.status, {"error": {"code": error.code, "message": error.message}}
+    else:
+        if result.ok:
+            status, body = result.value["status"], result.value["body"]
+        else:
+            status, body = 500, ingest.query_error(result.error)
+    return Delivery(
+        seq=snapshot.seq,
+        version_id=version.pk,
+        body_json=json.dumps(body, ensure_ascii=False),
+        status=status,
+    )
+
+
+class SharedResults:
+    """Results by key, computed once however many coroutines ask, kept for the newest entries.
+
+    Keys carry the state's seq, so nothing is ever shared across states (the original product
+    kept a subscriber's first result forever). The computation runs as a task of its own: a
+    subscriber that disconnects while waiting does not cancel it for the others.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self.entries: OrderedDict[Any, asyncio.Task[Any]] = OrderedDict()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def get(self, key: Any, compute: Callable[[], Awaitable[T]]) -> T:
+        loop = asyncio.get_running_loop()
+        if loop is not self.loop:  # tasks belong to one event loop
+            self.entries.clear()
+            self.loop = loop
+        task = self.entries.get(key)
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = loop.create_task(compute(), context=contextvars.Context())  # type: ignore[arg-type]
+            self.entries[key] = task
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        else:
+            self.entries.move_to_end(key)
+        return await asyncio.shield(task)
+
+
+_deliveries = SharedResults(size=1024)
+_query_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+
+async def delivery_for(snapshot: Snapshot, params: Params) -> Delivery:
+    version = snapshot.hook.live_version
+    assert version is not None
+    if not version.defines("query"):
+        params = ()  # every subscriber gets the same state: share one Delivery
+    key = (str(snapshot.hook.pk), version.pk, snapshot.seq, params)
+    return await _deliveries.get(key, lambda: _compute(snapshot, params))
+
+
+async def _compute(snapshot: Snapshot, params: Params) -> Delivery:
+    assert snapshot.hook.live_version is not None
+    if not snapshot.hook.live_version.defines("query"):
+        return delivery_compute(snapshot, params)  # no I/O: no thread
+    loop = asyncio.get_running_loop()
+    slots = _query_slots.get(loop)
+    if slots is None:
+        _query_slots.clear()
+        slots = _query_slots[loop] = asyncio.Semaphore(settings.WR_LIVE_QUERY_CONCURRENCY)
+    async with slots:
+        # Off the shared DB thread: sandbox calls take milliseconds and may run side by side.
+        return await database_sync_to_async(delivery_compute, thread_sensitive=False)(
+            snapshot, params
+        )

@@ -1,0 +1,241 @@
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Hook(models.Model):
+    """A stateful endpoint: code, keys, the stored request history and the state it folds into."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="hooks")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True, default="")
+    draft_code = models.TextField(blank=True, default="")
+    # The version that serves reads and applies new writes. Publishing builds another version's
+    # state in the background and swaps this pointer when it has caught up (hooks.replay).
+    live_version = models.ForeignKey(
+        "Version", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Operator overrides of the settings limits, e.g. {"max_body_bytes": 4194304}.
+    limits = models.JSONField(default=dict, blank=True)
+    is_paused = models.BooleanField(default=False, help_text="Paused by an operator: keys answer 404.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def limit(self, name: str, default: int | float) -> int | float:
+        value = self.limits.get(name, default)
+        return value if isinstance(value, (int, float)) else default
+
+
+class Version(models.Model):
+    """A numbered, immutable copy of a hook's code. Drafts live on Hook.draft_code."""
+
+    class Status(models.TextChoices):
+        BUILDING = "building", "building"  # replaying history before it can go live
+        PUBLISHED = "published", "published"  # the live version
+        ARCHIVED = "archived", "archived"  # was live once, replaced since
+        FAILED = "failed", "failed"  # its replay failed or was superseded; never went live
+
+    hook = models.ForeignKey(Hook, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    code = models.TextField(blank=True, default="")
+    # Which of reducer/responder/idempotency_key/query the code defines: the write and read
+    # paths skip the sandbox entirely for the defaults.
+    functions = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.BUILDING)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Replay (hooks.replay): a strict publish refuses to go live when any request failed.
+    strict = models.BooleanField(default=False)
+    rolled_back_from = models.PositiveIntegerField(null=True, blank=True)
+    replay_failures = models.PositiveIntegerField(default=0)
+    replay_error = models.TextField(blank=True, default="")
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["hook", "number"], name="hooks_version_number_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hook_id} v{self.number}"
+
+    def defines(self, function: str) -> bool:
+        return function in self.functions
+
+
+class State(models.Model):
+    """The state one version has folded so far. The live version's row is what readers see.
+
+    `value` is the JSON text exactly as the sandbox produced it: the read path serves it
+    without parsing, and JSON null stays distinct from "no row".
+    """
+
+    version = models.OneToOneField(
+        Version, on_delete=models.CASCADE, primary_key=True, related_name="state"
+    )
+    hook = models.ForeignKey(Hook, on_delete=models.CASCADE, related_name="states")
+    value = models.TextField(default="null")
+    seq = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.version} @ {self.seq}"
+
+
+def new_key_token() -> str:
+    # 32 random bytes (256 bits), URL-safe: unguessable and fits in a path segment.
+    return secrets.token_urlsafe(32)
+
+
+class Key(models.Model):
+    class Kind(models.TextChoices):
+        READ = "read", "read"
+        WRITE = "write", "write"
+
+    hook = models.ForeignKey(Hook, on_delete=models.CASCADE, related_name="keys")
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    token = models.CharField(max_length=64, unique=True, default=new_key_token)
+    label = models.CharField(max_length=100, blank=True, default="")
+    is_paused = models.BooleanField(default=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} key of {self.hook_id}"
+
+    @property
+    def is_usable(self) -> bool:
+        return not self.is_paused and self.revoked_at is None
+
+
+class Request(models.Model):
+    """One request received on a write key, and what became of it.
+
+    `seq` is given when the live version applies the request (hooks.pipeline), so accepted
+    requests are numbered 1, 2, 3… in the order they are folded, with no gaps. Rejected requests
+    never get one.
+    """
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "pending"
+        APPLIED = "applied", "applied"
+        DUPLICATE = "duplicate", "duplicate"
+        FAILED = "failed", "failed"
+        REJECTED = "rejected", "rejected"
+
+    id = models.BigAutoField(primary_key=True)
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    hook = models.ForeignKey(Hook, on_delete=models.CASCADE, related_name="requests")
+    key = models.ForeignKey(Key, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    seq = models.BigIntegerField(null=True, blank=True)
+    method = models.CharField(max_length=16)
+    path = models.TextField(blank=True, default="")
+    headers = models.JSONField(default=dict)
+    query = models.JSONField(default=dict)
+    content_type = models.CharField(max_length=255, blank=True, default="")
+    body = models.BinaryField(default=b"")
+    received_at = models.DateTimeField()
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.PENDING)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    console = models.TextField(blank=True, default="")
+    duration_ms = models.FloatField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # JSON text of the state after this request, up to WR_LOG_STATE_MAX_BYTES.
+    state_after = models.TextField(null=True, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hook", "seq"], condition=Q(seq__isnull=False), name="hooks_request_seq_unique"
+            )
+        ]
+        indexes = [
+            # The worker's "what is left to apply" scan, and the reconciler's.
+            models.Index(
+                fields=["hook", "id"], condition=Q(outcome="pending"), name="hooks_request_pending"
+            ),
+            # The request log, newest first, optionally filtered by outcome.
+            models.Index(fields=["hook", "-id"], name="hooks_request_log"),
+            models.Index(fields=["hook", "outcome", "-id"], name="hooks_request_log_outcome"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.hook_id} #{self.seq or '-'}"
+
+
+class ReplayOutcome(models.Model):
+    """What a building version made of one request; copied onto the Request when it goes live."""
+
+    version = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="+")
+    request = models.ForeignKey(Request, on_delete=models.CASCADE, related_name="+")
+    outcome = models.CharField(max_length=10, choices=Request.Outcome.choices)
+    error = models.JSONField(null=True, blank=True)
+    console = models.TextField(blank=True, default="")
+    duration_ms = models.FloatField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    duplicate_of = models.ForeignKey(
+        Request, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    state_after = models.TextField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "request"], name="hooks_replay_unique")
+        ]
+
+
+class LedgerEntry(models.Model):
+    """The durable idempotency ledger: one row per key applied in a version's history."""
+
+    version = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="ledger")
+    key = models.CharField(max_length=255)
+    request = models.ForeignKey(Request, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "key"], name="hooks_ledger_key_unique")
+        ]
+
+
+class Secret(models.Model):
+    """A named secret of a hook, encrypted at rest (hooks.secrets); the value is never shown again."""
+
+    hook = models.ForeignKey(Hook, on_delete=models.CASCADE, related_name="secrets")
+    name = models.CharField(max_length=64)
+    ciphertext = models.BinaryField()
+    fingerprint = models.CharField(max_length=16)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["hook", "name"], name="hooks_secret_name_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name

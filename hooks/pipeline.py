@@ -1,0 +1,199 @@
+"""The reduce pipeline: apply a hook's pending requests with its live version, exactly once and
+in order.
+
+One batch is one transaction. It locks the live state row, numbers the oldest pending requests
+after the state's seq, folds them in one sandbox child, and writes their outcomes, the ledger
+and the new state before committing. The row lock is what makes concurrent workers safe: a
+second worker cannot lock the row (NOWAIT) and retries later; a worker killed mid-batch loses its
+connection, PostgreSQL rolls the batch back, and the requests are still pending for the next
+one. The sandbox runs inside the transaction on purpose: the lock must cover the fold, and the
+sandbox's wall-time limits bound how long it is held.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from hooks import events
+from hooks.fold import Outcome, fold
+from hooks.models import Hook, LedgerEntry, Request, State, Version
+from hooks.services import hook_limits, hook_secrets
+
+logger = logging.getLogger(__name__)
+
+
+class HookBusy(Exception):
+    """Another worker holds this hook's state; it will apply what is pending."""
+
+
+# The first batch of a slice is small: a hostile or slow reducer then holds the hook's lock
+# (and a worker) for a few calls, not for WR_BATCH_SIZE of them. Later batches are sized from
+# the measured cost to take about BATCH_TARGET_SECONDS.
+FIRST_BATCH = 16
+BATCH_TARGET_SECONDS = 1.0
+
+
+def hook_reduce(*, hook_id: uuid.UUID | str) -> int:
+    """Apply everything pending for the hook; return how many requests were numbered."""
+    total = 0
+    while True:
+        count, more = hook_reduce_slice(hook_id=hook_id)
+        total += count
+        if not more:
+            return total
+
+
+def hook_reduce_slice(*, hook_id: uuid.UUID | str, seconds: float | None = None) -> tuple[int, bool]:
+    """Apply pending requests for up to `seconds`; return (how many, whether any may be left)."""
+    deadline = time.monotonic() + (seconds or settings.WR_REDUCE_SLICE_SECONDS)
+    size = min(FIRST_BATCH, settings.WR_BATCH_SIZE)
+    total = 0
+    while True:
+        started = time.monotonic()
+        count = _reduce_batch(hook_id, size)
+        if count == 0:
+            return total, False
+        total += count
+        now = time.monotonic()
+        if now >= deadline:
+            return total, True
+        per_request = max((now - started) / count, 1e-6)
+        size = max(1, min(settings.WR_BATCH_SIZE, int(BATCH_TARGET_SECONDS / per_request)))
+
+
+def _reduce_batch(hook_id: uuid.UUID | str, batch_size: int) -> int:
+    with transaction.atomic():
+        hook = Hook.objects.filter(pk=hook_id).select_related("live_version").first()
+        if hook is None or hook.live_version is None:
+            return 0
+        version = hook.live_version
+        try:
+            state = State.objects.select_for_update(nowait=True).get(version=version)
+        except DatabaseError as error:
+            raise HookBusy(str(hook_id)) from error
+        # The switch to a new version takes this same lock: re-read the pointer under it.
+        if Hook.objects.filter(pk=hook_id).values_list("live_version", flat=True).get() != version.pk:
+            raise HookBusy(str(hook_id))
+
+        pending = list(
+            Request.objects.filter(hook_id=hook_id, outcome=Request.Outcome.PENDING).order_by("id")[
+                :batch_size
+            ]
+        )
+        if not pending:
+            return 0
+        for offset, request in enumerate(pending, start=1):
+            request.seq = state.seq + offset
+
+        outcomes, new_state = fold(
+            code=version.code,
+            functions=version.functions,
+            secrets=hook_secrets(hook_id) if version.functions else {},
+            limits=hook_limits(hook),
+            state=state.value,
+            requests=pending,
+            seen=lambda keys: ledger_lookup(version, keys),
+        )
+        done = pending[: len(outcomes)]
+        outcomes_save(done, outcomes, console_prefix=True)
+        ledger_record(version, done, outcomes)
+        state.value = new_state
+        state.seq = done[-1].seq or state.seq
+        state.save(update_fields=["value", "seq", "updated_at"])
+        seq = state.seq
+        transaction.on_commit(lambda: events.state_changed(hook_id=str(hook_id), seq=seq))
+        return len(done)
+
+
+def ledger_lookup(version: Version, keys: list[str]) -> dict[str, int]:
+    rows = LedgerEntry.objects.filter(version=version, key__in=keys).values_list("key", "request_id")
+    return dict(rows)
+
+
+def ledger_record(version: Version, requests: Sequence[Request], outcomes: Sequence[Outcome]) -> None:
+    from hooks.fold import ledger_key
+
+    LedgerEntry.objects.bulk_create(
+        [
+            LedgerEntry(version=version, key=ledger_key(outcome.idempotency_key), request=request)
+            for request, outcome in zip(requests, outcomes, strict=True)
+            if outcome.outcome == Request.Outcome.APPLIED and outcome.idempotency_key is not None
+        ]
+    )
+
+
+def outcomes_save(
+    requests: Sequence[Request], outcomes: Sequence[Outcome], *, console_prefix: bool
+) -> None:
+    """Write the outcome of each request (same order) in one statement."""
+    now = timezone.now()
+    log_cap = settings.WR_LOG_STATE_MAX_BYTES
+    for request, outcome in zip(requests, outcomes, strict=True):
+        request.outcome = outcome.outcome
+        request.idempotency_key = outcome.idempotency_key
+        request.duplicate_of_id = outcome.duplicate_of
+        request.error = outcome.error
+        # The responder's output was stored at write time; the worker's follows it.
+        request.console = (request.console + outcome.console) if console_prefix else outcome.console
+        request.duration_ms = outcome.duration_ms
+        request.state_after = outcome.state_after if len(outcome.state_after) <= log_cap else None
+        request.applied_at = now
+    if connection.vendor == "postgresql":
+        _update_postgresql(requests)
+    else:
+        Request.objects.bulk_update(requests, UPDATE_FIELDS)
+
+
+UPDATE_FIELDS = [
+    "seq",
+    "outcome",
+    "idempotency_key",
+    "duplicate_of",
+    "error",
+    "console",
+    "duration_ms",
+    "state_after",
+    "applied_at",
+]
+
+
+def _update_postgresql(requests: Sequence[Request]) -> None:
+    # bulk_update() builds a CASE per column and row; unnest() of arrays is one short statement
+    # whose cost grows linearly with the batch.
+    import json
+
+    table = Request._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {table} AS r SET
+                seq = v.seq, outcome = v.outcome, idempotency_key = v.idempotency_key,
+                duplicate_of_id = v.duplicate_of_id, error = v.error::jsonb, console = v.console,
+                duration_ms = v.duration_ms, state_after = v.state_after, applied_at = %s
+            FROM unnest(
+                %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::text[],
+                %s::text[], %s::float8[], %s::text[]
+            ) AS v(id, seq, outcome, idempotency_key, duplicate_of_id, error, console,
+                   duration_ms, state_after)
+            WHERE r.id = v.id
+            """,
+            [
+                requests[0].applied_at,
+                [r.id for r in requests],
+                [r.seq for r in requests],
+                [r.outcome for r in requests],
+                [r.idempotency_key for r in requests],
+                [r.duplicate_of_id for r in requests],
+                [None if r.error is None else json.dumps(r.error) for r in requests],
+                [r.console for r in requests],
+                [r.duration_ms for r in requests],
+                [r.state_after for r in requests],
+            ],
+        )

@@ -1,0 +1,165 @@
+"""Workflows over hooks: create, check code, gather what the sandbox needs."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from django.conf import settings
+from django.db import transaction
+
+from accounts.models import User
+from hooks import events
+from hooks import secrets as crypto
+from hooks.models import Hook, Key, Secret, State, Version
+from sandbox import Limits, check_code
+
+EXAMPLE_CODE = '''\
+def reducer(state, request, secrets):
+    """Count requests and add up the "number" field of JSON bodies."""
+    state = state or {"count": 0, "number": 0}
+    state["count"] += 1
+    if isinstance(request.body, dict):
+        state["number"] += request.body.get("number", 0)
+    return state
+'''
+
+
+def code_check(code: str) -> list[str]:
+    """The contract functions `code` defines; raises sandbox.CodeError when it cannot be saved."""
+    return sorted(check_code(code, max_bytes=settings.WR_MAX_CODE_BYTES))
+
+
+def hook_create(*, owner: User, name: str = "", code: str = "") -> Hook:
+    """A hook with its code published as version 1, an empty state and one key of each kind."""
+    functions = code_check(code)
+    with transaction.atomic():
+        hook = Hook.objects.create(owner=owner, name=name or "Untitled hook", draft_code=code)
+        version = Version.objects.create(
+            hook=hook,
+            number=1,
+            code=code,
+            functions=functions,
+            status=Version.Status.PUBLISHED,
+            author=owner,
+        )
+        State.objects.create(version=version, hook=hook)
+        hook.live_version = version
+        hook.save(update_fields=["live_version"])
+        Key.objects.create(hook=hook, kind=Key.Kind.WRITE)
+        Key.objects.create(hook=hook, kind=Key.Kind.READ)
+    return hook
+
+
+SANDBOX_LIMITS = frozenset(field.name for field in dataclasses.fields(Limits))
+
+
+def hook_limits(hook: Hook) -> Limits:
+    """The sandbox limits of this hook: settings, with the operator's overrides on Hook.limits
+    (which also holds the endpoint limits: max_body_bytes, rate_per_second, rate_burst)."""
+    return Limits.from_settings({k: v for k, v in hook.limits.items() if k in SANDBOX_LIMITS})
+
+
+def hook_secrets(hook_id: object) -> dict[str, str]:
+    """Decrypted secrets, only ever handed to the sandbox."""
+    rows = Secret.objects.filter(hook_id=hook_id).values_list("name", "ciphertext")
+    return {name: crypto.decrypt(ciphertext) for name, ciphertext in rows}
+
+
+def draft_save(*, hook: Hook, code: str) -> list[str]:
+    """Save the draft after checking it; the draft never affects live traffic."""
+    functions = code_check(code)
+    hook.draft_code = code
+    hook.save(update_fields=["draft_code", "updated_at"])
+    return functions
+
+
+def hook_update(*, hook: Hook, name: str | None = None, description: str | None = None) -> Hook:
+    fields = ["updated_at"]
+    if name is not None:
+        hook.name = name
+        fields.append("name")
+    if description is not None:
+        hook.description = description
+        fields.append("description")
+    hook.save(update_fields=fields)
+    return hook
+
+
+def hook_archive(*, hook: Hook) -> None:
+    """Reset the history and the state: every request, ledger entry and rebuild goes, and the
+    read URL serves null at seq 0 from the moment this commits."""
+    from hooks.models import LedgerEntry, ReplayOutcome, Request
+
+    with transaction.atomic():
+        # The live worker holds this lock while it folds: wait for its batch, then reset.
+        State.objects.select_for_update().filter(version_id=hook.live_version_id).first()
+        Version.objects.filter(hook=hook, status=Version.Status.BUILDING).update(
+            status=Version.Status.FAILED, replay_error="The history was archived."
+        )
+        ReplayOutcome.objects.filter(request__hook=hook).delete()
+        LedgerEntry.objects.filter(version__hook=hook).delete()
+        Request.objects.filter(hook=hook).delete()
+        State.objects.filter(hook=hook).update(value="null", seq=0)
+        hook_id = str(hook.pk)
+        transaction.on_commit(lambda: events.state_changed(hook_id=hook_id, seq=0))
+
+
+def key_create(*, hook: Hook, kind: str, label: str = "") -> Key:
+    return Key.objects.create(hook=hook, kind=kind, label=label)
+
+
+def key_set_paused(*, key: Key, paused: bool) -> Key:
+    key.is_paused = paused
+    key.save(update_fields=["is_paused"])
+    _key_changed(key)
+    return key
+
+
+def key_revoke(*, key: Key) -> None:
+    from django.utils import timezone
+
+    key.revoked_at = timezone.now()
+    key.save(update_fields=["revoked_at"])
+    _key_changed(key)
+
+
+def _key_changed(key: Key) -> None:
+    # Open websocket/SSE connections on this key re-check it and close (hooks.events).
+    hook_id, key_id = str(key.hook_id), key.pk
+    transaction.on_commit(lambda: events.key_changed(hook_id=hook_id, key_id=key_id))
+
+
+SECRET_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+class SecretError(ValueError):
+    pass
+
+
+def secret_set(*, hook: Hook, name: str, value: str) -> Secret:
+    """Create or replace a secret; the value is encrypted and never shown again."""
+    if not SECRET_NAME.match(name) or len(name) > 64:
+        raise SecretError("Secret names are UPPER_SNAKE_CASE: letters, digits and _, up to 64.")
+    if len(value.encode()) > settings.WR_MAX_SECRET_BYTES:
+        raise SecretError(f"A secret's value is at most {settings.WR_MAX_SECRET_BYTES} bytes.")
+    with transaction.atomic():
+        Hook.objects.select_for_update().get(pk=hook.pk)  # the count check below races otherwise
+        existing = Secret.objects.filter(hook=hook, name=name).first()
+        if existing is None and Secret.objects.filter(hook=hook).count() >= settings.WR_MAX_SECRETS:
+            raise SecretError(f"A hook has at most {settings.WR_MAX_SECRETS} secrets.")
+        secret = existing or Secret(hook=hook, name=name)
+        secret.ciphertext = crypto.encrypt(value)
+        secret.fingerprint = crypto.fingerprint(value)
+        secret.save()
+    return secret
+
+
+def secrets_rotate() -> int:
+    """Re-encrypt every secret under the first key of WR_SECRETS_KEYS."""
+    count = 0
+    for secret in Secret.objects.iterator():
+        secret.ciphertext = crypto.rotate(secret.ciphertext)
+        secret.save(update_fields=["ciphertext"])
+        count += 1
+    return count

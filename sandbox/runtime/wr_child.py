@@ -1,0 +1,717 @@
+"""The sandboxed child's call loop: runs ONE hook's code over the calls its parent streams in.
+
+This module is imported by the fork server before any isolation is applied, so that a child never
+has to read a file. It must not import Django or anything the sandbox does not preload.
+
+Wire format on the child's channel (fd 3), both ways: frames of a 4-byte big-endian length and a
+UTF-8 JSON object. Parent -> child: `init` (code, secrets, limits) first, then one frame per call.
+Child -> parent: `hello` (the isolation layers, before any job data is read), `init` (the module
+was executed), then one result frame per call, in order. The parent never trusts these frames.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import json
+import linecache
+import logging
+import os
+import random
+import re
+import signal
+import sys
+import time
+import traceback
+import types
+import urllib.parse
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import webreducer
+
+FILENAME = "hook.py"
+CONTRACT = ("reducer", "responder", "idempotency_key", "query")
+CHANNEL_FD = 3
+
+# What user code may import. Python-level restrictions are NOT the security boundary (the OS
+# layers are); this list exists to give clear errors and to keep the module surface small.
+ALLOWED_MODULES = frozenset(
+    {
+        "__future__",
+        "abc",
+        "array",
+        "base64",
+        "binascii",
+        "bisect",
+        "calendar",
+        "cmath",
+        "collections",
+        "collections.abc",
+        "contextlib",
+        "copy",
+        "dataclasses",
+        "datetime",
+        "decimal",
+        "enum",
+        "fractions",
+        "functools",
+        "hashlib",
+        "heapq",
+        "hmac",
+        "html",
+        "io",
+        "itertools",
+        "json",
+        "jsonschema",
+        "logging",
+        "math",
+        "numbers",
+        "operator",
+        "pprint",
+        "random",
+        "re",
+        "statistics",
+        "string",
+        "struct",
+        "textwrap",
+        "time",
+        "traceback",
+        "typing",
+        "unicodedata",
+        "urllib",
+        "urllib.parse",
+        "uuid",
+        "webreducer",
+        "webreducer_helpers",
+        "zlib",
+    }
+)
+# Packages whose already-loaded submodules may be imported too (e.g. json.decoder).
+_SUBMODULES_OF = ("collections.", "html.", "json.", "jsonschema.")
+
+# Imported by the fork server before it forks anything: the allow-list, what the runtime and the
+# helpers use, and the codecs users reach through str.decode().
+PRELOAD = (
+    *sorted(ALLOWED_MODULES - {"webreducer", "webreducer_helpers"}),
+    "codecs",
+    "encodings.aliases",
+    "encodings.ascii",
+    "encodings.base64_codec",
+    "encodings.cp1252",
+    "encodings.hex_codec",
+    "encodings.idna",
+    "encodings.latin_1",
+    "encodings.punycode",
+    "encodings.raw_unicode_escape",
+    "encodings.unicode_escape",
+    "encodings.utf_16",
+    "encodings.utf_16_be",
+    "encodings.utf_16_le",
+    "encodings.utf_32",
+    "encodings.utf_8",
+    "encodings.utf_8_sig",
+    "html.entities",
+    "html.parser",
+    "json.decoder",
+    "json.encoder",
+    "json.scanner",
+    "jsonschema.exceptions",
+    "jsonschema.validators",
+)
+CODECS = (
+    "ascii",
+    "latin-1",
+    "utf-8",
+    "utf-8-sig",
+    "utf-16",
+    "utf-16-le",
+    "utf-16-be",
+    "utf-32",
+    "cp1252",
+    "idna",
+    "punycode",
+    "hex",
+    "base64",
+    "raw-unicode-escape",
+    "unicode-escape",
+)
+
+MAX_MESSAGE_CHARS = 4096
+MAX_TRACEBACK_CHARS = 16384
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+class LimitExceeded(BaseException):
+    """Raised into user code by the CPU timer. A BaseException so `except Exception` won't eat it."""
+
+
+class _Failed(Exception):
+    """A call failed for a reason the runtime detected (not an exception in user code)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.error = {"type": kind, "message": message, "traceback": ""}
+
+
+# ---- the CPU timer -------------------------------------------------------------------------------
+# ITIMER_PROF counts this process's CPU time; its signal raises LimitExceeded between bytecodes,
+# and re-fires every 10 ms of CPU in case user code catches it. Code that never returns to the
+# interpreter (a huge C-level computation), or that disarms the timer through an escape, is still
+# stopped by the parent's wall-clock SIGKILL: this timer gives a precise, clean error, it is not
+# the boundary.
+_armed = False
+_hit = False
+
+
+def _on_cpu_timer(signum: int, frame: Any) -> None:
+    global _hit
+    if _armed:
+        _hit = True
+        raise LimitExceeded
+
+
+# ---- framing -------------------------------------------------------------------------------------
+class Channel:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = bytearray()
+        self.out = bytearray()
+
+    def recv(self) -> dict[str, Any] | None:
+        while len(self.buffer) < 4:
+            if not self._fill():
+                return None
+        size = int.from_bytes(self.buffer[:4], "big")
+        while len(self.buffer) < 4 + size:
+            if not self._fill():
+                return None
+        payload = bytes(self.buffer[4 : 4 + size])
+        del self.buffer[: 4 + size]
+        message: dict[str, Any] = json.loads(payload)
+        return message
+
+    def _fill(self) -> bool:
+        chunk = os.read(self.fd, 1 << 20)
+        if not chunk:
+            return False
+        self.buffer += chunk
+        return True
+
+    def has_frame(self) -> bool:
+        return len(self.buffer) >= 4 and len(self.buffer) >= 4 + int.from_bytes(self.buffer[:4], "big")
+
+    def send(self, message: dict[str, Any], flush: bool = True) -> None:
+        data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+        self.out += len(data).to_bytes(4, "big") + data
+        if flush or len(self.out) > 65536:
+            self.flush()
+
+    def flush(self) -> None:
+        view = memoryview(bytes(self.out))
+        self.out.clear()
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+
+
+# ---- console -------------------------------------------------------------------------------------
+class Console:
+    """sys.stdout/sys.stderr/logging for user code: keeps the first `limit` bytes of each call."""
+
+    encoding = "utf-8"
+    errors = "replace"
+
+    def __init__(self) -> None:
+        self.reset(64 * 1024)
+
+    def reset(self, limit: int) -> None:
+        self.parts: list[bytes] = []
+        self.used = 0
+        self.limit = limit
+        self.truncated = False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if self.truncated:
+            return len(text)
+        room = self.limit - self.used
+        # A character is at least one byte: never encode more than `room` characters, so a
+        # 100 MB print costs no more than the limit.
+        piece = text[:room].encode("utf-8", "replace")
+        if len(piece) > room:
+            piece = piece[:room]
+            self.truncated = True
+        elif len(text) > room:
+            self.truncated = True
+        self.parts.append(piece)
+        self.used += len(piece)
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def getvalue(self) -> str:
+        text = b"".join(self.parts).decode("utf-8", "ignore")
+        if self.truncated:
+            if text and not text.endswith("\n"):
+                text += "\n"
+            text += f"[output truncated: limit of {self.limit} bytes]\n"
+        return text
+
+
+# ---- the request object --------------------------------------------------------------------------
+class Headers(dict):  # type: ignore[type-arg]
+    """Header name -> value with case-insensitive lookups; serialises as the original dict."""
+
+    def __init__(self, data: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        for name, value in (data or {}).items():
+            self[name] = value
+
+    def _lower(self) -> dict[str, str]:
+        index: dict[str, str] = self.__dict__.setdefault("_index", {})
+        return index
+
+    def _key(self, name: Any) -> Any:
+        if isinstance(name, str):
+            return self._lower().get(name.lower(), name)
+        return name
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        if isinstance(name, str):
+            old = self._lower().get(name.lower())
+            if old is not None and old != name:
+                dict.__delitem__(self, old)
+            self._lower()[name.lower()] = name
+        dict.__setitem__(self, name, value)
+
+    def __delitem__(self, name: str) -> None:
+        key = self._key(name)
+        dict.__delitem__(self, key)
+        if isinstance(key, str):
+            self._lower().pop(key.lower(), None)
+
+    def __getitem__(self, name: str) -> Any:
+        return dict.__getitem__(self, self._key(name))
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, self._key(name))
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict.get(self, self._key(name), default)
+
+
+class MultiDict(dict):  # type: ignore[type-arg]
+    """name -> list of values (JSON form); `[name]` and `.get(name)` give the first value."""
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        for name, values in (data or {}).items():
+            dict.__setitem__(self, name, list(values) if isinstance(values, list | tuple) else [values])
+
+    def __getitem__(self, name: str) -> Any:
+        values = dict.__getitem__(self, name)
+        return values[0] if values else None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        values = dict.get(self, name)
+        return values[0] if values else default
+
+    def getlist(self, name: str, default: list[Any] | None = None) -> list[Any]:
+        values = dict.get(self, name)
+        if values is None:
+            return [] if default is None else default
+        return list(values)
+
+
+class Request(dict):  # type: ignore[type-arg]
+    """The user's `request`: a dict (so json.dumps(request) works) with attribute access."""
+
+    raw_bytes: bytes
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"'request' has no attribute '{name}'") from None
+
+
+def parse_body(content_type: str, raw: bytes) -> Any:
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        try:
+            return json.loads(raw) if raw.strip() else None
+        except (ValueError, RecursionError):
+            return None
+    if media == "application/x-www-form-urlencoded":
+        parsed = urllib.parse.parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        return {name: values[0] if len(values) == 1 else values for name, values in parsed.items()}
+    if media.startswith("text/"):
+        charset = "utf-8"
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "charset" and value.strip():
+                charset = value.strip().strip('"')
+        try:
+            return raw.decode(charset, "replace")
+        except LookupError:
+            return raw.decode("utf-8", "replace")
+    return None
+
+
+def make_request(data: Mapping[str, Any]) -> Request:
+    raw = base64.b64decode(data.get("body_b64") or "")
+    request = Request({name: value for name, value in data.items() if name != "body_b64"})
+    request["headers"] = Headers(data.get("headers") or {})
+    request["query"] = MultiDict(data.get("query") or {})
+    content_type = data.get("content_type") or request["headers"].get("content-type") or ""
+    request["content_type"] = content_type
+    request["body"] = parse_body(content_type, raw)
+    request["raw_body"] = raw.decode("utf-8", "surrogateescape")
+    request.raw_bytes = raw
+    return request
+
+
+# ---- what user code sees -------------------------------------------------------------------------
+def _module_allowed(name: str) -> bool:
+    if name in ALLOWED_MODULES:
+        return True
+    return name.startswith(_SUBMODULES_OF) and name in sys.modules
+
+
+def _make_builtins() -> dict[str, Any]:
+    real_import = builtins.__import__
+
+    def sandbox_import(
+        name: str,
+        globals: Any = None,
+        locals: Any = None,
+        fromlist: Any = (),
+        level: int = 0,
+    ) -> Any:
+        if level:
+            raise ImportError("relative imports are not available in the sandbox")
+        if not isinstance(name, str) or not _module_allowed(name):
+            raise ImportError(f"module '{name}' is not available in the sandbox", name=str(name))
+        module = real_import(name, globals, locals, fromlist, 0)
+        for item in fromlist or ():
+            if item != "*" and not hasattr(module, item):
+                sub = f"{name}.{item}"
+                raise ImportError(f"module '{sub}' is not available in the sandbox", name=sub)
+        return module
+
+    def no_open(*args: Any, **kwargs: Any) -> Any:
+        raise PermissionError("open() is not available in the sandbox: hooks have no file system")
+
+    def no_input(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("input() is not available in the sandbox")
+
+    safe = dict(vars(builtins))
+    for name in ("breakpoint", "help", "exit", "quit", "copyright", "credits", "license"):
+        safe.pop(name, None)
+    safe["__import__"] = sandbox_import
+    safe["open"] = no_open
+    safe["input"] = no_input
+    return safe
+
+
+def _no_sleep(seconds: float = 0) -> None:
+    raise RuntimeError("time.sleep() is not available in the sandbox: hooks cannot wait")
+
+
+def _clean(text: str, limit: int) -> str:
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+def describe(exc: BaseException) -> dict[str, str]:
+    """type, message and a traceback of the user's own frames (File "hook.py") only."""
+    try:
+        kind = type(exc).__name__
+        if not isinstance(kind, str):
+            kind = "Exception"
+        try:
+            message = str(exc)
+        except (LimitExceeded, MemoryError):
+            raise
+        except BaseException:
+            message = "<exception str() failed>"
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == FILENAME]
+        lines = ["Traceback (most recent call last):\n"] if frames else []
+        lines += traceback.StackSummary.from_list(frames).format()
+        lines += traceback.format_exception_only(type(exc), exc)
+        text = "".join(lines)
+        if len(text) > MAX_TRACEBACK_CHARS:
+            text = "…\n" + text[-MAX_TRACEBACK_CHARS:]
+        return {
+            "type": _clean(kind, 200),
+            "message": _clean(message, MAX_MESSAGE_CHARS),
+            "traceback": _clean(text, MAX_TRACEBACK_CHARS + 10),
+        }
+    except (LimitExceeded, MemoryError):
+        raise
+    except BaseException:
+        return {"type": "Exception", "message": "<unprintable exception>", "traceback": ""}
+
+
+def dump_json(value: Any, *, what: str, limit: int) -> str:
+    """Compact JSON text of `value`, or _Failed: not JSON, not UTF-8, a NUL character, too big."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as error:
+        kind = "StateNotSerializable" if what == "state" else "ResponseNotSerializable"
+        raise _Failed(kind, f"{what} must be JSON-serialisable: {error}") from None
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        kind = "StateNotSerializable" if what == "state" else "ResponseNotSerializable"
+        raise _Failed(kind, f"{what} contains text that is not valid Unicode (lone surrogates)") from None
+    if size > limit:
+        kind = "StateTooLarge" if what == "state" else "ResponseTooLarge"
+        raise _Failed(kind, f"{what} is {size} bytes serialised; the limit is {limit} bytes")
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        # PostgreSQL's jsonb cannot store U+0000: refuse it here rather than fail the commit.
+        kind = "StateNotSerializable" if what == "state" else "ResponseNotSerializable"
+        raise _Failed(kind, f"{what} contains a NUL character (\\u0000), which cannot be stored")
+    return text
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def response_json(result: Any, *, limit: int) -> str:
+    if isinstance(result, webreducer.Response):
+        status, headers, body = result.status, result.headers, result.body
+    else:
+        status, headers, body = 200, {}, result
+    if type(status) is not int or not 100 <= status <= 599:
+        raise TypeError(f"Response status must be an int from 100 to 599, not {status!r}")
+    if not isinstance(headers, Mapping):
+        raise TypeError(f"Response headers must be a dict, not {type(headers).__name__}")
+    clean: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise ValueError(f"invalid response header name {name!r}")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or any(c in value for c in "\r\n\x00"):
+            raise ValueError(f"invalid value for response header {name!r}")
+        clean[name] = value
+    return dump_json({"status": status, "headers": clean, "body": body}, what="response", limit=limit)
+
+
+# ---- the call loop -------------------------------------------------------------------------------
+class Runtime:
+    def __init__(self, channel: Channel, init: dict[str, Any]) -> None:
+        self.channel = channel
+        self.code: str = init["code"]
+        self.secrets: dict[str, str] = dict(init.get("secrets") or {})
+        self.cpu_seconds = float(init["cpu_seconds"])
+        self.output_bytes = int(init["output_bytes"])
+        self.state_bytes = int(init["state_bytes"])
+        self.value_bytes = int(init["value_bytes"])
+        self.memory_bytes = int(init["memory_bytes"])
+        self.functions: dict[str, Callable[..., Any]] = {}
+        self.state_json = "null"
+        self.console = Console()
+        self.builtins = _make_builtins()
+
+    # One call under the CPU timer, with console capture. Returns (ok, payload or error, fatal).
+    def run(self, fn: Callable[[], Any]) -> dict[str, Any]:
+        global _armed, _hit
+        self.console.reset(self.output_bytes)
+        _hit = False
+        outcome: tuple[str, Any] = ("limit", None)
+        start = time.perf_counter()
+        _armed = True
+        signal.setitimer(signal.ITIMER_PROF, self.cpu_seconds, 0.01)
+        try:
+            try:
+                outcome = self._guarded(fn)
+            finally:
+                _armed = False
+        except LimitExceeded:
+            _armed = False
+            outcome = ("limit", None)
+        except MemoryError:
+            _armed = False
+            outcome = ("memory", None)
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        elapsed = (time.perf_counter() - start) * 1000
+        if _hit:
+            outcome = ("limit", None)
+        result: dict[str, Any] = {"t": "r", "ms": round(elapsed, 3), "console": self.console.getvalue(), "cpu": time.process_time(), "wall": time.perf_counter()}
+        kind, payload = outcome
+        if kind == "ok":
+            result.update(ok=True, value=payload)
+        elif kind == "error":
+            result.update(ok=False, error=payload)
+        elif kind == "limit":
+            seconds = f"{self.cpu_seconds:g}"
+            message = f"CPU time limit of {seconds} s per call exceeded"
+            result.update(ok=False, fatal=True, error={"type": "CpuLimitExceeded", "message": message, "traceback": ""})
+        else:
+            mib = f"{self.memory_bytes / 2**20:g}"
+            message = f"memory limit of {mib} MiB exceeded"
+            result.update(ok=False, fatal=True, error={"type": "MemoryLimitExceeded", "message": message, "traceback": ""})
+        return result
+
+    @staticmethod
+    def _guarded(fn: Callable[[], Any]) -> tuple[str, Any]:
+        try:
+            return ("ok", fn())
+        except (LimitExceeded, MemoryError):
+            raise
+        except _Failed as failed:
+            return ("error", failed.error)
+        except BaseException as exc:  # noqa: BLE001 - user code may raise anything, SystemExit too
+            return ("error", describe(exc))
+
+    def load(self) -> dict[str, Any]:
+        linecache.cache[FILENAME] = (len(self.code), None, self.code.splitlines(True), FILENAME)
+        module = types.ModuleType("hook")
+        module.__file__ = FILENAME
+        module.__dict__["__builtins__"] = self.builtins
+        sys.modules["hook"] = module
+
+        def execute() -> list[str]:
+            compiled = compile(self.code, FILENAME, "exec", dont_inherit=True)
+            exec(compiled, module.__dict__)
+            for name in CONTRACT:
+                fn = module.__dict__.get(name)
+                if callable(fn):
+                    self.functions[name] = fn
+            return sorted(self.functions)
+
+        result = self.run(execute)
+        result["t"] = "init"
+        return result
+
+    def handle(self, message: dict[str, Any]) -> dict[str, Any]:
+        op = message.get("op")
+        if op == "reduce":
+            return self.reduce(message["request"])
+        if op == "idem":
+            return self.idempotency_key(message["request"])
+        if op == "respond":
+            return self.respond(message["request"])
+        if op == "query":
+            return self.query(message["state"], message.get("params") or {})
+        raise ValueError(f"unknown op {op!r}")
+
+    def reduce(self, data: dict[str, Any]) -> dict[str, Any]:
+        reducer = self.functions.get("reducer")
+        previous = self.state_json
+
+        def call() -> str:
+            # A fresh copy of the last good state: a reducer that mutates it and then raises
+            # must leave the state unchanged.
+            state = json.loads(previous)
+            if reducer is None:
+                return previous
+            new_state = reducer(state, make_request(data), dict(self.secrets))
+            return dump_json(new_state, what="state", limit=self.state_bytes)
+
+        result = self.run(call)
+        if result["ok"]:
+            self.state_json = result.pop("value")
+            result["state"] = self.state_json
+        return result
+
+    def idempotency_key(self, data: dict[str, Any]) -> dict[str, Any]:
+        fn = self.functions.get("idempotency_key")
+
+        def call() -> str:
+            request = make_request(data)
+            if fn is None:
+                key = request["headers"].get("idempotency-key") or None
+            else:
+                key = fn(request, dict(self.secrets))
+            if key is not None and not isinstance(key, str):
+                raise _Failed(
+                    "TypeError",
+                    f"idempotency_key must return a str or None, not {type(key).__name__}",
+                )
+            return dump_json(key, what="idempotency key", limit=self.value_bytes)
+
+        return self.run(call)
+
+    def respond(self, data: dict[str, Any]) -> dict[str, Any]:
+        fn = self.functions.get("responder")
+
+        def call() -> str:
+            request = make_request(data)
+            if fn is None:
+                return response_json(webreducer.Response({"id": request.get("id")}, status=202), limit=self.value_bytes)
+            return response_json(fn(request, dict(self.secrets)), limit=self.value_bytes)
+
+        return self.run(call)
+
+    def query(self, state_json: str, params: dict[str, Any]) -> dict[str, Any]:
+        fn = self.functions.get("query")
+
+        def call() -> str:
+            state = json.loads(state_json)
+            if fn is None:
+                return response_json(state, limit=self.value_bytes)
+            return response_json(fn(state, MultiDict(params), dict(self.secrets)), limit=self.value_bytes)
+
+        return self.run(call)
+
+
+def prepare_process() -> None:
+    """In the child, after isolation and before any job data: patch what user code will see."""
+    signal.signal(signal.SIGPROF, _on_cpu_timer)
+    time.sleep = _no_sleep
+    random.seed()  # every child forks the fork server's generator: reseed from the kernel
+
+
+def serve(hello: dict[str, Any], *, proceed: bool) -> None:
+    """The child's main loop. Returns when the parent closes the channel or after a fatal call."""
+    channel = Channel(CHANNEL_FD)
+    channel.send({"t": "hello", **hello})
+    if not proceed:
+        return  # a required isolation layer is missing: never read the job data
+    prepare_process()
+    init = channel.recv()
+    if init is None:
+        return
+    runtime = Runtime(channel, init)
+    console = runtime.console
+    sys.stdout = sys.stderr = console  # type: ignore[assignment]
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(console)  # type: ignore[arg-type]
+    handler.setFormatter(logging.Formatter("%(levelname)s:%(name)s:%(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    loaded = runtime.load()
+    channel.send(loaded)
+    if loaded.get("fatal"):
+        return
+    while True:
+        message = channel.recv()
+        if message is None:
+            return
+        if message.get("op") == "state":
+            runtime.state_json = message["state"]
+            continue
+        result = runtime.handle(message)
+        channel.send(result, flush=not channel.has_frame())
+        if result.get("fatal"):
+            return  # after a CPU or memory limit this interpreter is not trusted to be sane

@@ -1,0 +1,374 @@
+"""The fork server: one per parent process, forks one sandboxed child per session.
+
+Started by the parent as `python -I -S -B wr_forkserver.py <control fd> <sys.path JSON>` with an
+empty environment and cwd "/". It imports everything user code may need, then waits on its
+control socket (AF_UNIX SOCK_SEQPACKET). It never sees code, secrets or requests: for each
+`fork` message it receives the child's end of a socketpair (SCM_RIGHTS), forks, and answers with
+the child's pid and a pidfd (so the parent can SIGKILL exactly that process, never a reused pid).
+
+The child isolates itself BEFORE it reads anything from its channel (see `lockdown`), then hands
+over to `wr_child.serve`.
+"""
+
+from __future__ import annotations
+
+import array
+import ctypes
+import errno
+import importlib
+import json
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+LAYERS = ("namespaces", "rlimits", "unprivileged_uid", "no_new_privs", "landlock", "seccomp")
+NOBODY = 65534
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PROT_EXEC = 0x4
+# A backstop over the child's whole life; each call is bounded by the CPU timer and the parent.
+LIFETIME_CPU_SECONDS = 600
+MAX_FDS = 16
+
+# Syscalls a sandboxed child may make after lockdown; everything else fails with EPERM. No file
+# opening (open/openat/stat), no sockets, no process creation or exec, no signals to others, no
+# sleeping or waiting (nanosleep, poll, select), no namespaces, ptrace, bpf, io_uring, keyrings.
+ALLOWED_SYSCALLS = (
+    "read",
+    "write",
+    "readv",
+    "writev",
+    "close",
+    "munmap",
+    "mremap",
+    "brk",
+    "madvise",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "sigaltstack",
+    "setitimer",
+    "getitimer",
+    "clock_gettime",
+    "clock_getres",
+    "gettimeofday",
+    "time",
+    "getrusage",
+    "times",
+    "getpid",
+    "gettid",
+    "getppid",
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "exit",
+    "exit_group",
+    "futex",
+    "getrandom",
+    "sched_yield",
+    "restart_syscall",
+)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def build_seccomp() -> Any:
+    """The filter, compiled once here; each child loads its copy-on-write copy."""
+    import seccompy
+    from seccompy import Action, ArgCmp, CmpOp, Filter
+
+    flt = Filter(default=int(Action.ERRNO) | errno.EPERM)
+    for name in ALLOWED_SYSCALLS:
+        flt.allow(name)
+    # Memory may be mapped or re-protected, but never executable: no injected native code.
+    no_exec = [ArgCmp(2, CmpOp.MASKED_EQ, 0, mask=PROT_EXEC)]
+    flt.allow("mmap", args=no_exec)
+    flt.allow("mprotect", args=no_exec)
+    if not seccompy.supported():
+        raise OSError("seccomp is not supported by this kernel")
+    flt.program  # noqa: B018 - compile now, not in every child
+    return flt
+
+
+def _vm_bytes() -> int:
+    fd = os.open("/proc/self/statm", os.O_RDONLY)
+    try:
+        pages = int(os.read(fd, 256).split()[0])
+    finally:
+        os.close(fd)
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def lockdown(params: dict[str, Any], seccomp_filter: Any, server_pid: int) -> tuple[dict[str, bool], dict[str, str]]:
+    """Apply every isolation layer to this (child) process. Irreversible; order matters."""
+    import resource
+
+    import landlockpy
+
+    disabled = set(params.get("disable") or ())  # tests only: simulate a missing layer
+    layers: dict[str, bool] = {}
+    errors: dict[str, str] = {}
+
+    def apply(name: str, fn: Any) -> None:
+        if name in disabled:
+            layers[name] = False
+            errors[name] = "disabled"
+            return
+        try:
+            fn()
+        except Exception as error:  # noqa: BLE001 - report which layer failed and why
+            layers[name] = False
+            errors[name] = f"{type(error).__name__}: {error}"
+        else:
+            layers[name] = True
+
+    root = os.geteuid() == 0
+
+    def namespaces() -> None:
+        # No network (a fresh net namespace has only a down loopback) and no System V IPC shared
+        # with the host. Without root, a user namespace makes this possible unprivileged.
+        flags = CLONE_NEWNET | CLONE_NEWIPC
+        _check(_libc.unshare(flags if root else flags | CLONE_NEWUSER), "unshare")
+
+    def rlimits() -> None:
+        memory = _vm_bytes() + int(params["memory_bytes"])
+        for limit, value in (
+            (resource.RLIMIT_AS, memory),
+            (resource.RLIMIT_CPU, LIFETIME_CPU_SECONDS),
+            (resource.RLIMIT_FSIZE, 0),
+            (resource.RLIMIT_NOFILE, MAX_FDS),
+            (resource.RLIMIT_CORE, 0),
+            (resource.RLIMIT_NPROC, 0),
+            (resource.RLIMIT_MEMLOCK, 0),
+            (resource.RLIMIT_MSGQUEUE, 0),
+        ):
+            resource.setrlimit(limit, (value, value))
+
+    def unprivileged_uid() -> None:
+        if root:
+            os.setgroups([])
+            os.setresgid(NOBODY, NOBODY, NOBODY)
+            os.setresuid(NOBODY, NOBODY, NOBODY)
+        if os.getuid() == 0 or os.geteuid() == 0:
+            raise OSError("still running as root")
+        try:
+            os.setuid(0)
+        except PermissionError:
+            return
+        raise OSError("could regain root")
+
+    def no_new_privs() -> None:
+        _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+        if _libc.prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != 1:
+            raise OSError("no_new_privs did not stick")
+
+    def landlock() -> None:
+        from landlockpy import AccessFS, AccessNet, Ruleset, Scope
+
+        abi = landlockpy.abi_version()
+        if abi < 1:
+            raise OSError("Landlock is not supported or not enabled in this kernel")
+        # Every right this kernel can handle, and no rule granting any back: no file may be
+        # opened, listed, written, executed or created; no TCP bind/connect; no signals or
+        # abstract UNIX sockets outside this domain.
+        with Ruleset(
+            handled_fs=landlockpy.fs_for_abi(abi) or AccessFS.NONE,
+            handled_net=landlockpy.net_for_abi(abi) or AccessNet.NONE,
+            scoped=landlockpy.scope_for_abi(abi) or Scope.NONE,
+        ) as ruleset:
+            ruleset.restrict()
+
+    def seccomp() -> None:
+        if seccomp_filter is None:
+            raise OSError("seccomp is not available")
+        seccomp_filter.load()
+
+    apply("namespaces", namespaces)
+    apply("rlimits", rlimits)
+    apply("unprivileged_uid", unprivileged_uid)
+    # Die with the fork server (set after the uid change, which clears it), and make this process
+    # non-dumpable so that no other process of the same uid can ptrace it or read its memory.
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != server_pid:
+        os._exit(1)
+    _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    apply("no_new_privs", no_new_privs)
+    apply("landlock", landlock)
+    apply("seccomp", seccomp)
+    return layers, errors
+
+
+def child_main(channel_fd: int, params: dict[str, Any], devnull: int, seccomp_filter: Any, server_pid: int) -> None:
+    """Runs in the forked child; never returns to the fork server's loop."""
+    code = 70
+    try:
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        if channel_fd != 3:
+            os.dup2(channel_fd, 3)
+        os.set_inheritable(3, False)
+        os.closerange(4, 1 << 20)  # close_range(2): the control socket and everything else
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        layers, errors = lockdown(params, seccomp_filter, server_pid)
+        missing = [name for name in LAYERS if not layers.get(name)]
+        hello = {"layers": layers, "errors": errors, "missing": missing, "pid": os.getpid()}
+        child = importlib.import_module("wr_child")
+        child.serve(hello, proceed=not missing or bool(params.get("weak")))
+        code = 0
+    except BaseException:  # noqa: BLE001 - whatever happens, never fall back into the server loop
+        code = 70
+    finally:
+        os._exit(code)
+
+
+def _probe(devnull: int, seccomp_filter: Any, server_pid: int) -> dict[str, Any]:
+    """Fork one child that applies every layer and reports which ones held."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            layers, errors = lockdown({"memory_bytes": 64 * 2**20}, seccomp_filter, server_pid)
+            os.write(write_end, json.dumps({"layers": layers, "errors": errors}).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    data = b""
+    while chunk := os.read(read_end, 65536):
+        data += chunk
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    try:
+        report: dict[str, Any] = json.loads(data)
+    except ValueError:
+        report = {"layers": dict.fromkeys(LAYERS, False), "errors": {"probe": "the probe child died"}}
+    return report
+
+
+def _preload() -> dict[str, str]:
+    import codecs
+    import hashlib
+    import hmac
+
+    child = importlib.import_module("wr_child")
+    failed: dict[str, str] = {}
+    for name in (*child.PRELOAD, "webreducer", "resource", "landlockpy", "seccompy"):
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # noqa: BLE001
+            failed[name] = f"{type(error).__name__}: {error}"
+    # Both isolation bindings locate libc lazily (ctypes.util.find_library runs ldconfig): do it
+    # here, where files and processes are still allowed.
+    import landlockpy
+    import seccompy
+
+    landlockpy.abi_version()
+    seccompy.supported()
+    for codec in child.CODECS:
+        codecs.lookup(codec)
+    # OpenSSL loads its providers and configuration lazily, on the first digest: do it now.
+    for algorithm in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "sha3_256", "blake2b", "blake2s"):
+        hashlib.new(algorithm, b"x").hexdigest()
+    hmac.new(b"k", b"m", "sha256").hexdigest()
+    hmac.compare_digest(b"a", b"a")
+    json.loads(json.dumps({"warm": [1, 2.5, "x", None, True]}))
+    return failed
+
+
+def main() -> None:
+    control_fd = int(sys.argv[1])
+    sys.path[:0] = json.loads(sys.argv[2])
+    os.chdir("/")
+    os.environ.clear()  # started with an empty environment; Python's locale coercion adds LC_CTYPE
+    server_pid = os.getpid()
+    failed = _preload()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        seccomp_filter = build_seccomp()
+    except Exception as error:  # noqa: BLE001 - reported as a missing layer
+        seccomp_filter = None
+        failed["seccomp"] = f"{type(error).__name__}: {error}"
+    control = socket.socket(fileno=control_fd)
+    report = _probe(devnull, seccomp_filter, server_pid)
+    control.send(json.dumps({"t": "ready", "pid": server_pid, "preload_errors": failed, **report}).encode())
+    control.settimeout(1.0)  # wake up now and then to reap finished children
+    children: set[int] = set()
+    fds = array.array("i")
+    while True:
+        _reap(children)
+        try:
+            message, ancillary, _flags, _addr = control.recvmsg(65536, socket.CMSG_SPACE(fds.itemsize))
+        except TimeoutError:
+            continue
+        except OSError:
+            message = b""
+        if not message:
+            break  # the parent has gone: take every child with us
+        received = [
+            fd
+            for level, kind, data in ancillary
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+            for fd in array.array("i", data[: len(data) - len(data) % fds.itemsize])
+        ]
+        try:
+            params = json.loads(message)
+            if len(received) != 1:
+                raise ValueError("expected exactly one channel fd")
+            pid = os.fork()
+            if pid == 0:
+                child_main(received[0], params, devnull, seccomp_filter, server_pid)
+            children.add(pid)
+            # The pidfd is opened before this loop can reap the child, so it names this process.
+            pidfd = os.pidfd_open(pid)
+            try:
+                control.sendmsg(
+                    [json.dumps({"t": "forked", "pid": pid}).encode()],
+                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [pidfd]))],
+                )
+            finally:
+                os.close(pidfd)
+        except Exception as error:  # noqa: BLE001 - answer, never die on one bad request
+            try:
+                control.send(json.dumps({"t": "error", "message": f"{type(error).__name__}: {error}"}).encode())
+            except OSError:
+                break
+        finally:
+            for fd in received:
+                os.close(fd)
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _reap(children)
+
+
+def _reap(children: set[int]) -> None:
+    while children:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            children.clear()
+            return
+        if pid == 0:
+            return
+        children.discard(pid)
+
+
+if __name__ == "__main__":
+    main()

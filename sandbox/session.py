@@ -1,0 +1,385 @@
+"""The public API: `session(...)` runs one hook's code in a sandboxed child (SPEC §1, §3.6)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox.check import check_code
+from sandbox.errors import CodeError, SandboxUnavailable
+from sandbox.limits import Limits
+from sandbox.process import (
+    HELLO_TIMEOUT,
+    LAYERS,
+    Child,
+    ChildGone,
+    ChildProtocolError,
+    ChildTimeout,
+    encode_frame,
+    fork_server,
+    require_layers,
+    spawn,
+    warm_pool,
+)
+
+MAX_TYPE_CHARS = 200
+DBG=[]
+MAX_MESSAGE_CHARS = 4096
+MAX_TRACEBACK_CHARS = 16384
+
+
+@dataclass
+class CallResult:
+    ok: bool
+    value: Any  # idempotency_key: str | None; responder/query: {"status", "headers", "body"}
+    error: dict[str, str] | None  # {"type", "message", "traceback"}
+    console: str
+    duration_ms: float
+
+
+@dataclass
+class ReduceStep:
+    ok: bool  # False: this request failed and state_json is the state before it
+    state_json: str
+    error: dict[str, str] | None
+    console: str
+    duration_ms: float
+
+
+def _error(kind: str, message: str, traceback: str = "") -> dict[str, str]:
+    return {"type": kind, "message": message, "traceback": traceback}
+
+
+@functools.lru_cache(maxsize=256)
+def _contract(code: str) -> frozenset[str]:
+    return check_code(code, max_bytes=1 << 30)
+
+
+def _header(headers: Any, name: str) -> str | None:
+    if isinstance(headers, dict):
+        for key, value in headers.items():
+            if isinstance(key, str) and key.lower() == name and isinstance(value, str):
+                return value or None
+    return None
+
+
+class Session:
+    """One hook's code with its secrets and limits; calls run in one sandboxed child, which is
+    replaced after a limit kills it. Use through `session()`; not shared between threads."""
+
+    def __init__(self, *, code: str, secrets: dict[str, str], limits: Limits, hook_id: str = "") -> None:
+        self.code = code
+        self.secrets = {str(name): str(value) for name, value in secrets.items()}
+        self.limits = limits
+        self.hook_id = hook_id
+        self._weak = require_layers(fork_server())
+        self._child: Child | None = None
+        self._tainted = False  # the current child saw an error or a batch: never pool it
+        self._pending_console = ""
+        self._init_error: dict[str, str] | None = None
+        try:
+            self._functions = _contract(code)
+        except CodeError as error:
+            self._functions = frozenset()
+            kind, _, message = error.message.partition(": ")
+            detail = f"{message or kind}" + (f" (line {error.line})" if error.line else "")
+            self._init_error = _error(kind if message else "CodeError", detail)
+        self._value_bytes = 4 * limits.state_bytes
+        # A frame carries at most one state/value (escaped: <= 2x) and two consoles (<= 6x each).
+        self._max_frame = 2 * max(limits.state_bytes, self._value_bytes) + 12 * limits.output_bytes + 256 * 1024
+        self._key: tuple[Any, ...] | None = None
+        if hook_id:
+            secrets_digest = hashlib.sha256(json.dumps(self.secrets, sort_keys=True).encode("utf-8", "surrogatepass"))
+            code_digest = hashlib.sha256(code.encode("utf-8", "surrogatepass"))
+            self._key = (hook_id, code_digest.hexdigest(), secrets_digest.hexdigest(), limits)
+
+    # ---- public calls ---------------------------------------------------------------------------
+    def idempotency_keys(self, requests: list[dict[str, Any]]) -> list[CallResult]:
+        if self._init_error is None and "idempotency_key" not in self._functions:
+            return [CallResult(True, _header(r.get("headers"), "idempotency-key"), None, "", 0.0) for r in requests]
+        messages = [{"op": "idem", "request": r} for r in requests]
+        self._tainted = True
+        return [self._call_result(result) for _, result in self._run("idem", messages)]
+
+    def reduce(self, state_json: str, requests: list[dict[str, Any]]) -> list[ReduceStep]:
+        if self._init_error is None and "reducer" not in self._functions:
+            return [ReduceStep(True, state_json, None, "", 0.0) for _ in requests]
+        self._tainted = True
+        current = state_json
+        steps: list[ReduceStep] = []
+
+        def prelude() -> list[bytes]:
+            return [encode_frame({"op": "state", "state": current})]
+
+        messages = [{"op": "reduce", "request": r} for r in requests]
+        for _, result in self._run("reduce", messages, prelude=prelude):
+            if result["ok"]:
+                current = result["state"]
+                steps.append(ReduceStep(True, current, None, result["console"], result["ms"]))
+            else:
+                steps.append(ReduceStep(False, current, result["error"], result["console"], result["ms"]))
+        return steps
+
+    def respond(self, request: dict[str, Any]) -> CallResult:
+        if self._init_error is None and "responder" not in self._functions:
+            return CallResult(True, {"status": 202, "headers": {}, "body": {"id": request.get("id")}}, None, "", 0.0)
+        messages = [{"op": "respond", "request": request}]
+        return [self._call_result(result) for _, result in self._run("respond", messages, warm=True)][0]
+
+    def query(self, state_json: str, params: dict[str, list[str]]) -> CallResult:
+        if self._init_error is None and "query" not in self._functions:
+            return CallResult(True, {"status": 200, "headers": {}, "body": json.loads(state_json)}, None, "", 0.0)
+        messages = [{"op": "query", "state": state_json, "params": params}]
+        return [self._call_result(result) for _, result in self._run("query", messages, warm=True)][0]
+
+    def close(self) -> None:
+        child, self._child = self._child, None
+        if child is None:
+            return
+        if self._key is not None and not self._tainted and child.alive and child.in_sync:
+            warm_pool.put(self._key, child)
+        else:
+            child.kill()
+
+    # ---- the child --------------------------------------------------------------------------------
+    @staticmethod
+    def _call_result(result: dict[str, Any]) -> CallResult:
+        return CallResult(result["ok"], result.get("value"), result["error"], result["console"], result["ms"])
+
+    def _drop_child(self) -> None:
+        if self._child is not None:
+            self._child.kill()
+            self._child = None
+
+    def _acquire(self, *, warm: bool) -> Child | None:
+        if self._child is not None:
+            if self._child.alive and self._child.in_sync:
+                return self._child
+            self._drop_child()
+        if warm and self._key is not None:
+            child = warm_pool.take(self._key)
+            if child is not None:
+                self._child, self._tainted = child, False
+                return child
+        return self._spawn()
+
+    def _spawn(self) -> Child | None:
+        limits = self.limits
+        child = spawn(memory_bytes=limits.memory_bytes, max_frame=self._max_frame, weak=self._weak)
+        self._child, self._tainted = child, False
+        init = {
+            "code": self.code,
+            "secrets": self.secrets,
+            "cpu_seconds": limits.cpu_seconds,
+            "output_bytes": limits.output_bytes,
+            "state_bytes": limits.state_bytes,
+            "value_bytes": self._value_bytes,
+            "memory_bytes": limits.memory_bytes,
+        }
+        # The init frame is sent at once, but the child reads it only after it has isolated
+        # itself and said hello (and never, if a required layer is missing).
+        stream = child.exchange([encode_frame(init)], 2, timeout=limits.wall_seconds, first_timeout=HELLO_TIMEOUT)
+        hello: dict[str, Any] | None = None
+        try:
+            hello = next(stream)
+            self._check_hello(child, hello)
+            loaded = next(stream)
+            for _ in stream:
+                pass
+        except (ChildTimeout, ChildGone, ChildProtocolError, StopIteration) as error:
+            stream.close()
+            self._drop_child()
+            if hello is None:
+                raise SandboxUnavailable(f"the sandbox process did not start ({type(error).__name__})") from error
+            self._init_error = self._failure_for(error)
+            self._init_error["message"] += " (while loading hook.py)"
+            return None
+        if loaded.get("t") != "init" or not isinstance(loaded.get("ok"), bool):
+            self._drop_child()
+            self._init_error = _error("SandboxError", "the sandbox answered with an invalid message")
+            return None
+        self._pending_console = self._bound_console(loaded.get("console"))
+        if not loaded["ok"] or loaded.get("fatal"):
+            self._drop_child()
+            self._init_error = self._clean_error(loaded.get("error"))
+            return None
+        return child
+
+    def _check_hello(self, child: Child, hello: dict[str, Any]) -> None:
+        layers = hello.get("layers") if hello.get("t") == "hello" else None
+        if not isinstance(layers, dict):
+            raise ChildProtocolError("no hello")
+        child.hello = hello
+        missing = [name for name in LAYERS if layers.get(name) is not True]
+        if missing and not self._weak:
+            self._drop_child()
+            raise SandboxUnavailable(
+                "user code cannot run: missing sandbox isolation layer(s): " + ", ".join(missing),
+                missing=tuple(missing),
+            )
+
+    def _run(
+        self,
+        op: str,
+        messages: list[dict[str, Any]],
+        *,
+        prelude: Callable[[], list[bytes]] | None = None,
+        warm: bool = False,
+    ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Run `messages` in order, restarting the child after a limit kills it; yields
+        (index, checked result) for every message."""
+        index, total = 0, len(messages)
+        wall = self.limits.wall_seconds
+        while index < total:
+            child = self._child if self._init_error is not None else self._acquire(warm=warm)
+            if self._init_error is not None or child is None:
+                error = dict(self._init_error or _error("SandboxError", "the sandbox is not available"))
+                console, self._pending_console = self._pending_console, ""
+                yield index, {"ok": False, "error": error, "console": console, "ms": 0.0}
+                index += 1
+                continue
+            frames = itertools.chain(
+                prelude() if prelude is not None else [],
+                (encode_frame(message) for message in messages[index:]),
+            )
+            started = time.monotonic()
+            stream = child.exchange(frames, total - index, timeout=wall)
+            try:
+                try:
+                    for frame in stream:
+                        result = self._check_result(frame, op)
+                        child.calls += 1
+                        if self._pending_console:
+                            result["console"] = self._pending_console + result["console"]
+                            self._pending_console = ""
+                        if not result["ok"]:
+                            self._tainted = True
+                        fatal = result.pop("fatal")
+                        yield index, result
+                        index += 1
+                        started = time.monotonic()
+                        if fatal:
+                            self._drop_child()  # it exits by itself after a CPU/memory limit
+                            break
+                except (ChildTimeout, ChildGone, ChildProtocolError) as error:
+                    self._drop_child()
+                    ms = (time.monotonic() - started) * 1000
+                    yield index, {"ok": False, "error": self._failure_for(error), "console": "", "ms": ms}
+                    index += 1
+            finally:
+                stream.close()
+                if self._child is child and not child.in_sync:
+                    self._drop_child()
+
+    def _failure_for(self, error: Exception) -> dict[str, str]:
+        if isinstance(error, ChildTimeout):
+            return _error("TimeLimitExceeded", f"wall time limit of {self.limits.wall_seconds:g} s per call exceeded")
+        if isinstance(error, ChildGone):
+            mib = self.limits.memory_bytes / 2**20
+            return _error(
+                "SandboxCrash",
+                f"the sandbox process died (over the memory limit of {mib:g} MiB, or it crashed)",
+            )
+        return _error("SandboxError", f"the sandbox answered with an invalid message ({error})")
+
+    # ---- never trust the child: check every field of every result ----------------------------------
+    def _check_result(self, frame: dict[str, Any], op: str) -> dict[str, Any]:
+        ok = frame.get("ok")
+        if frame.get("t") != "r" or not isinstance(ok, bool):
+            raise ChildProtocolError("not a result")
+        ms = frame.get("ms")
+        result: dict[str, Any] = {
+            "ok": ok,
+            "console": self._bound_console(frame.get("console")),
+            "ms": float(ms) if isinstance(ms, int | float) and math.isfinite(ms) and ms >= 0 else 0.0,
+            "fatal": frame.get("fatal") is True,
+            "error": None,
+        }
+        DBG.append((frame.get("cpu"), frame.get("wall"), time.perf_counter()))
+        if not ok:
+            result["error"] = self._clean_error(frame.get("error"))
+            return result
+        if op == "reduce":
+            state = frame.get("state")
+            self._parse_json(state, self.limits.state_bytes)
+            result["state"] = state
+            return result
+        value = self._parse_json(frame.get("value"), self._value_bytes)
+        if op == "idem":
+            if value is not None and not isinstance(value, str):
+                raise ChildProtocolError("idempotency key is not a string")
+        elif not (
+            isinstance(value, dict)
+            and set(value) == {"status", "headers", "body"}
+            and type(value["status"]) is int
+            and 100 <= value["status"] <= 599
+            and isinstance(value["headers"], dict)
+            and all(
+                isinstance(k, str) and isinstance(v, str) and not any(c in k + v for c in "\r\n\x00")
+                for k, v in value["headers"].items()
+            )
+        ):
+            raise ChildProtocolError("malformed response")
+        result["value"] = value
+        return result
+
+    @staticmethod
+    def _parse_json(text: Any, limit: int) -> Any:
+        if not isinstance(text, str):
+            raise ChildProtocolError("expected JSON text")
+        try:
+            if len(text.encode("utf-8")) > limit:
+                raise ChildProtocolError("over the size limit")
+            return json.loads(text)
+        except (ValueError, RecursionError) as error:  # UnicodeEncodeError is a ValueError
+            raise ChildProtocolError(f"invalid JSON text: {error}") from None
+
+    def _bound_console(self, text: Any) -> str:
+        if not isinstance(text, str):
+            return ""
+        text = text.encode("utf-8", "replace").decode("utf-8")
+        limit = self.limits.output_bytes
+        # The child truncates; re-check with room for its marker and a module-level prefix.
+        if len(text) > 2 * limit + 200:
+            text = text[: 2 * limit] + f"\n[output truncated: limit of {limit} bytes]\n"
+        return text
+
+    @staticmethod
+    def _clean_error(error: Any) -> dict[str, str]:
+        if not isinstance(error, dict):
+            return _error("SandboxError", "the call failed without an error description")
+
+        def field(name: str, limit: int) -> str:
+            value = error.get(name)
+            if not isinstance(value, str):
+                return ""
+            return value[:limit].encode("utf-8", "replace").decode("utf-8")
+
+        return _error(
+            field("type", MAX_TYPE_CHARS) or "Error",
+            field("message", MAX_MESSAGE_CHARS + 10),
+            field("traceback", MAX_TRACEBACK_CHARS + 10),
+        )
+
+
+@contextmanager
+def session(*, code: str, secrets: dict[str, str], limits: Limits, hook_id: str = "") -> Iterator[Session]:
+    """Run one hook's code; calls made through the yielded Session share one sandboxed child.
+
+    Raises SandboxUnavailable when an isolation layer is missing (unless WR_SANDBOX_ALLOW_WEAK) or
+    the sandbox cannot start. With a `hook_id`, respond()/query() reuse a warm child of the same
+    hook, code, secrets and limits (see docs/sandbox.md).
+    """
+    current = Session(code=code, secrets=secrets, limits=limits, hook_id=hook_id)
+    try:
+        yield current
+    finally:
+        current.close()

@@ -1,0 +1,52 @@
+"""`make run`: migrate, then serve the whole product from one command.
+
+Embedded default (no REDIS_URL): one ASGI process serves HTTP and websockets, tasks run in
+process. With REDIS_URL: the ASGI server, a Celery worker and Celery beat, stopped together.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Migrate and serve WebReducer (web, and with REDIS_URL a worker and beat too)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
+
+    def handle(self, *args: Any, host: str, port: int, workers: int, **options: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        python = sys.executable
+        web = [python, "-m", "uvicorn", "webreducer.asgi:application", "--host", host, "--port", str(port)]
+        processes = []
+        if settings.REDIS_URL:
+            celery = [python, "-m", "celery", "-A", "webreducer"]
+            processes.append(subprocess.Popen([*celery, "worker", "-c", str(workers), "-l", "info"]))
+            processes.append(subprocess.Popen([*celery, "beat", "-l", "info", "-s", str(settings.BASE_DIR / "var" / "beat")]))
+        self.stdout.write(f"WebReducer on http://{host}:{port}/  (Ctrl-C stops it)")
+        server = subprocess.Popen(web)
+        processes.append(server)
+        try:
+            server.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in processes:
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()

@@ -1,0 +1,306 @@
+"""WebReducer settings: one file, driven by environment variables with safe local defaults.
+
+A fresh clone runs with no variable set: SQLite, tasks run in process, an in-memory channel
+layer. Setting DATABASE_URL and REDIS_URL switches to the production stack (PostgreSQL, Celery
+workers over Redis, the Redis channel layer). See docs/configuration.md for every variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {value!r}")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", default=True)
+# The development default is refused by the `webreducer.W001` system check when DEBUG is off.
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+SITE_ROOT = env_str("SITE_ROOT", "http://localhost:8000")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "allauth",
+    "allauth.account",
+    "webreducer.apps.WebReducerConfig",
+    "accounts",
+    "hooks",
+    "sandbox",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+]
+
+ROOT_URLCONF = "webreducer.urls"
+WSGI_APPLICATION = "webreducer.wsgi.application"
+ASGI_APPLICATION = "webreducer.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------
+# Persistent connections matter: a new connection per request costs ~10x in throughput
+# (docs/performance.md). SQLite is the embedded default; IMMEDIATE transactions make its
+# writers queue instead of failing with "database is locked".
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 600), conn_health_checks=True
+        )
+    }
+else:
+    (BASE_DIR / "var").mkdir(exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": BASE_DIR / "var" / "db.sqlite3",
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, Celery, Channels ----------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL  # embedded default: tasks run in process
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "reconcile": {"task": "hooks.tasks.reconcile", "schedule": env_float("WR_RECONCILE_EVERY", 5.0)},
+}
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Auth -----------------------------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "WebReducer <noreply@localhost>")
+
+# --- REST framework -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "webreducer.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "WebReducer management API",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The API docs page serves Swagger UI from a pinned package, never from a CDN (STYLE 10).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Static files ---------------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
+
+# --- WebReducer limits (SPEC §1); per-hook overrides live on Hook.limits ---------------------
+WR_MAX_BODY_BYTES = env_int("WR_MAX_BODY_BYTES", 1024 * 1024)
+WR_RATE_PER_SECOND = env_float("WR_RATE_PER_SECOND", 100.0)
+WR_RATE_BURST = env_int("WR_RATE_BURST", 1000)
+WR_MAX_CODE_BYTES = env_int("WR_MAX_CODE_BYTES", 64 * 1024)
+WR_MAX_STATE_BYTES = env_int("WR_MAX_STATE_BYTES", 1024 * 1024)
+WR_CPU_SECONDS = env_float("WR_CPU_SECONDS", 1.0)
+WR_WALL_SECONDS = env_float("WR_WALL_SECONDS", 2.0)
+WR_MEMORY_BYTES = env_int("WR_MEMORY_BYTES", 256 * 1024 * 1024)
+WR_MAX_OUTPUT_BYTES = env_int("WR_MAX_OUTPUT_BYTES", 64 * 1024)
+WR_MAX_SECRETS = env_int("WR_MAX_SECRETS", 50)
+WR_MAX_SECRET_BYTES = env_int("WR_MAX_SECRET_BYTES", 4 * 1024)
+# Requests folded per sandbox call; one batch is one transaction.
+WR_BATCH_SIZE = env_int("WR_BATCH_SIZE", 1000)
+# The request log keeps the state after each request up to this size (bigger ones are noted).
+WR_LOG_STATE_MAX_BYTES = env_int("WR_LOG_STATE_MAX_BYTES", 64 * 1024)
+# Development only: run user code with whatever isolation layers exist (see docs/sandbox.md).
+WR_SANDBOX_ALLOW_WEAK = env_bool("WR_SANDBOX_ALLOW_WEAK", False)
+
+# --- Secrets encryption ---------------------------------------------------------------------
+# Comma-separated Fernet keys (`python -c "from cryptography.fernet import Fernet;
+# print(Fernet.generate_key().decode())"`). The first encrypts; all decrypt, so a new key can be
+# put first and `manage.py rotatesecrets` re-encrypts everything under it. The development
+# default is refused by the `webreducer.E002` system check when DEBUG is off.
+DEV_SECRETS_KEY = "ZGV2LW9ubHktd2VicmVkdWNlci1zZWNyZXRzLWtleSE="
+WR_SECRETS_KEYS = env_list("WR_SECRETS_KEYS", [DEV_SECRETS_KEY])
+
+# --- Pipeline tuning --------------------------------------------------------------------------
+# A reduce task folds one hook for at most this long, then queues the rest behind other hooks.
+WR_REDUCE_SLICE_SECONDS = env_float("WR_REDUCE_SLICE_SECONDS", 5.0)
+WR_BUSY_RETRIES = env_int("WR_BUSY_RETRIES", 20)
+WR_BUSY_RETRY_SECONDS = env_float("WR_BUSY_RETRY_SECONDS", 0.25)
+# The reconciler queues hooks whose oldest pending request is older than this.
+WR_RECONCILE_AFTER = env_float("WR_RECONCILE_AFTER", 2.0)
+WHITENOISE_USE_FINDERS = DEBUG
+# Mounts bench/views.py (the bare-INSERT baseline of bench/write_bench.py). Never in production.
+WR_BENCH_VIEWS = env_bool("WR_BENCH_VIEWS", False)
+# A dry run folds at most this many of the most recent requests, synchronously.
+WR_DRY_RUN_MAX_REQUESTS = env_int("WR_DRY_RUN_MAX_REQUESTS", 10000)
+
+# --- Accounts ---------------------------------------------------------------------------------
+# Visitors, sign-in by emailed link, personal API tokens, clean-up (docs/accounts.md).
+# allauth: email is the only login method and no password is ever asked for; accounts are made
+# by accounts.services when someone first confirms a link (allauth's own sign-up stays closed).
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*"]
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_VERIFICATION = "none"  # following the emailed link is the verification
+ACCOUNT_PREVENT_ENUMERATION = True
+ACCOUNT_LOGIN_BY_CODE_ENABLED = False  # replaced by the link flow (codes are session-bound)
+# How many proxies in front of the app may set X-Forwarded-For (0: use REMOTE_ADDR). The
+# per-IP limits below trust exactly this many.
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+
+WR_MAGIC_LINK_MAX_AGE_SECONDS = env_int("WR_MAGIC_LINK_MAX_AGE_SECONDS", 3600)
+WR_MAGIC_LINKS_PER_EMAIL_PER_HOUR = env_int("WR_MAGIC_LINKS_PER_EMAIL_PER_HOUR", 5)
+WR_MAGIC_LINKS_PER_IP_PER_HOUR = env_int("WR_MAGIC_LINKS_PER_IP_PER_HOUR", 20)
+WR_MAGIC_LINK_CONFIRMS_PER_IP_PER_HOUR = env_int("WR_MAGIC_LINK_CONFIRMS_PER_IP_PER_HOUR", 60)
+WR_VISITORS_PER_IP_PER_HOUR = env_int("WR_VISITORS_PER_IP_PER_HOUR", 20)
+# Visitors untouched this long are deleted with their hooks by accounts.tasks.cleanup.
+WR_VISITOR_MAX_AGE_DAYS = env_int("WR_VISITOR_MAX_AGE_DAYS", 30)
+# Write throttles: ApiToken.last_used_at and User.last_seen_at are updated at most this often.
+WR_TOKEN_LAST_USED_EVERY_SECONDS = env_int("WR_TOKEN_LAST_USED_EVERY_SECONDS", 60)
+WR_LAST_SEEN_EVERY_SECONDS = env_int("WR_LAST_SEEN_EVERY_SECONDS", 3600)
+
+MIDDLEWARE.append("accounts.middleware.LastSeenMiddleware")
+# First, so that missing credentials answer 401 with WWW-Authenticate: Bearer (not 403).
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"].insert(
+    0, "accounts.authentication.BearerTokenAuthentication"
+)
+CELERY_BEAT_SCHEDULE["accounts-cleanup"] = {
+    "task": "accounts.tasks.cleanup",
+    "schedule": env_float("WR_ACCOUNTS_CLEANUP_EVERY", 3600.0),
+}
+# --- end Accounts -----------------------------------------------------------------------------
