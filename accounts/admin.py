@@ -14,7 +14,7 @@ from accounts.services import api_token_revoke
 class ApiTokenInline(admin.TabularInline):
     model = ApiToken
     fields = ["name", "prefix", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]
     extra = 0
     can_delete = False
     show_change_link = True
@@ -61,7 +61,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     search_fields = ["name", "prefix", "user__email", "user__username"]
     list_select_related = ["user"]
     fields = ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]
     actions = ["revoke"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -82,7 +82,7 @@ class MagicLinkAdmin(admin.ModelAdmin):
     list_filter = [("used_at", admin.EmptyFieldListFilter)]
     search_fields = ["email"]
     fields = ["email", "visitor", "created_at", "expires_at", "used_at"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

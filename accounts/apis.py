@@ -144,9 +144,7 @@ class MagicLinkRequestApi(APIView):
 
     @extend_schema(
         request=InputSerializer,
-        responses={
-            202: inline_serializer("MagicLinkSent", {"message": serializers.CharField()})
-        },
+        responses={202: inline_serializer("MagicLinkSent", {"message": serializers.CharField()})},
     )
     def post(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.data)

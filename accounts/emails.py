@@ -11,9 +11,8 @@ from django.template.loader import render_to_string
 
 def email_render(name: str, context: dict[str, Any]) -> tuple[str, str, str]:
     """(subject, text body, html body) of the email `name`."""
-    subject = render_to_string(f"emails/{name}-subject.txt", context)
     # A newline in a subject would be a header injection; templates end with one anyway.
-    subject = " ".join(subject.split())
+    subject = " ".join(render_to_string(f"emails/{name}-subject.txt", context).split())
     text = render_to_string(f"emails/{name}-body.txt", context)
     html = render_to_string(f"emails/{name}-body.html", context)
     return subject, text, html

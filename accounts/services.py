@@ -48,7 +48,7 @@ __all__ = [
     "visitors_delete_stale",
 ]
 
-TOKEN_PREFIX = "wr_"
+TOKEN_PREFIX = "wr_"  # noqa: S105  (a marker, not a secret)
 HOUR = 3600
 # The backend login() records in the session: visitors and link sign-ins carry no password.
 SESSION_BACKEND = "django.contrib.auth.backends.ModelBackend"
@@ -226,7 +226,9 @@ def magic_link_request(*, email: str, ip: str, visitor: User | None = None) -> N
 
 def _link_refusal(link: MagicLink | None, now: datetime) -> MagicLinkRefused | None:
     if link is None:
-        return MagicLinkRefused("link_invalid", "This sign-in link is not valid. Ask for a new one.")
+        return MagicLinkRefused(
+            "link_invalid", "This sign-in link is not valid. Ask for a new one."
+        )
     if link.used_at is not None:
         return MagicLinkRefused(
             "link_used", "This sign-in link has already been used. Ask for a new one."

@@ -37,7 +37,7 @@ class KeyInline(admin.TabularInline):
 class SecretInline(admin.TabularInline):
     model = Secret
     fields = ["name", "fingerprint", "created_at", "updated_at"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]
     extra = 0
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -87,7 +87,9 @@ class HookAdmin(admin.ModelAdmin):
     def live_version_number(self, hook: Hook) -> int | None:
         return hook.live_version.number if hook.live_version else None
 
-    @admin.action(description="Pause the selected hooks (their keys answer 404)", permissions=["change"])
+    @admin.action(
+        description="Pause the selected hooks (their keys answer 404)", permissions=["change"]
+    )
     def pause(self, request: HttpRequest, queryset: QuerySet[Hook]) -> None:
         count = queryset.update(is_paused=True, updated_at=timezone.now())
         self.message_user(request, f"Paused {count} hook(s).", messages.SUCCESS)
@@ -105,7 +107,7 @@ class VersionAdmin(admin.ModelAdmin):
     search_fields = ["=hook__id", "hook__name"]
     list_select_related = ["hook", "author"]
     fields = ["hook", "number", "status", "functions", "author", "code", "created_at"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -117,7 +119,15 @@ class VersionAdmin(admin.ModelAdmin):
 
 @admin.register(Key)
 class KeyAdmin(admin.ModelAdmin):
-    list_display = ["hook", "kind", "masked_token", "label", "is_paused", "revoked_at", "created_at"]
+    list_display = [
+        "hook",
+        "kind",
+        "masked_token",
+        "label",
+        "is_paused",
+        "revoked_at",
+        "created_at",
+    ]
     list_filter = ["kind", "is_paused", ("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["=hook__id", "hook__name", "label"]
     list_select_related = ["hook"]
@@ -184,7 +194,7 @@ class RequestAdmin(admin.ModelAdmin):
         "state_after",
         "applied_at",
     ]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -207,7 +217,7 @@ class SecretAdmin(admin.ModelAdmin):
     search_fields = ["name", "=hook__id", "hook__name"]
     list_select_related = ["hook"]
     fields = ["hook", "name", "fingerprint", "created_at", "updated_at"]
-    readonly_fields = fields
+    readonly_fields = fields  # type: ignore[assignment]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

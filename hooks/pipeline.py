@@ -109,6 +109,7 @@ def _reduce_batch(hook_id: uuid.UUID | str, batch_size: int) -> int:
         state.save(update_fields=["value", "seq", "updated_at"])
         seq = state.seq
         transaction.on_commit(lambda: events.state_changed(hook_id=str(hook_id), seq=seq))
+        transaction.on_commit(lambda: events.requests_logged(hook_id=str(hook_id), requests=done))
         return len(done)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from functools import cache
+from typing import Any
 
 import redis
 
@@ -44,12 +46,17 @@ def take(bucket: str, *, rate: float, burst: int) -> float:
     if client is None:
         return _take_local(bucket, rate=rate, burst=burst)
     try:
-        script = client.register_script(TOKEN_BUCKET)
-        return float(script(keys=[f"wr:rate:{bucket}"], args=[rate, burst]))
+        return float(_script(client)(keys=[f"wr:rate:{bucket}"], args=[rate, burst]))
     except redis.RedisError:
         # The limiter protects capacity; it must not turn a Redis hiccup into lost writes.
         logger.warning("rate limiter unavailable, allowing the request", exc_info=True)
         return 0.0
+
+
+@cache
+def _script(client: redis.Redis) -> Any:
+    # EVALSHA after the first call: the script's text is not sent with every write.
+    return client.register_script(TOKEN_BUCKET)
 
 
 def _take_local(bucket: str, *, rate: float, burst: int) -> float:

@@ -10,7 +10,7 @@ from sandbox.check import check_code
 from sandbox.errors import CodeError, SandboxUnavailable
 from sandbox.limits import Limits
 from sandbox.process import isolation_report, shutdown
-from sandbox.session import CallResult, ReduceStep, Session, session
+from sandbox.runner import CallResult, ReduceStep, Session, session
 
 __all__ = [
     "CallResult",

@@ -40,7 +40,7 @@ LAYER_HELP = {
 }
 SERVER_START_TIMEOUT = 60.0
 HELLO_TIMEOUT = 10.0  # fork + isolation, generous for a loaded machine
-_SEND_CHUNK = 256 * 1024
+_SEND_CHUNK = 64 * 1024
 
 # Test hook: layers the children skip, to exercise the "layer missing" paths. Never set it in
 # production code.
@@ -131,6 +131,17 @@ class Child:
             raise ChildProtocolError("frame is not a JSON object")
         return message
 
+    def _drain(self) -> bool:
+        """Read whatever has already arrived; True if that completed a frame."""
+        try:
+            while data := self.sock.recv(1 << 20):
+                self.buffer += data
+        except (BlockingIOError, OSError):
+            pass
+        if len(self.buffer) < 4:
+            return False
+        return len(self.buffer) >= 4 + int.from_bytes(self.buffer[:4], "big")
+
     def exchange(self, frames: Iterable[bytes], count: int, *, timeout: float, first_timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Send `frames` (lazily, while reading) and yield `count` frames back, each of which must
         arrive within `timeout` seconds of the previous one. Raises ChildTimeout, ChildGone or
@@ -161,6 +172,8 @@ class Child:
             poller.modify(fd, select.POLLIN | (select.POLLOUT if pending else 0))
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                if self._drain():
+                    continue  # a reply arrived just in time
                 raise ChildTimeout
             for _fd, events in poller.poll(remaining * 1000):
                 if events & select.POLLOUT and pending:

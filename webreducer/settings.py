@@ -183,7 +183,7 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "WebReducer <noreply@localhos
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "webreducer.schema.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -200,6 +200,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "PREPROCESSING_HOOKS": ["webreducer.schema.management_api_only"],
+    "ENUM_NAME_OVERRIDES": {
+        "VersionStatusEnum": "hooks.models.Version.Status",
+        "ReplayStatusEnum": "hooks.serializers.REPLAY_STATUSES",
+        "OutcomeEnum": "hooks.models.Request.Outcome",
+    },
 }
 
 # --- Static files ---------------------------------------------------------------------------
@@ -296,7 +302,7 @@ WR_LAST_SEEN_EVERY_SECONDS = env_int("WR_LAST_SEEN_EVERY_SECONDS", 3600)
 
 MIDDLEWARE.append("accounts.middleware.LastSeenMiddleware")
 # First, so that missing credentials answer 401 with WWW-Authenticate: Bearer (not 403).
-REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"].insert(
+REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"].insert(  # type: ignore[union-attr]
     0, "accounts.authentication.BearerTokenAuthentication"
 )
 CELERY_BEAT_SCHEDULE["accounts-cleanup"] = {
@@ -304,3 +310,22 @@ CELERY_BEAT_SCHEDULE["accounts-cleanup"] = {
     "schedule": env_float("WR_ACCOUNTS_CLEANUP_EVERY", 3600.0),
 }
 # --- end Accounts -----------------------------------------------------------------------------
+
+# --- Realtime -------------------------------------------------------------------------------
+# Live state over WebSocket and Server-Sent Events (docs/realtime.md).
+# Open live connections per read key and per client IP, across all web processes.
+WR_LIVE_MAX_PER_KEY = env_int("WR_LIVE_MAX_PER_KEY", 10_000)
+WR_LIVE_MAX_PER_IP = env_int("WR_LIVE_MAX_PER_IP", 200)
+# A process refreshes its connections' slots every third of this; a crashed one's expire after it.
+WR_LIVE_SLOT_TTL = env_float("WR_LIVE_SLOT_TTL", 60.0)
+# SSE comment line interval (proxies cut streams idle for 60 s or so).
+WR_LIVE_KEEPALIVE_SECONDS = env_float("WR_LIVE_KEEPALIVE_SECONDS", 15.0)
+# Each process re-reads the state of the hooks it serves this often even without a
+# notification, so a lost broadcast only delays an update.
+WR_LIVE_RESYNC_SECONDS = env_float("WR_LIVE_RESYNC_SECONDS", 10.0)
+# Query runs for live subscribers at the same time in one process.
+WR_LIVE_QUERY_CONCURRENCY = env_int("WR_LIVE_QUERY_CONCURRENCY", 4)
+if REDIS_URL:
+    # One web process's channels share one Redis list: room for bursts of notifications for many
+    # hooks (channels_redis drops messages over capacity).
+    CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] = env_int("WR_CHANNEL_CAPACITY", 1000)

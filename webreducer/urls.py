@@ -3,15 +3,21 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from hooks.public import ReadApi, WriteApi
+from hooks.streams import live_events
 
 urlpatterns = [
     path("write/<str:token>", WriteApi.as_view(), name="write"),
     path("write/<str:token>/<path:path>", WriteApi.as_view(), name="write-path"),
+    path("read/<str:token>/events", live_events, name="read-events"),
     path("read/<str:token>", ReadApi.as_view(), name="read"),
     path("admin/", admin.site.urls),
     path("api/", include("accounts.api_urls")),
+    path("api/", include("hooks.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     # Ours first: the sign-in by emailed link shadows allauth's password pages.
     path("accounts/", include("accounts.urls")),
     path("accounts/", include("allauth.urls")),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import importlib
 import json
 import linecache
 import logging
@@ -118,6 +119,7 @@ PRELOAD = (
     "json.scanner",
     "jsonschema.exceptions",
     "jsonschema.validators",
+    "wr_cloudevents",
 )
 CODECS = (
     "ascii",
@@ -155,18 +157,31 @@ class _Failed(Exception):
 
 
 # ---- the CPU timer -------------------------------------------------------------------------------
-# ITIMER_PROF counts this process's CPU time; its signal raises LimitExceeded between bytecodes,
-# and re-fires every 10 ms of CPU in case user code catches it. Code that never returns to the
-# interpreter (a huge C-level computation), or that disarms the timer through an escape, is still
-# stopped by the parent's wall-clock SIGKILL: this timer gives a precise, clean error, it is not
-# the boundary.
+# ITIMER_PROF ticks every 10 ms of this process's CPU time; while a call is running the tick raises
+# LimitExceeded (between bytecodes) once the call has used its CPU budget, and again on every later
+# tick in case user code catches it. Code that never returns to the interpreter (one huge C-level
+# computation), or that disarms the timer through an escape, is still stopped by the parent's
+# wall-clock SIGKILL: this timer gives a precise, clean error; it is not the boundary.
+CPU_TICK = 0.01
 _armed = False
 _hit = False
+_cpu_deadline = 0.0
 
 
-def _on_cpu_timer(signum: int, frame: Any) -> None:
+_channel: Channel | None = None
+
+
+def _on_cpu_tick(signum: int, frame: Any) -> None:
     global _hit
-    if _armed:
+    channel = _channel
+    if channel is not None and channel.out and not channel.writing:
+        # Replies queued before a long call leave now, not when that call ends: the parent's
+        # per-call deadline must see them in time.
+        try:
+            channel.flush()
+        except OSError:
+            os._exit(0)  # the parent has gone
+    if _armed and time.process_time() >= _cpu_deadline:
         _hit = True
         raise LimitExceeded
 
@@ -177,6 +192,8 @@ class Channel:
         self.fd = fd
         self.buffer = bytearray()
         self.out = bytearray()
+        self.oldest = 0.0  # when the oldest unsent frame in `out` was queued
+        self.writing = False
 
     def recv(self) -> dict[str, Any] | None:
         while len(self.buffer) < 4:
@@ -199,20 +216,30 @@ class Channel:
         return True
 
     def has_frame(self) -> bool:
-        return len(self.buffer) >= 4 and len(self.buffer) >= 4 + int.from_bytes(self.buffer[:4], "big")
+        """Whether the next request is already here (so a reply may wait to share a write)."""
+        if len(self.buffer) < 4:
+            return False
+        return len(self.buffer) >= 4 + int.from_bytes(self.buffer[:4], "big")
 
-    def send(self, message: dict[str, Any], flush: bool = True) -> None:
+    def send(self, message: dict[str, Any], *, flush: bool = True) -> None:
         data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
-        self.out += len(data).to_bytes(4, "big") + data
-        if flush or len(self.out) > 65536:
+        if not self.out:
+            self.oldest = time.perf_counter()
+        self.out += len(data).to_bytes(4, "big")
+        self.out += data
+        if flush or len(self.out) >= 65536 or time.perf_counter() - self.oldest >= 0.002:
             self.flush()
 
     def flush(self) -> None:
-        view = memoryview(bytes(self.out))
-        self.out.clear()
-        while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
+        self.writing = True
+        try:
+            view = memoryview(bytes(self.out))
+            self.out.clear()
+            while view:
+                written = os.write(self.fd, view)
+                view = view[written:]
+        finally:
+            self.writing = False
 
 
 # ---- console -------------------------------------------------------------------------------------
@@ -381,8 +408,30 @@ def make_request(data: Mapping[str, Any]) -> Request:
     request["content_type"] = content_type
     request["body"] = parse_body(content_type, raw)
     request["raw_body"] = raw.decode("utf-8", "surrogateescape")
+    if "cloudevent" not in request:
+        request["cloudevent"] = _cloudevent(request["headers"], content_type, raw)
     request.raw_bytes = raw
     return request
+
+
+def _cloudevent(headers: Headers, content_type: str, raw: bytes) -> Any:
+    """The CloudEvent the request carries (SPEC §2), unless the server already gave it."""
+    if _cloudevents is None:
+        return None
+    try:
+        return _cloudevents.parse_cloudevent(headers, content_type, raw)
+    except (ValueError, TypeError, RecursionError):
+        return None  # claims to be a CloudEvent but is not a valid one: the body is still there
+
+
+def _optional_module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+_cloudevents = _optional_module("wr_cloudevents")
 
 
 # ---- what user code sees -------------------------------------------------------------------------
@@ -525,6 +574,9 @@ class Runtime:
         self.state_bytes = int(init["state_bytes"])
         self.value_bytes = int(init["value_bytes"])
         self.memory_bytes = int(init["memory_bytes"])
+        # Replies normally share writes (fewer wake-ups for the parent); after a failure the
+        # parent asks for one write per reply, so that it can tell exactly which call failed.
+        self.flush_each = bool(init.get("flush_each"))
         self.functions: dict[str, Callable[..., Any]] = {}
         self.state_json = "null"
         self.console = Console()
@@ -532,13 +584,13 @@ class Runtime:
 
     # One call under the CPU timer, with console capture. Returns (ok, payload or error, fatal).
     def run(self, fn: Callable[[], Any]) -> dict[str, Any]:
-        global _armed, _hit
+        global _armed, _hit, _cpu_deadline
         self.console.reset(self.output_bytes)
         _hit = False
         outcome: tuple[str, Any] = ("limit", None)
         start = time.perf_counter()
+        _cpu_deadline = time.process_time() + self.cpu_seconds
         _armed = True
-        signal.setitimer(signal.ITIMER_PROF, self.cpu_seconds, 0.01)
         try:
             try:
                 outcome = self._guarded(fn)
@@ -550,11 +602,10 @@ class Runtime:
         except MemoryError:
             _armed = False
             outcome = ("memory", None)
-        signal.setitimer(signal.ITIMER_PROF, 0, 0)
         elapsed = (time.perf_counter() - start) * 1000
         if _hit:
             outcome = ("limit", None)
-        result: dict[str, Any] = {"t": "r", "ms": round(elapsed, 3), "console": self.console.getvalue(), "cpu": time.process_time(), "wall": time.perf_counter()}
+        result: dict[str, Any] = {"t": "r", "ms": round(elapsed, 3), "console": self.console.getvalue()}
         kind, payload = outcome
         if kind == "ok":
             result.update(ok=True, value=payload)
@@ -675,14 +726,16 @@ class Runtime:
 
 def prepare_process() -> None:
     """In the child, after isolation and before any job data: patch what user code will see."""
-    signal.signal(signal.SIGPROF, _on_cpu_timer)
+    signal.signal(signal.SIGPROF, _on_cpu_tick)
+    signal.setitimer(signal.ITIMER_PROF, CPU_TICK, CPU_TICK)
     time.sleep = _no_sleep
     random.seed()  # every child forks the fork server's generator: reseed from the kernel
 
 
 def serve(hello: dict[str, Any], *, proceed: bool) -> None:
     """The child's main loop. Returns when the parent closes the channel or after a fatal call."""
-    channel = Channel(CHANNEL_FD)
+    global _channel
+    channel = _channel = Channel(CHANNEL_FD)
     channel.send({"t": "hello", **hello})
     if not proceed:
         return  # a required isolation layer is missing: never read the job data
@@ -705,6 +758,8 @@ def serve(hello: dict[str, Any], *, proceed: bool) -> None:
     if loaded.get("fatal"):
         return
     while True:
+        if channel.out and not channel.has_frame():
+            channel.flush()
         message = channel.recv()
         if message is None:
             return
@@ -712,6 +767,7 @@ def serve(hello: dict[str, Any], *, proceed: bool) -> None:
             runtime.state_json = message["state"]
             continue
         result = runtime.handle(message)
-        channel.send(result, flush=not channel.has_frame())
-        if result.get("fatal"):
+        fatal = bool(result.get("fatal"))
+        channel.send(result, flush=fatal or runtime.flush_each or not channel.has_frame())
+        if fatal:
             return  # after a CPU or memory limit this interpreter is not trusted to be sane

@@ -15,6 +15,8 @@ from __future__ import annotations
 import array
 import ctypes
 import errno
+import fcntl
+import gc
 import importlib
 import json
 import os
@@ -113,11 +115,29 @@ def _vm_bytes() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def lockdown(params: dict[str, Any], seccomp_filter: Any, server_pid: int) -> tuple[dict[str, bool], dict[str, str]]:
+def build_landlock() -> int:
+    """A Landlock ruleset handling every right this kernel knows, with no rule granting any back:
+    no file may be opened, listed, written, executed or created; no TCP bind or connect; no
+    signals or abstract UNIX sockets outside the domain. Built once; each child enforces it."""
+    import landlockpy
+    from landlockpy import _syscall
+
+    abi = landlockpy.abi_version()
+    if abi < 1:
+        raise OSError("Landlock is not supported or not enabled in this kernel")
+    attr = _syscall.RulesetAttr(
+        handled_access_fs=int(landlockpy.fs_for_abi(abi)),
+        handled_access_net=int(landlockpy.net_for_abi(abi)),
+        scoped=int(landlockpy.scope_for_abi(abi)),
+    )
+    return _syscall.create_ruleset(attr)
+
+
+def lockdown(
+    params: dict[str, Any], seccomp_filter: Any, ruleset_fd: int, server_pid: int
+) -> tuple[dict[str, bool], dict[str, str]]:
     """Apply every isolation layer to this (child) process. Irreversible; order matters."""
     import resource
-
-    import landlockpy
 
     disabled = set(params.get("disable") or ())  # tests only: simulate a missing layer
     layers: dict[str, bool] = {}
@@ -177,20 +197,12 @@ def lockdown(params: dict[str, Any], seccomp_filter: Any, server_pid: int) -> tu
             raise OSError("no_new_privs did not stick")
 
     def landlock() -> None:
-        from landlockpy import AccessFS, AccessNet, Ruleset, Scope
+        from landlockpy import _syscall
 
-        abi = landlockpy.abi_version()
-        if abi < 1:
-            raise OSError("Landlock is not supported or not enabled in this kernel")
-        # Every right this kernel can handle, and no rule granting any back: no file may be
-        # opened, listed, written, executed or created; no TCP bind/connect; no signals or
-        # abstract UNIX sockets outside this domain.
-        with Ruleset(
-            handled_fs=landlockpy.fs_for_abi(abi) or AccessFS.NONE,
-            handled_net=landlockpy.net_for_abi(abi) or AccessNet.NONE,
-            scoped=landlockpy.scope_for_abi(abi) or Scope.NONE,
-        ) as ruleset:
-            ruleset.restrict()
+        if ruleset_fd < 0:
+            raise OSError(landlock_error or "Landlock is not available")
+        _syscall.restrict_self(ruleset_fd, 0)
+        os.close(ruleset_fd)
 
     def seccomp() -> None:
         if seccomp_filter is None:
@@ -212,19 +224,27 @@ def lockdown(params: dict[str, Any], seccomp_filter: Any, server_pid: int) -> tu
     return layers, errors
 
 
-def child_main(channel_fd: int, params: dict[str, Any], devnull: int, seccomp_filter: Any, server_pid: int) -> None:
+landlock_error = ""
+
+
+def child_main(
+    channel_fd: int, params: dict[str, Any], devnull: int, seccomp_filter: Any, ruleset_fd: int, server_pid: int
+) -> None:
     """Runs in the forked child; never returns to the fork server's loop."""
     code = 70
     try:
+        # The channel becomes fd 3 and the Landlock ruleset fd 4; everything else is closed.
+        channel = fcntl.fcntl(channel_fd, fcntl.F_DUPFD_CLOEXEC, 10)
+        ruleset = fcntl.fcntl(ruleset_fd, fcntl.F_DUPFD_CLOEXEC, 10) if ruleset_fd >= 0 else -1
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
-        if channel_fd != 3:
-            os.dup2(channel_fd, 3)
-        os.set_inheritable(3, False)
-        os.closerange(4, 1 << 20)  # close_range(2): the control socket and everything else
+        os.dup2(channel, 3, inheritable=False)
+        if ruleset >= 0:
+            os.dup2(ruleset, 4, inheritable=False)
+        os.closerange(5 if ruleset >= 0 else 4, 1 << 20)  # close_range(2)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
-        layers, errors = lockdown(params, seccomp_filter, server_pid)
+        layers, errors = lockdown(params, seccomp_filter, 4 if ruleset >= 0 else -1, server_pid)
         missing = [name for name in LAYERS if not layers.get(name)]
         hello = {"layers": layers, "errors": errors, "missing": missing, "pid": os.getpid()}
         child = importlib.import_module("wr_child")
@@ -236,14 +256,14 @@ def child_main(channel_fd: int, params: dict[str, Any], devnull: int, seccomp_fi
         os._exit(code)
 
 
-def _probe(devnull: int, seccomp_filter: Any, server_pid: int) -> dict[str, Any]:
+def _probe(devnull: int, seccomp_filter: Any, ruleset_fd: int, server_pid: int) -> dict[str, Any]:
     """Fork one child that applies every layer and reports which ones held."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(read_end)
-            layers, errors = lockdown({"memory_bytes": 64 * 2**20}, seccomp_filter, server_pid)
+            layers, errors = lockdown({"memory_bytes": 64 * 2**20}, seccomp_filter, ruleset_fd, server_pid)
             os.write(write_end, json.dumps({"layers": layers, "errors": errors}).encode())
         finally:
             os._exit(0)
@@ -303,8 +323,18 @@ def main() -> None:
     except Exception as error:  # noqa: BLE001 - reported as a missing layer
         seccomp_filter = None
         failed["seccomp"] = f"{type(error).__name__}: {error}"
+    global landlock_error
+    try:
+        ruleset_fd = build_landlock()
+    except Exception as error:  # noqa: BLE001 - reported as a missing layer
+        ruleset_fd = -1
+        landlock_error = f"{type(error).__name__}: {error}"
     control = socket.socket(fileno=control_fd)
-    report = _probe(devnull, seccomp_filter, server_pid)
+    report = _probe(devnull, seccomp_filter, ruleset_fd, server_pid)
+    # Every object so far is shared copy-on-write with the children: keep the garbage collector
+    # from touching (and so copying) them in each child.
+    gc.collect()
+    gc.freeze()
     control.send(json.dumps({"t": "ready", "pid": server_pid, "preload_errors": failed, **report}).encode())
     control.settimeout(1.0)  # wake up now and then to reap finished children
     children: set[int] = set()
@@ -331,7 +361,7 @@ def main() -> None:
                 raise ValueError("expected exactly one channel fd")
             pid = os.fork()
             if pid == 0:
-                child_main(received[0], params, devnull, seccomp_filter, server_pid)
+                child_main(received[0], params, devnull, seccomp_filter, ruleset_fd, server_pid)
             children.add(pid)
             # The pidfd is opened before this loop can reap the child, so it names this process.
             pidfd = os.pidfd_open(pid)

@@ -105,7 +105,9 @@ def test_it_expires_links_after_an_hour(db: Any) -> None:
 
     link = MagicLink.objects.get()
 
-    assert link.expires_at - link.created_at == pytest.approx(timedelta(hours=1), abs=timedelta(seconds=5))
+    assert link.expires_at - link.created_at == pytest.approx(
+        timedelta(hours=1), abs=timedelta(seconds=5)
+    )
 
 
 def test_it_refuses_a_made_up_link(db: Any) -> None:
@@ -184,7 +186,9 @@ def test_it_does_not_spend_the_link_on_get(db: Any) -> None:
 
 def test_it_answers_the_same_for_known_and_unknown_addresses(alice: User) -> None:
     known = APIClient().post("/api/auth/magic-link/", {"email": alice.email}, format="json")
-    unknown = APIClient().post("/api/auth/magic-link/", {"email": "nobody@example.com"}, format="json")
+    unknown = APIClient().post(
+        "/api/auth/magic-link/", {"email": "nobody@example.com"}, format="json"
+    )
 
     assert known.status_code == unknown.status_code == 202
     assert known.json() == unknown.json()
@@ -201,7 +205,12 @@ def test_it_rate_limits_links_per_email(db: Any, settings: Any) -> None:
     settings.WR_MAGIC_LINKS_PER_EMAIL_PER_HOUR = 2
     client = APIClient()
     for _ in range(2):
-        assert client.post("/api/auth/magic-link/", {"email": "c@example.com"}, format="json").status_code == 202
+        assert (
+            client.post(
+                "/api/auth/magic-link/", {"email": "c@example.com"}, format="json"
+            ).status_code
+            == 202
+        )
 
     response = client.post("/api/auth/magic-link/", {"email": "c@example.com"}, format="json")
     other = client.post("/api/auth/magic-link/", {"email": "d@example.com"}, format="json")
@@ -217,7 +226,9 @@ def test_it_rate_limits_links_per_ip(db: Any, settings: Any) -> None:
     settings.WR_MAGIC_LINKS_PER_IP_PER_HOUR = 3
     client = APIClient()
     statuses = [
-        client.post("/api/auth/magic-link/", {"email": f"p{i}@example.com"}, format="json").status_code
+        client.post(
+            "/api/auth/magic-link/", {"email": f"p{i}@example.com"}, format="json"
+        ).status_code
         for i in range(4)
     ]
     web = Client().post("/accounts/login/", {"email": "web@example.com"})
@@ -253,10 +264,16 @@ def test_it_moves_the_visitors_hooks_to_a_new_account(visitor: User) -> None:
     assert response.json()["user"]["id"] == account.pk
     assert set(Hook.objects.filter(owner=account)) == {first, second}
     assert not User.objects.filter(pk=visitor.pk).exists()
-    assert client.get("/api/me/").json() == {"kind": "user", "id": account.pk, "email": "carol@example.com"}
+    assert client.get("/api/me/").json() == {
+        "kind": "user",
+        "id": account.pk,
+        "email": "carol@example.com",
+    }
 
 
-def test_it_moves_the_visitors_hooks_to_an_account_that_has_hooks(alice: User, visitor: User) -> None:
+def test_it_moves_the_visitors_hooks_to_an_account_that_has_hooks(
+    alice: User, visitor: User
+) -> None:
     own = hook_create(owner=alice, name="alice's")
     made = {hook_create(owner=visitor, name="one"), hook_create(owner=visitor, name="two")}
     client = visitor_client(visitor)

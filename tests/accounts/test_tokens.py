@@ -124,7 +124,9 @@ def test_it_records_last_used_at_at_most_once_a_minute(alice: User) -> None:
     assert alice.last_seen_at is not None
 
 
-def test_it_does_not_revoke_another_users_token(alice: User, bob: User, client_for: Callable[..., APIClient]) -> None:
+def test_it_does_not_revoke_another_users_token(
+    alice: User, bob: User, client_for: Callable[..., APIClient]
+) -> None:
     api_token, token = api_token_create(user=alice, name="ci")
 
     response = client_for(bob).delete(f"/api/tokens/{api_token.pk}/")
@@ -178,7 +180,11 @@ def test_it_prints_a_working_token_from_createtoken(db: Any) -> None:
     token = out.getvalue().strip()
     user = User.objects.get(email="ops@example.com")
     assert ApiToken.objects.get().name == "deploy"
-    assert bearer(token).get("/api/me/").json() == {"kind": "user", "id": user.pk, "email": user.email}
+    assert bearer(token).get("/api/me/").json() == {
+        "kind": "user",
+        "id": user.pk,
+        "email": user.email,
+    }
 
 
 def test_it_reuses_the_account_in_createtoken(alice: User) -> None:

@@ -80,7 +80,9 @@ def test_it_creates_a_visitor_with_a_token_over_the_api(db: Any) -> None:
     assert User.objects.get(pk=me["id"]).is_visitor
 
 
-def test_it_says_who_is_signed_in(alice: User, visitor: User, client_for: Callable[..., APIClient]) -> None:
+def test_it_says_who_is_signed_in(
+    alice: User, visitor: User, client_for: Callable[..., APIClient]
+) -> None:
     assert client_for(alice).get("/api/me/").json() == {
         "kind": "user",
         "id": alice.pk,

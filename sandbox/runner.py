@@ -31,7 +31,6 @@ from sandbox.process import (
 )
 
 MAX_TYPE_CHARS = 200
-DBG=[]
 MAX_MESSAGE_CHARS = 4096
 MAX_TRACEBACK_CHARS = 16384
 
@@ -83,6 +82,9 @@ class Session:
         self._weak = require_layers(fork_server())
         self._child: Child | None = None
         self._tainted = False  # the current child saw an error or a batch: never pool it
+        # After a timeout or crash in a pipelined exchange, replies the child had queued may be
+        # lost with it: from then on children flush every reply, and that request runs again.
+        self._careful = False
         self._pending_console = ""
         self._init_error: dict[str, str] | None = None
         try:
@@ -183,6 +185,7 @@ class Session:
             "state_bytes": limits.state_bytes,
             "value_bytes": self._value_bytes,
             "memory_bytes": limits.memory_bytes,
+            "flush_each": self._careful,
         }
         # The init frame is sent at once, but the child reads it only after it has isolated
         # itself and said hello (and never, if a required layer is missing).
@@ -271,6 +274,9 @@ class Session:
                             break
                 except (ChildTimeout, ChildGone, ChildProtocolError) as error:
                     self._drop_child()
+                    if not self._careful and not isinstance(error, ChildProtocolError) and total - index > 1:
+                        self._careful = True
+                        continue  # run messages[index] again, in a child that flushes each reply
                     ms = (time.monotonic() - started) * 1000
                     yield index, {"ok": False, "error": self._failure_for(error), "console": "", "ms": ms}
                     index += 1
@@ -303,7 +309,6 @@ class Session:
             "fatal": frame.get("fatal") is True,
             "error": None,
         }
-        DBG.append((frame.get("cpu"), frame.get("wall"), time.perf_counter()))
         if not ok:
             result["error"] = self._clean_error(frame.get("error"))
             return result

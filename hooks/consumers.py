@@ -1,0 +1,152 @@
+"""WebSocket consumers: public live state on a read key, and the owner's live feed of a hook.
+
+Protocol, close codes and limits: docs/realtime.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.http import QueryDict
+
+from hooks import events, live
+from hooks.live.subscription import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND
+from hooks.models import Hook
+
+logger = logging.getLogger(__name__)
+
+# A WebSocket close reason must fit in 123 bytes.
+MAX_REASON = 120
+
+
+def client_ip(scope: dict[str, Any]) -> str:
+    # uvicorn puts the X-Forwarded-For address here when the proxy is trusted
+    # (--forwarded-allow-ips); otherwise it is the peer's address.
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+class LiveStateConsumer(AsyncWebsocketConsumer):
+    """WS /read/<key>/live[?params][&since=N]: the queried state now and after every change."""
+
+    subscription: live.Subscription | None = None
+    writer: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        # Accept first, then refuse with a close code: a refused handshake reaches browsers only
+        # as an anonymous 1006, a close code says why.
+        await self.accept()
+        query = QueryDict(self.scope.get("query_string", b""))
+        params = {name: query.getlist(name) for name in query}
+        try:
+            self.subscription = await live.subscribe(
+                token=self.scope["url_route"]["kwargs"]["token"],
+                query=params,
+                since=live.since_parse(query.get("since")),
+                ip=client_ip(self.scope),
+            )
+        except live.Refused as refused:
+            await self.close(code=refused.close_code, reason=refused.message[:MAX_REASON])
+            return
+        self.writer = asyncio.create_task(self._write(self.subscription))
+
+    async def _write(self, subscription: live.Subscription) -> None:
+        while True:
+            item = await subscription.next()
+            if isinstance(item, live.Closing):
+                await self.close(code=item.code, reason=item.reason[:MAX_REASON])
+                return
+            if item is not None:
+                try:
+                    await self.send(text_data=item.ws_text)
+                except Exception:
+                    # The client went away mid-send; disconnect() cleans up.
+                    return
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Browsers cannot send protocol pings: an application-level "ping" keeps proxies from
+        # cutting an idle connection and tells the client the server is alive.
+        if text_data is not None and text_data.strip() in ("ping", '{"type":"ping"}', '{"type": "ping"}'):
+            await self.send(text_data='{"type":"pong"}')
+
+    async def disconnect(self, code: int) -> None:
+        if self.writer is not None:
+            self.writer.cancel()
+            with contextlib.suppress(BaseException):
+                await self.writer
+        if self.subscription is not None:
+            subscription, self.subscription = self.subscription, None
+            await live.unsubscribe(subscription)
+
+
+def _owns(user: Any, hook_id: str) -> bool:
+    return Hook.objects.filter(pk=hook_id, owner=user).exists()
+
+
+class OwnerFeedConsumer(AsyncWebsocketConsumer):
+    """WS /ws/hooks/<hook_id>/: the owner's live request log, outcomes, state seq and replay
+    progress (session authentication; anyone else is refused without learning whether the
+    hook exists)."""
+
+    hook_id: str | None = None
+    watcher: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_FORBIDDEN, reason="Sign in to follow this hook.")
+            return
+        hook_id = str(self.scope["url_route"]["kwargs"]["hook_id"])
+        if not await database_sync_to_async(_owns)(user, hook_id):
+            await self.close(code=CLOSE_NOT_FOUND, reason="No such hook.")
+            return
+        self.hook_id = hook_id
+        await self.channel_layer.group_add(events.hook_group(hook_id), self.channel_name)
+        await self.channel_layer.group_add(events.owner_group(hook_id), self.channel_name)
+        self.watcher = asyncio.create_task(self._watch(hook_id))
+        await self.send_json({"type": "hello", "hook": hook_id})
+
+    async def _watch(self, hook_id: str) -> None:
+        # Publishers send log events only while a hook is marked watched (events.watched).
+        while True:
+            await sync_to_async(events.watch, thread_sensitive=False)(hook_id)
+            await asyncio.sleep(events.WATCH_TTL_SECONDS / 3)
+
+    async def disconnect(self, code: int) -> None:
+        if self.hook_id is None:
+            return
+        hook_id, self.hook_id = self.hook_id, None
+        if self.watcher is not None:
+            self.watcher.cancel()
+        await sync_to_async(events.watch, thread_sensitive=False)(hook_id, watching=False)
+        await self.channel_layer.group_discard(events.hook_group(hook_id), self.channel_name)
+        await self.channel_layer.group_discard(events.owner_group(hook_id), self.channel_name)
+
+    async def send_json(self, content: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(content, ensure_ascii=False))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is not None and "ping" in text_data:
+            await self.send_json({"type": "pong"})
+
+    # Channel-layer events (hooks.events); every type sent to the two groups needs a handler.
+
+    async def state_changed(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "state", "seq": event["seq"]})
+
+    async def key_changed(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "keys", "key_id": event.get("key_id")})
+
+    async def requests_logged(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "requests", "requests": event["requests"]})
+
+    async def replay_progress(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "replay", **{k: v for k, v in event.items() if k != "type"}})

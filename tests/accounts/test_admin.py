@@ -1,0 +1,141 @@
+"""The operators' admin: useful lists, no secrets or token hashes, a pause action."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from accounts.models import ApiToken, User
+from accounts.services import api_token_create
+from hooks import secrets as crypto
+from hooks.models import Hook, Key, Request, Secret
+from hooks.services import hook_create
+
+
+@pytest.fixture
+def operator(db: Any) -> Client:
+    admin = User.objects.create_superuser(username="ops", email="ops@example.com", password="x")
+    client = Client()
+    client.force_login(admin)
+    return client
+
+
+@pytest.fixture
+def hook(alice: User) -> Hook:
+    hook = hook_create(owner=alice, name="alice's hook")
+    Secret.objects.create(
+        hook=hook,
+        name="STRIPE_KEY",
+        ciphertext=crypto.encrypt("sk_live_topsecret"),
+        fingerprint=crypto.fingerprint("sk_live_topsecret"),
+    )
+    return hook
+
+
+def test_it_lists_users_with_a_visitor_filter_and_hook_counts(
+    operator: Client, hook: Hook, visitor: User
+) -> None:
+    page = operator.get("/admin/accounts/user/?is_visitor__exact=1")
+
+    assert page.status_code == 200
+    assert visitor.username.encode() in page.content
+    assert b"alice@example.com" not in page.content
+    assert b"column-hooks_count" in operator.get("/admin/accounts/user/").content
+
+
+def test_it_never_shows_token_hashes(operator: Client, alice: User) -> None:
+    api_token, token = api_token_create(user=alice, name="ci")
+
+    for url in [
+        "/admin/accounts/apitoken/",
+        f"/admin/accounts/apitoken/{api_token.pk}/change/",
+        f"/admin/accounts/user/{alice.pk}/change/",
+    ]:
+        page = operator.get(url)
+        assert page.status_code == 200, url
+        assert api_token.token_hash.encode() not in page.content
+        assert token.encode() not in page.content
+    assert operator.get("/admin/accounts/apitoken/add/").status_code == 403
+
+
+def test_it_never_shows_secrets_or_key_tokens(operator: Client, hook: Hook) -> None:
+    secret = hook.secrets.get()
+    write_key = hook.keys.get(kind=Key.Kind.WRITE).token
+    for url in [
+        "/admin/hooks/hook/",
+        f"/admin/hooks/hook/{hook.pk}/change/",
+        "/admin/hooks/secret/",
+        f"/admin/hooks/secret/{secret.pk}/change/",
+        "/admin/hooks/key/",
+        "/admin/hooks/version/",
+        "/admin/hooks/request/",
+    ]:
+        page = operator.get(url)
+        assert page.status_code == 200, url
+        assert b"sk_live_topsecret" not in page.content
+        assert bytes(secret.ciphertext) not in page.content
+        assert write_key.encode() not in page.content
+    assert b"STRIPE_KEY" in operator.get(f"/admin/hooks/hook/{hook.pk}/change/").content
+
+
+def test_it_shows_a_request(operator: Client, hook: Hook) -> None:
+    from django.utils import timezone
+
+    row = Request.objects.create(
+        hook=hook, method="POST", body=b'{"n": 1}', received_at=timezone.now()
+    )
+
+    page = operator.get(f"/admin/hooks/request/{row.pk}/change/")
+
+    assert page.status_code == 200
+    assert b"{&quot;n&quot;: 1}" in page.content
+
+
+def test_it_pauses_and_unpauses_hooks(operator: Client, hook: Hook) -> None:
+    operator.post("/admin/hooks/hook/", {"action": "pause", "_selected_action": [str(hook.pk)]})
+    hook.refresh_from_db()
+    assert hook.is_paused
+
+    operator.post("/admin/hooks/hook/", {"action": "unpause", "_selected_action": [str(hook.pk)]})
+    hook.refresh_from_db()
+    assert not hook.is_paused
+
+
+def test_it_keeps_non_staff_out(alice: User, hook: Hook) -> None:
+    client = Client()
+    client.force_login(alice)
+
+    response = client.post(
+        "/admin/hooks/hook/", {"action": "pause", "_selected_action": [str(hook.pk)]}
+    )
+
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+    hook.refresh_from_db()
+    assert not hook.is_paused
+
+
+def test_it_revokes_tokens_from_the_admin(operator: Client, alice: User) -> None:
+    api_token, _ = api_token_create(user=alice, name="leaked")
+
+    operator.post(
+        "/admin/accounts/apitoken/", {"action": "revoke", "_selected_action": [str(api_token.pk)]}
+    )
+
+    assert ApiToken.objects.get(pk=api_token.pk).revoked_at is not None
+
+
+def test_it_searches_by_id_name_and_owner(operator: Client, hook: Hook) -> None:
+    for term in [str(hook.pk), "alice's", "alice@example.com", "not-a-uuid"]:
+        page = operator.get("/admin/hooks/hook/", {"q": term})
+        assert page.status_code == 200, term
+    assert str(hook.pk).encode() in operator.get("/admin/hooks/hook/", {"q": str(hook.pk)}).content
+    for url in [
+        "/admin/hooks/request/",
+        "/admin/hooks/key/",
+        "/admin/hooks/version/",
+        "/admin/hooks/secret/",
+    ]:
+        assert operator.get(url, {"q": "not-a-uuid"}).status_code == 200, url
