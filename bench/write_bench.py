@@ -61,7 +61,9 @@ def wrk(url: str, seconds: int, connections: int) -> tuple[float, str, str]:
             f"wrk.body = {json.dumps(BODY)}\n"
             'wrk.headers["Content-Type"] = "application/json"\n'
         )
-    out = sh("wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url).stdout
+    out = sh(
+        "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url
+    ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = re.search(r"50%\s+(\S+)", out).group(1)  # type: ignore[union-attr]
     p99 = re.search(r"99%\s+(\S+)", out).group(1)  # type: ignore[union-attr]
@@ -72,7 +74,9 @@ def wrk(url: str, seconds: int, connections: int) -> tuple[float, str, str]:
 
 
 def start(args: list[str], log: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        args, cwd=ROOT, env=ENV, stdout=open(log, "wb"), stderr=subprocess.STDOUT
+    )
 
 
 def main() -> None:
@@ -95,7 +99,9 @@ def main() -> None:
     owner = User.objects.create_user(username="bench")
     plain = hook_create(owner=owner, name="no responder", code="")
     responding = hook_create(
-        owner=owner, name="trivial responder", code="def responder(request, secrets):\n    return {'ok': True}\n"
+        owner=owner,
+        name="trivial responder",
+        code="def responder(request, secrets):\n    return {'ok': True}\n",
     )
     counter = hook_create(
         owner=owner,
@@ -118,7 +124,9 @@ def main() -> None:
     )
     try:
         time.sleep(3)
-        print(f"Write throughput, gunicorn sync -w4, wrk {options.connections} connections, {options.seconds}s each")
+        print(
+            f"Write throughput, gunicorn sync -w4, wrk {options.connections} connections, {options.seconds}s each"
+        )
         print(f"{'endpoint':<34}{'req/s':>10}{'p50':>10}{'p99':>10}{'vs bare':>9}")
         targets = [
             ("bare Django view + INSERT", f"{base}/bench/bare/{plain.pk}"),
@@ -140,11 +148,20 @@ def main() -> None:
         now = timezone.now()
         count = 20000
         Request.objects.bulk_create(
-            Request(hook=counter, method="POST", content_type="application/json", body=BODY.encode(), received_at=now)
+            Request(
+                hook=counter,
+                method="POST",
+                content_type="application/json",
+                body=BODY.encode(),
+                received_at=now,
+            )
             for _ in range(count)
         )
         state = State.objects.get(version=counter.live_version)
-        worker = start([PY, "-m", "celery", "-A", "webreducer", "worker", "-c", "1", "-l", "warning"], str(logs / "worker.log"))
+        worker = start(
+            [PY, "-m", "celery", "-A", "webreducer", "worker", "-c", "1", "-l", "warning"],
+            str(logs / "worker.log"),
+        )
         time.sleep(4)
         from hooks.tasks import reduce_hook
 
@@ -153,7 +170,9 @@ def main() -> None:
         while State.objects.get(pk=state.pk).seq < count:
             time.sleep(0.05)
         elapsed = time.monotonic() - started
-        print(f"\nFold: {count} pending requests into one hook by one worker: {elapsed:.2f}s = {count / elapsed:.0f} requests/s")
+        print(
+            f"\nFold: {count} pending requests into one hook by one worker: {elapsed:.2f}s = {count / elapsed:.0f} requests/s"
+        )
 
         # Latency from write to applied at a steady rate.
         url = base + write_url(counter)
@@ -178,7 +197,9 @@ def main() -> None:
         for thread in threads:
             thread.join()
         time.sleep(3)
-        rows = Request.objects.filter(hook=counter, received_at__gte=window_start).values_list("received_at", "applied_at")
+        rows = Request.objects.filter(hook=counter, received_at__gte=window_start).values_list(
+            "received_at", "applied_at"
+        )
         lags = sorted((a - r).total_seconds() * 1000 for r, a in rows if a is not None)
         pending = sum(1 for _, a in rows if a is None)
         print(

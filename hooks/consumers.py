@@ -73,7 +73,11 @@ class LiveStateConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Browsers cannot send protocol pings: an application-level "ping" keeps proxies from
         # cutting an idle connection and tells the client the server is alive.
-        if text_data is not None and text_data.strip() in ("ping", '{"type":"ping"}', '{"type": "ping"}'):
+        if text_data is not None and text_data.strip() in (
+            "ping",
+            '{"type":"ping"}',
+            '{"type": "ping"}',
+        ):
             await self.send(text_data='{"type":"pong"}')
 
     async def disconnect(self, code: int) -> None:

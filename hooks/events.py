@@ -97,7 +97,13 @@ def replay_progress(*, hook_id: str, version: int, done: int, total: int, status
     published, failed)."""
     broadcast(
         owner_group(hook_id),
-        {"type": "replay.progress", "version": version, "done": done, "total": total, "status": status},
+        {
+            "type": "replay.progress",
+            "version": version,
+            "done": done,
+            "total": total,
+            "status": status,
+        },
     )
 
 

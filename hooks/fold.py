@@ -74,6 +74,7 @@ def fold(
     if not requests:
         return [], state
     outcomes = [Outcome(outcome=Request.Outcome.APPLIED) for _ in requests]
+    keys: list[str | None]
     needs_sandbox = "reducer" in functions or "idempotency_key" in functions
     if not needs_sandbox:
         keys = [_header_key(r.headers) for r in requests]
@@ -85,7 +86,7 @@ def fold(
     payloads = [request_payload(r) for r in requests]
     with session(code=code, secrets=secrets, limits=limits) as sandbox:
         if "idempotency_key" in functions:
-            keys: list[str | None] = []
+            keys = []
             for outcome, result in zip(outcomes, sandbox.idempotency_keys(payloads), strict=True):
                 outcome.console += result.console
                 outcome.duration_ms += result.duration_ms

@@ -11,12 +11,12 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
-
 from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.db.models import Field
 from django.utils import timezone
 
 from hooks import events, ratelimit, wakeup
@@ -221,14 +221,22 @@ INSERT_FIELDS = [
 ]
 
 
+@lru_cache(maxsize=1)
+def _insert_fields() -> list[Field[Any, Any]]:
+    fields = [Request._meta.get_field(name) for name in INSERT_FIELDS]
+    return [f for f in fields if isinstance(f, Field)]
+
+
 def _insert(request: Request) -> None:
     """One INSERT, committed on return (autocommit): durable before acknowledged."""
-    fields = [Request._meta.get_field(name) for name in INSERT_FIELDS]
+    fields = _insert_fields()
     values = [f.get_db_prep_save(getattr(request, f.attname), connection) for f in fields]
-    columns = ", ".join(f.column for f in fields)
+    columns = ", ".join(f.get_attname_column()[1] for f in fields)
     placeholders = ", ".join(["%s"] * len(fields))
     with connection.cursor() as cursor:
-        cursor.execute(f"INSERT INTO {Request._meta.db_table} ({columns}) VALUES ({placeholders})", values)
+        # Only model metadata is interpolated; values go as parameters.
+        sql = f"INSERT INTO {Request._meta.db_table} ({columns}) VALUES ({placeholders})"  # noqa: S608
+        cursor.execute(sql, values)
 
 
 def state_read(*, key: Key, params: dict[str, list[str]]) -> Reply:
@@ -271,5 +279,9 @@ def query_error(error: dict[str, Any] | None) -> dict[str, Any]:
     # Readers see what went wrong, not the traceback: that is for the owner's dry runs.
     kind = (error or {}).get("type", "Error")
     detail = (error or {}).get("message", "")
-    message = f"The hook's query raised {kind}: {detail}" if detail else f"The hook's query raised {kind}."
+    message = (
+        f"The hook's query raised {kind}: {detail}"
+        if detail
+        else f"The hook's query raised {kind}."
+    )
     return {"error": {"code": "query_error", "message": message}}

@@ -12,7 +12,9 @@ class Hook(models.Model):
     """A stateful endpoint: code, keys, the stored request history and the state it folds into."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="hooks")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="hooks"
+    )
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True, default="")
     draft_code = models.TextField(blank=True, default="")
@@ -23,7 +25,9 @@ class Hook(models.Model):
     )
     # Operator overrides of the settings limits, e.g. {"max_body_bytes": 4194304}.
     limits = models.JSONField(default=dict, blank=True)
-    is_paused = models.BooleanField(default=False, help_text="Paused by an operator: keys answer 404.")
+    is_paused = models.BooleanField(
+        default=False, help_text="Paused by an operator: keys answer 404."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -32,6 +36,12 @@ class Hook(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def live_id(self) -> int:
+        """The live version's id: every hook has one from its creation (hook_create)."""
+        assert self.live_version_id is not None
+        return self.live_version_id
 
     def limit(self, name: str, default: int | float) -> int | float:
         value = self.limits.get(name, default)
@@ -170,7 +180,9 @@ class Request(models.Model):
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["hook", "seq"], condition=Q(seq__isnull=False), name="hooks_request_seq_unique"
+                fields=["hook", "seq"],
+                condition=Q(seq__isnull=False),
+                name="hooks_request_seq_unique",
             )
         ]
         indexes = [
@@ -207,6 +219,9 @@ class ReplayOutcome(models.Model):
             models.UniqueConstraint(fields=["version", "request"], name="hooks_replay_unique")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.version} {self.request_id}: {self.outcome}"
+
 
 class LedgerEntry(models.Model):
     """The durable idempotency ledger: one row per key applied in a version's history."""
@@ -219,6 +234,9 @@ class LedgerEntry(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["version", "key"], name="hooks_ledger_key_unique")
         ]
+
+    def __str__(self) -> str:
+        return f"{self.version}: {self.key}"
 
 
 class Secret(models.Model):

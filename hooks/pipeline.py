@@ -50,7 +50,9 @@ def hook_reduce(*, hook_id: uuid.UUID | str) -> int:
             return total
 
 
-def hook_reduce_slice(*, hook_id: uuid.UUID | str, seconds: float | None = None) -> tuple[int, bool]:
+def hook_reduce_slice(
+    *, hook_id: uuid.UUID | str, seconds: float | None = None
+) -> tuple[int, bool]:
     """Apply pending requests for up to `seconds`; return (how many, whether any may be left)."""
     deadline = time.monotonic() + (seconds or settings.WR_REDUCE_SLICE_SECONDS)
     size = min(FIRST_BATCH, settings.WR_BATCH_SIZE)
@@ -79,7 +81,10 @@ def _reduce_batch(hook_id: uuid.UUID | str, batch_size: int) -> int:
         except DatabaseError as error:
             raise HookBusy(str(hook_id)) from error
         # The switch to a new version takes this same lock: re-read the pointer under it.
-        if Hook.objects.filter(pk=hook_id).values_list("live_version", flat=True).get() != version.pk:
+        if (
+            Hook.objects.filter(pk=hook_id).values_list("live_version", flat=True).get()
+            != version.pk
+        ):
             raise HookBusy(str(hook_id))
 
         pending = list(
@@ -114,11 +119,15 @@ def _reduce_batch(hook_id: uuid.UUID | str, batch_size: int) -> int:
 
 
 def ledger_lookup(version: Version, keys: list[str]) -> dict[str, int]:
-    rows = LedgerEntry.objects.filter(version=version, key__in=keys).values_list("key", "request_id")
+    rows = LedgerEntry.objects.filter(version=version, key__in=keys).values_list(
+        "key", "request_id"
+    )
     return dict(rows)
 
 
-def ledger_record(version: Version, requests: Sequence[Request], outcomes: Sequence[Outcome]) -> None:
+def ledger_record(
+    version: Version, requests: Sequence[Request], outcomes: Sequence[Outcome]
+) -> None:
     from hooks.fold import ledger_key
 
     LedgerEntry.objects.bulk_create(
@@ -172,7 +181,7 @@ def _update_postgresql(requests: Sequence[Request]) -> None:
 
     table = Request._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(
+        cursor.execute(  # only the table name is interpolated
             f"""
             UPDATE {table} AS r SET
                 seq = v.seq, outcome = v.outcome, idempotency_key = v.idempotency_key,
@@ -184,7 +193,7 @@ def _update_postgresql(requests: Sequence[Request]) -> None:
             ) AS v(id, seq, outcome, idempotency_key, duplicate_of_id, error, console,
                    duration_ms, state_after)
             WHERE r.id = v.id
-            """,
+            """,  # noqa: S608
             [
                 requests[0].applied_at,
                 [r.id for r in requests],

@@ -34,7 +34,7 @@ if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
 return tostring(wait)
-"""
+"""  # noqa: S105 - a Lua script, not a password
 
 _local_lock = threading.Lock()
 _local_buckets: dict[str, tuple[float, float]] = {}

@@ -31,7 +31,9 @@ logger = logging.getLogger(__name__)
 def hook_publish(*, hook: Hook, author: User | None, strict: bool = False) -> Version:
     """Publish the draft: a new version that goes live once it has replayed the history."""
     functions = code_check(hook.draft_code)
-    return _version_start(hook=hook, code=hook.draft_code, functions=functions, author=author, strict=strict)
+    return _version_start(
+        hook=hook, code=hook.draft_code, functions=functions, author=author, strict=strict
+    )
 
 
 def hook_rollback(*, hook: Hook, number: int, author: User | None) -> Version:
@@ -84,7 +86,7 @@ def replay_progress(version: Version) -> dict[str, object]:
     """How far a version's rebuild has come: applied of total (the live head)."""
     applied = State.objects.filter(version=version).values_list("seq", flat=True).first() or 0
     live = (
-        State.objects.filter(version_id=version.hook.live_version_id).values_list("seq", flat=True).first()
+        State.objects.filter(version_id=version.hook.live_id).values_list("seq", flat=True).first()
         or 0
     )
     total = max(live, applied)
@@ -122,15 +124,17 @@ def _replay_batch(version_id: int) -> bool:
         except DatabaseError as error:
             raise HookBusy(str(version.hook_id)) from error
         hook = version.hook
-        head = State.objects.values_list("seq", flat=True).get(version_id=hook.live_version_id)
+        head = State.objects.values_list("seq", flat=True).get(version_id=hook.live_id)
         final = head - state.seq <= batch
         if final:
             # Hold the live state: the live worker waits, so the head stands still until the
             # switch commits. Lock order (building, then live) is the same everywhere.
-            live = State.objects.select_for_update().get(version_id=hook.live_version_id)
+            live = State.objects.select_for_update().get(version_id=hook.live_id)
             head = live.seq
         requests = list(
-            Request.objects.filter(hook=hook, seq__gt=state.seq, seq__lte=head).order_by("seq")[:batch]
+            Request.objects.filter(hook=hook, seq__gt=state.seq, seq__lte=head).order_by("seq")[
+                :batch
+            ]
         )
         while requests:
             done = _fold_into(version, state, requests)
@@ -158,7 +162,9 @@ def _fold_into(version: Version, state: State, requests: Sequence[Request]) -> i
     ledger_record(version, done, outcomes)
     failures = sum(1 for o in outcomes if o.outcome == Request.Outcome.FAILED)
     if failures:
-        Version.objects.filter(pk=version.pk).update(replay_failures=version.replay_failures + failures)
+        Version.objects.filter(pk=version.pk).update(
+            replay_failures=version.replay_failures + failures
+        )
         version.replay_failures += failures
     state.value = new_state
     state.seq = done[-1].seq or state.seq
@@ -166,7 +172,9 @@ def _fold_into(version: Version, state: State, requests: Sequence[Request]) -> i
     return len(done)
 
 
-def _outcomes_stage(version: Version, requests: Sequence[Request], outcomes: Sequence[Outcome]) -> None:
+def _outcomes_stage(
+    version: Version, requests: Sequence[Request], outcomes: Sequence[Outcome]
+) -> None:
     cap = settings.WR_LOG_STATE_MAX_BYTES
     ReplayOutcome.objects.bulk_create(
         ReplayOutcome(
@@ -210,11 +218,11 @@ def _switch(version: Version, state: State) -> None:
                 duplicate_of_id = o.duplicate_of_id, state_after = o.state_after
             FROM {staged} AS o
             WHERE o.version_id = %s AND {table}.id = o.request_id
-            """,
+            """,  # noqa: S608 - only table names are interpolated
             [version.pk],
         )
     ReplayOutcome.objects.filter(version=version).delete()
-    previous = hook.live_version_id
+    previous = hook.live_id
     LedgerEntry.objects.filter(version_id=previous).delete()
     Version.objects.filter(pk=previous).update(status=Version.Status.ARCHIVED)
     version.status = Version.Status.PUBLISHED
@@ -262,7 +270,13 @@ def hook_dry_run(*, hook: Hook, code: str, last: int | None = None) -> dict[str,
     while position < len(requests):
         chunk = requests[position : position + settings.WR_BATCH_SIZE]
         outcomes, state = fold(
-            code=code, functions=functions, secrets=secrets, limits=limits, state=state, requests=chunk, seen=seen
+            code=code,
+            functions=functions,
+            secrets=secrets,
+            limits=limits,
+            state=state,
+            requests=chunk,
+            seen=seen,
         )
         for request, outcome in zip(chunk, outcomes, strict=False):
             if outcome.outcome == Request.Outcome.APPLIED and outcome.idempotency_key is not None:
@@ -278,7 +292,7 @@ def hook_dry_run(*, hook: Hook, code: str, last: int | None = None) -> dict[str,
                     }
                 )
         position += len(outcomes)
-    live = State.objects.get(version_id=hook.live_version_id)
+    live = State.objects.get(version_id=hook.live_id)
     final, current = json.loads(state), json.loads(live.value)
     return {
         "requests": len(requests),
@@ -291,4 +305,3 @@ def hook_dry_run(*, hook: Hook, code: str, last: int | None = None) -> dict[str,
         "failures": sum(1 for r in report if r["outcome"] == Request.Outcome.FAILED),
         "requests_report": report,
     }
-

@@ -29,7 +29,9 @@ def retry_after(response: HttpResponse, seconds: float) -> HttpResponse:
     return response
 
 
-def render(status: int, headers: dict[str, str], body: Any, *, raw_json: str | None = None) -> HttpResponse:
+def render(
+    status: int, headers: dict[str, str], body: Any, *, raw_json: str | None = None
+) -> HttpResponse:
     """A user's (status, headers, body) as an HTTP response.
 
     A str body with a non-JSON Content-Type is sent as text (Slack challenges, XML, HTML);
@@ -39,7 +41,9 @@ def render(status: int, headers: dict[str, str], body: Any, *, raw_json: str | N
     if isinstance(body, str) and content_type and "json" not in content_type.lower():
         content = body.encode()
     else:
-        content = (raw_json if raw_json is not None else json.dumps(body, ensure_ascii=False)).encode()
+        content = (
+            raw_json if raw_json is not None else json.dumps(body, ensure_ascii=False)
+        ).encode()
         content_type = content_type or "application/json"
     response = HttpResponse(content, status=status, content_type=content_type)
     for name, value in headers.items():

@@ -10,7 +10,6 @@ import hashlib
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -19,6 +18,15 @@ from hooks.models import Key, Request, Version
 OUTCOMES = [choice for choice, _ in Request.Outcome.choices]
 # hooks.replay.replay_progress's names for a version's status during and after its replay.
 REPLAY_STATUSES = ["running", "done", "failed", "archived"]
+
+
+class StringField(serializers.CharField):
+    """A CharField that takes JSON strings only: DRF's would turn 5 or true into "5", "True"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
 
 
 def key_url(key: Key) -> str:
@@ -70,7 +78,9 @@ class ProgressSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=REPLAY_STATUSES)
     applied = serializers.IntegerField(help_text="Requests the new version has folded.")
     total = serializers.IntegerField(help_text="The live head: requests to fold before the switch.")
-    failures = serializers.IntegerField(help_text="Requests whose reducer raised during the replay.")
+    failures = serializers.IntegerField(
+        help_text="Requests whose reducer raised during the replay."
+    )
     error = serializers.CharField(allow_blank=True)
 
 
@@ -101,7 +111,9 @@ class HookDetailSerializer(HookSerializer):
     """A hook with its draft, its latest replay and its request counts (set by the view)."""
 
     draft_code = serializers.CharField(allow_blank=True)
-    draft_changed = serializers.BooleanField(help_text="Whether the draft differs from the live code.")
+    draft_changed = serializers.BooleanField(
+        help_text="Whether the draft differs from the live code."
+    )
     replay = ProgressSerializer(
         allow_null=True,
         help_text="The newest version's replay while it runs, or when it failed; else null.",
@@ -115,7 +127,9 @@ class VersionSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     published_at = serializers.DateTimeField(allow_null=True)
     author = serializers.SerializerMethodField(help_text="The author's email, if they have one.")
-    sha256 = serializers.SerializerMethodField(help_text="The first 12 hex digits of the code's SHA-256.")
+    sha256 = serializers.SerializerMethodField(
+        help_text="The first 12 hex digits of the code's SHA-256."
+    )
     functions = serializers.ListField(child=serializers.CharField())
     strict = serializers.BooleanField()
     rolled_back_from = serializers.IntegerField(allow_null=True)
@@ -144,7 +158,9 @@ class VersionDetailSerializer(VersionSerializer):
 
 class StateSerializer(serializers.Serializer):
     seq = serializers.IntegerField()
-    state = serializers.JSONField(allow_null=True, help_text="Any JSON value; null before the first request.")
+    state = serializers.JSONField(
+        allow_null=True, help_text="Any JSON value; null before the first request."
+    )
     version = serializers.IntegerField(allow_null=True, help_text="The live version's number.")
 
 
@@ -168,13 +184,17 @@ class RequestLogSerializer(serializers.Serializer):
     """One entry of the request log. The view sets `body_text`, `body_encoding`,
     `state_after_value` and `state_diff` on each row."""
 
-    seq = serializers.IntegerField(allow_null=True, help_text="null until applied; never for rejected.")
+    seq = serializers.IntegerField(
+        allow_null=True, help_text="null until applied; never for rejected."
+    )
     id = serializers.UUIDField(source="uuid")
     received_at = serializers.DateTimeField()
     method = serializers.CharField()
     path = serializers.CharField(allow_blank=True)
     headers = serializers.DictField(child=serializers.CharField(allow_blank=True))
-    query = serializers.DictField(child=serializers.ListField(child=serializers.CharField(allow_blank=True)))
+    query = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField(allow_blank=True))
+    )
     content_type = serializers.CharField(allow_blank=True)
     body = serializers.CharField(source="body_text", allow_blank=True)
     body_encoding = serializers.ChoiceField(

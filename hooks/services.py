@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import uuid
 
 from django.conf import settings
 from django.db import transaction
@@ -60,7 +61,7 @@ def hook_limits(hook: Hook) -> Limits:
     return Limits.from_settings({k: v for k, v in hook.limits.items() if k in SANDBOX_LIMITS})
 
 
-def hook_secrets(hook_id: object) -> dict[str, str]:
+def hook_secrets(hook_id: uuid.UUID | str) -> dict[str, str]:
     """Decrypted secrets, only ever handed to the sandbox."""
     rows = Secret.objects.filter(hook_id=hook_id).values_list("name", "ciphertext")
     return {name: crypto.decrypt(ciphertext) for name, ciphertext in rows}
@@ -93,7 +94,7 @@ def hook_archive(*, hook: Hook) -> None:
 
     with transaction.atomic():
         # The live worker holds this lock while it folds: wait for its batch, then reset.
-        State.objects.select_for_update().filter(version_id=hook.live_version_id).first()
+        State.objects.select_for_update().filter(version_id=hook.live_id).first()
         Version.objects.filter(hook=hook, status=Version.Status.BUILDING).update(
             status=Version.Status.FAILED, replay_error="The history was archived."
         )
@@ -156,10 +157,21 @@ def secret_set(*, hook: Hook, name: str, value: str) -> Secret:
 
 
 def secrets_rotate() -> int:
-    """Re-encrypt every secret under the first key of WR_SECRETS_KEYS."""
+    """Re-encrypt every secret under the first key of WR_SECRETS_KEYS.
+
+    The fingerprint is keyed by that key too: re-keyed with it, setting the same value again
+    later shows the same fingerprint. Each row is locked while it is rewritten, so a value set
+    meanwhile is not overwritten with the old one.
+    """
     count = 0
-    for secret in Secret.objects.iterator():
-        secret.ciphertext = crypto.rotate(secret.ciphertext)
-        secret.save(update_fields=["ciphertext"])
+    for pk in Secret.objects.values_list("pk", flat=True).iterator():
+        with transaction.atomic():
+            secret = Secret.objects.select_for_update().filter(pk=pk).first()
+            if secret is None:
+                continue
+            value = crypto.decrypt(secret.ciphertext)
+            secret.ciphertext = crypto.encrypt(value)
+            secret.fingerprint = crypto.fingerprint(value)
+            secret.save(update_fields=["ciphertext", "fingerprint"])
         count += 1
     return count

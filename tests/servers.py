@@ -58,7 +58,12 @@ class Process:
         self._file = log.open("wb")
         # A process group of its own, so a kill takes the worker's pool and sandboxes with it.
         self.popen = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=self._file, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=self._file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def output(self) -> str:

@@ -14,9 +14,7 @@ def production_defaults(app_configs: Any, **kwargs: Any) -> list[checks.CheckMes
         return []
     errors: list[checks.CheckMessage] = []
     if settings.SECRET_KEY == settings.DEV_SECRET_KEY:
-        errors.append(
-            checks.Error("SECRET_KEY is the development default.", id="webreducer.E001")
-        )
+        errors.append(checks.Error("SECRET_KEY is the development default.", id="webreducer.E001"))
     if settings.DEV_SECRETS_KEY in settings.WR_SECRETS_KEYS:
         errors.append(
             checks.Error(

@@ -59,8 +59,8 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", default=True)
-# The development default is refused by the `webreducer.W001` system check when DEBUG is off.
-DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+# The development default is refused by the `webreducer.E001` system check when DEBUG is off.
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"  # noqa: S105
 SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -151,7 +151,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
-    "reconcile": {"task": "hooks.tasks.reconcile", "schedule": env_float("WR_RECONCILE_EVERY", 5.0)},
+    "reconcile": {
+        "task": "hooks.tasks.reconcile",
+        "schedule": env_float("WR_RECONCILE_EVERY", 5.0),
+    },
 }
 
 if REDIS_URL:
@@ -326,6 +329,17 @@ WR_LIVE_RESYNC_SECONDS = env_float("WR_LIVE_RESYNC_SECONDS", 10.0)
 # Query runs for live subscribers at the same time in one process.
 WR_LIVE_QUERY_CONCURRENCY = env_int("WR_LIVE_QUERY_CONCURRENCY", 4)
 if REDIS_URL:
-    # One web process's channels share one Redis list: room for bursts of notifications for many
-    # hooks (channels_redis drops messages over capacity).
-    CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] = env_int("WR_CHANNEL_CAPACITY", 1000)
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                # redis-py 8 times socket reads out after 5 s by default, exactly channels_redis's
+                # blocking BZPOPMIN: every idle receive() would fail (django/channels_redis#422).
+                # Longer than the pop, it still notices a dead connection.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
+                # One web process's channels share one Redis list: room for bursts of
+                # notifications for many hooks (channels_redis drops messages over capacity).
+                "capacity": env_int("WR_CHANNEL_CAPACITY", 1000),
+            },
+        }
+    }

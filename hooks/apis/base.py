@@ -100,7 +100,9 @@ CURSOR = OpenApiParameter(
 
 HOOK_ID = OpenApiParameter("hook_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 KEY_ID = OpenApiParameter("key_id", OpenApiTypes.INT, OpenApiParameter.PATH)
-NUMBER = OpenApiParameter("number", OpenApiTypes.INT, OpenApiParameter.PATH, description="A version number.")
+NUMBER = OpenApiParameter(
+    "number", OpenApiTypes.INT, OpenApiParameter.PATH, description="A version number."
+)
 NAME = OpenApiParameter(
     "name", OpenApiTypes.STR, OpenApiParameter.PATH, description="UPPER_SNAKE_CASE."
 )

@@ -24,7 +24,7 @@ from hooks.apis.base import (
 from hooks.models import Hook, Key, Request, State, Version
 from hooks.replay import replay_progress
 from hooks.selectors import hook_list_for_user
-from hooks.serializers import HookDetailSerializer, HookSerializer, StateSerializer
+from hooks.serializers import HookDetailSerializer, HookSerializer, StateSerializer, StringField
 from hooks.services import draft_save, hook_archive, hook_create, hook_update
 from sandbox import CodeError
 
@@ -66,10 +66,8 @@ class HookListCreateApi(HookApi):
     """GET, POST /api/hooks/"""
 
     class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-        code = serializers.CharField(
-            required=False, allow_blank=True, trim_whitespace=False, default=""
-        )
+        name = StringField(max_length=100, required=False, allow_blank=True, default="")
+        code = StringField(required=False, allow_blank=True, trim_whitespace=False, default="")
 
     @extend_schema(
         tags=TAGS,
@@ -107,8 +105,8 @@ class HookDetailApi(HookApi):
     """GET, PATCH, DELETE /api/hooks/<hook_id>/"""
 
     class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=100, required=False)
-        description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+        name = StringField(max_length=100, required=False)
+        description = StringField(max_length=2000, required=False, allow_blank=True)
 
     @extend_schema(
         tags=TAGS, parameters=[HOOK_ID], responses=responses({200: HookDetailSerializer})
@@ -146,11 +144,13 @@ class HookDraftApi(HookApi):
     """GET, PUT /api/hooks/<hook_id>/draft/"""
 
     class InputSerializer(serializers.Serializer):
-        code = serializers.CharField(allow_blank=True, trim_whitespace=False)
+        code = StringField(allow_blank=True, trim_whitespace=False)
 
     class OutputSerializer(serializers.Serializer):
         code = serializers.CharField(allow_blank=True)
-        changed = serializers.BooleanField(help_text="Whether the draft differs from the live code.")
+        changed = serializers.BooleanField(
+            help_text="Whether the draft differs from the live code."
+        )
         live_version = serializers.IntegerField(allow_null=True)
 
     def _render(self, hook: Hook) -> Response:
@@ -195,10 +195,16 @@ class HookStateApi(HookApi):
     )
     def get(self, request: DrfRequest, hook_id: str) -> Response:
         hook = self.hook(hook_id)
-        state = State.objects.filter(version_id=hook.live_version_id).select_related("version").first()
+        state = (
+            State.objects.filter(version_id=hook.live_version_id).select_related("version").first()
+        )
         data: dict[str, Any] = {"seq": 0, "state": None, "version": None}
         if state is not None:
-            data = {"seq": state.seq, "state": json.loads(state.value), "version": state.version.number}
+            data = {
+                "seq": state.seq,
+                "state": json.loads(state.value),
+                "version": state.version.number,
+            }
         return Response(StateSerializer(data).data)
 
 

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from hooks.apis.base import HOOK_ID, KEY_ID, Conflict, HookApi, int_or_404, not_found, responses
 from hooks.models import Hook, Key
-from hooks.serializers import KeySerializer
+from hooks.serializers import KeySerializer, StringField
 from hooks.services import key_create, key_revoke, key_set_paused
 
 TAGS = ["keys"]
@@ -28,7 +28,7 @@ class KeyListCreateApi(HookApi):
 
     class InputSerializer(serializers.Serializer):
         kind = serializers.ChoiceField(choices=Key.Kind.choices)
-        label = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+        label = StringField(max_length=100, required=False, allow_blank=True, default="")
 
     @extend_schema(
         tags=TAGS,

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from hooks.apis.base import HOOK_ID, NAME, HookApi, not_found, responses
 from hooks.models import Secret
-from hooks.serializers import SecretSerializer
+from hooks.serializers import SecretSerializer, StringField
 from hooks.services import SecretError, secret_set
 
 TAGS = ["secrets"]
@@ -39,7 +39,7 @@ class SecretDetailApi(HookApi):
 
     class InputSerializer(serializers.Serializer):
         # Not trimmed: a secret is used exactly as given. The size limit is the service's.
-        value = serializers.CharField(allow_blank=True, trim_whitespace=False)
+        value = StringField(allow_blank=True, trim_whitespace=False)
 
     @extend_schema(
         tags=TAGS,

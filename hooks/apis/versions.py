@@ -28,6 +28,7 @@ from hooks.replay import hook_dry_run, hook_publish, hook_rollback, replay_progr
 from hooks.serializers import (
     DryRunSerializer,
     ProgressSerializer,
+    StringField,
     VersionDetailSerializer,
     VersionSerializer,
 )
@@ -132,7 +133,9 @@ class VersionDiffApi(HookApi):
     class OutputSerializer(serializers.Serializer):
         from_ = serializers.CharField(help_text="A version number, or `draft`.")
         to = serializers.CharField()
-        diff = serializers.CharField(allow_blank=True, help_text="A unified diff; empty when equal.")
+        diff = serializers.CharField(
+            allow_blank=True, help_text="A unified diff; empty when equal."
+        )
 
         def get_fields(self) -> dict[str, serializers.Field]:
             fields = super().get_fields()
@@ -182,7 +185,11 @@ class VersionDiffApi(HookApi):
             return "draft", hook.draft_code, side
         if not side.isascii() or not side.isdigit() or len(side) > 9:
             raise serializers.ValidationError({param: ["A version number or `draft`."]})
-        code = Version.objects.filter(hook=hook, number=int(side)).values_list("code", flat=True).first()
+        code = (
+            Version.objects.filter(hook=hook, number=int(side))
+            .values_list("code", flat=True)
+            .first()
+        )
         if code is None:
             raise not_found()
         return f"v{side}", code, side
@@ -211,7 +218,7 @@ class HookDryRunApi(HookApi):
     """POST /api/hooks/<hook_id>/dry-run/"""
 
     class InputSerializer(serializers.Serializer):
-        code = serializers.CharField(
+        code = StringField(
             required=False,
             allow_blank=True,
             trim_whitespace=False,

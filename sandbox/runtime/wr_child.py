@@ -163,7 +163,9 @@ class _Failed(Exception):
 # computation), or that disarms the timer through an escape, is still stopped by the parent's
 # wall-clock SIGKILL: this timer gives a precise, clean error; it is not the boundary.
 CPU_TICK = 0.01
+CPU_GRACE = 0.1  # CPU seconds user code gets to unwind after the error before the child gives up
 _armed = False
+_overrun: Callable[[], None] | None = None
 _hit = False
 _cpu_deadline = 0.0
 
@@ -181,9 +183,13 @@ def _on_cpu_tick(signum: int, frame: Any) -> None:
             channel.flush()
         except OSError:
             os._exit(0)  # the parent has gone
-    if _armed and time.process_time() >= _cpu_deadline:
-        _hit = True
-        raise LimitExceeded
+    if _armed:
+        used = time.process_time()
+        if used >= _cpu_deadline:
+            _hit = True
+            if used >= _cpu_deadline + CPU_GRACE and _overrun is not None and channel and not channel.writing:
+                _overrun()  # user code keeps catching the error: report the limit and exit now
+            raise LimitExceeded
 
 
 # ---- framing -------------------------------------------------------------------------------------
@@ -583,13 +589,36 @@ class Runtime:
         self.builtins = _make_builtins()
 
     # One call under the CPU timer, with console capture. Returns (ok, payload or error, fatal).
+    def _limit_result(self, kind: str, elapsed: float) -> dict[str, Any]:
+        if kind == "limit":
+            error = {
+                "type": "CpuLimitExceeded",
+                "message": f"CPU time limit of {self.cpu_seconds:g} s per call exceeded",
+                "traceback": "",
+            }
+        else:
+            mib = f"{self.memory_bytes / 2**20:g}"
+            error = {"type": "MemoryLimitExceeded", "message": f"memory limit of {mib} MiB exceeded", "traceback": ""}
+        console = self.console.getvalue()
+        return {"t": "r", "ms": round(elapsed, 3), "console": console, "ok": False, "fatal": True, "error": error}
+
+    def _give_up(self, start: float) -> None:
+        global _armed
+        _armed = False
+        result = self._limit_result("limit", (time.perf_counter() - start) * 1000)
+        try:
+            self.channel.send(result)
+        finally:
+            os._exit(0)
+
     def run(self, fn: Callable[[], Any]) -> dict[str, Any]:
-        global _armed, _hit, _cpu_deadline
+        global _armed, _hit, _cpu_deadline, _overrun
         self.console.reset(self.output_bytes)
         _hit = False
         outcome: tuple[str, Any] = ("limit", None)
         start = time.perf_counter()
         _cpu_deadline = time.process_time() + self.cpu_seconds
+        _overrun = lambda: self._give_up(start)  # noqa: E731
         _armed = True
         try:
             try:
@@ -605,20 +634,14 @@ class Runtime:
         elapsed = (time.perf_counter() - start) * 1000
         if _hit:
             outcome = ("limit", None)
-        result: dict[str, Any] = {"t": "r", "ms": round(elapsed, 3), "console": self.console.getvalue()}
         kind, payload = outcome
+        if kind in ("limit", "memory"):
+            return self._limit_result(kind, elapsed)
+        result: dict[str, Any] = {"t": "r", "ms": round(elapsed, 3), "console": self.console.getvalue()}
         if kind == "ok":
             result.update(ok=True, value=payload)
-        elif kind == "error":
-            result.update(ok=False, error=payload)
-        elif kind == "limit":
-            seconds = f"{self.cpu_seconds:g}"
-            message = f"CPU time limit of {seconds} s per call exceeded"
-            result.update(ok=False, fatal=True, error={"type": "CpuLimitExceeded", "message": message, "traceback": ""})
         else:
-            mib = f"{self.memory_bytes / 2**20:g}"
-            message = f"memory limit of {mib} MiB exceeded"
-            result.update(ok=False, fatal=True, error={"type": "MemoryLimitExceeded", "message": message, "traceback": ""})
+            result.update(ok=False, error=payload)
         return result
 
     @staticmethod

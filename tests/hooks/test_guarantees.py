@@ -1,4 +1,4 @@
-"""SPEC §3.1–3.4 with real processes: concurrent writers over HTTP, several Celery workers,
+"""SPEC §3.1 to 3.4 with real processes: concurrent writers over HTTP, several Celery workers,
 a worker killed mid-batch, Redis flushed with work pending."""
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ def test_it_applies_2000_concurrent_writes_exactly_once_in_order(make_hook, tmp_
 
         def send(n: int) -> list[int]:
             with httpx.Client(timeout=30) as client:
-                return [client.post(target, json={"n": n * 100 + i}).status_code for i in range(100)]
+                return [
+                    client.post(target, json={"n": n * 100 + i}).status_code for i in range(100)
+                ]
 
         with ThreadPoolExecutor(20) as pool:
             statuses = [s for batch in pool.map(send, range(20)) for s in batch]
@@ -119,7 +121,12 @@ def test_it_loses_nothing_and_repeats_nothing_when_a_worker_is_killed_mid_batch(
     assert Request.objects.filter(hook=hook, seq__isnull=False).count() == applied_before
 
     with celery_worker(
-        tmp_path, concurrency=1, beat=True, name="rescuer", WR_RECONCILE_EVERY="1", WR_RECONCILE_AFTER="0"
+        tmp_path,
+        concurrency=1,
+        beat=True,
+        name="rescuer",
+        WR_RECONCILE_EVERY="1",
+        WR_RECONCILE_AFTER="0",
     ):
         wait_for(lambda: live_state(hook).seq == 300, 120, "the rest to be applied")
 
@@ -130,7 +137,9 @@ def test_it_applies_pending_work_after_redis_loses_the_queue(make_hook, tmp_path
     hook = make_hook(RECORDER)
     client = Client()
     for n in range(20):
-        response = client.post(f"/write/{write_key(hook)}", {"n": n}, content_type="application/json")
+        response = client.post(
+            f"/write/{write_key(hook)}", {"n": n}, content_type="application/json"
+        )
         assert response.status_code == 202
     redis = get_redis()
     assert redis is not None
@@ -138,7 +147,12 @@ def test_it_applies_pending_work_after_redis_loses_the_queue(make_hook, tmp_path
     redis.flushdb()  # …and is lost, with the wake-up flags
 
     with celery_worker(
-        tmp_path, concurrency=1, beat=True, name="after-flush", WR_RECONCILE_EVERY="1", WR_RECONCILE_AFTER="0"
+        tmp_path,
+        concurrency=1,
+        beat=True,
+        name="after-flush",
+        WR_RECONCILE_EVERY="1",
+        WR_RECONCILE_AFTER="0",
     ):
         wait_for(lambda: live_state(hook).seq == 20, 60, "the reconciler to recover the work")
 
@@ -160,5 +174,7 @@ def test_it_acknowledges_only_committed_writes(make_hook) -> None:
     with psycopg.connect(
         host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"]
     ) as other:
-        row = other.execute("SELECT outcome FROM hooks_request WHERE uuid = %s", [request_id]).fetchone()
+        row = other.execute(
+            "SELECT outcome FROM hooks_request WHERE uuid = %s", [request_id]
+        ).fetchone()
     assert row is not None

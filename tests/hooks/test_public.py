@@ -77,7 +77,7 @@ def test_it_keeps_falsy_states_as_themselves(make_hook, client: Client) -> None:
         hook = make_hook(f"def reducer(state, request, secrets):\n    return {value}\n")
         post_json(client, write_key(hook), {})
         body = read(client, read_key(hook)).content
-        assert json.loads(body) == eval(value)  # noqa: S307 - literal test values
+        assert json.loads(body) == eval(value)
 
 
 def test_it_serves_null_before_the_first_request(make_hook, client: Client) -> None:
@@ -284,8 +284,7 @@ def test_it_keeps_binary_bodies_byte_exact(make_hook, client: Client) -> None:
 
 def test_it_parses_form_and_text_bodies(make_hook, client: Client) -> None:
     hook = make_hook(
-        "def reducer(state, request, secrets):\n"
-        "    return (state or []) + [request.body]\n"
+        "def reducer(state, request, secrets):\n    return (state or []) + [request.body]\n"
     )
     client.post(
         f"/write/{write_key(hook)}", "a=1&b=2", content_type="application/x-www-form-urlencoded"
@@ -310,8 +309,7 @@ def test_it_fails_a_request_whose_state_is_not_json(make_hook, client: Client) -
 
 def test_it_fails_a_request_whose_state_is_too_large(make_hook, client: Client) -> None:
     hook = make_hook(
-        "def reducer(state, request, secrets):\n"
-        "    return 'x' * request.body['size']\n"
+        "def reducer(state, request, secrets):\n    return 'x' * request.body['size']\n"
     )
     post_json(client, write_key(hook), {"size": 10})
     post_json(client, write_key(hook), {"size": 2 * 1024 * 1024})

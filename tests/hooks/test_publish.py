@@ -11,10 +11,8 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from hooks.fold import fold
 from hooks.models import Request, State, Version
 from hooks.replay import version_replay
-from hooks.services import hook_limits
 from tests.conftest import read_key, write_key
 from tests.hooks.api import read, url, write
 
@@ -51,7 +49,9 @@ def publish(api: Any, hook: Any, **body: Any) -> Any:
 
 @pytest.mark.usefixtures("eager_tasks")
 class TestTheOriginalProductsChecks:
-    def test_it_folds_two_requests_with_the_published_reducer(self, make_hook, client: Client) -> None:
+    def test_it_folds_two_requests_with_the_published_reducer(
+        self, make_hook, client: Client
+    ) -> None:
         hook = make_hook(ADD)
         write(client, write_key(hook), {"number": 5})
         write(client, write_key(hook), {"number": 3})
@@ -202,7 +202,10 @@ def test_a_rollback_restores_the_earlier_codes_state_exactly(
         write(client, write_key(hook), {"number": number}, **{"Idempotency-Key": f"k{number}"})
     write(client, write_key(hook), {"number": 3}, **{"Idempotency-Key": "k3"})  # a duplicate
     before = api.get(url(hook, "state")).json()
-    log_before = [(r["seq"], r["outcome"], r["state_after"]) for r in api.get(url(hook, "requests")).json()["results"]]
+    log_before = [
+        (r["seq"], r["outcome"], r["state_after"])
+        for r in api.get(url(hook, "requests")).json()["results"]
+    ]
 
     api.put(url(hook, "draft"), {"code": COUNT}, format="json")
     with django_capture_on_commit_callbacks(execute=True):
@@ -216,7 +219,10 @@ def test_a_rollback_restores_the_earlier_codes_state_exactly(
     assert response.json()["version"]["rolled_back_from"] == 1
     assert api.get(url(hook, "state")).json() == {**before, "version": 3}
     assert before == {"seq": 4, "state": {"number": 6}, "version": 1}
-    log_after = [(r["seq"], r["outcome"], r["state_after"]) for r in api.get(url(hook, "requests")).json()["results"]]
+    log_after = [
+        (r["seq"], r["outcome"], r["state_after"])
+        for r in api.get(url(hook, "requests")).json()["results"]
+    ]
     assert log_after == log_before
     # A rollback puts the earlier code back in the editor.
     assert api.get(url(hook, "draft")).json()["code"] == ADD
@@ -328,7 +334,10 @@ def test_it_loses_nothing_when_500_writes_arrive_during_a_5000_request_replay(
     seqs = sorted(Request.objects.filter(hook=hook).values_list("seq", flat=True))
     assert seqs == list(range(1, 5501))
     assert not Request.objects.filter(hook=hook).exclude(outcome="applied").exists()
-    bodies = [bytes(b) for b in Request.objects.filter(hook=hook).order_by("seq").values_list("body", flat=True)]
+    bodies = [
+        bytes(b)
+        for b in Request.objects.filter(hook=hook).order_by("seq").values_list("body", flat=True)
+    ]
     expected = chain_fold(bodies)
     assert expected["count"] == 5500
     assert expected["sum"] == sum(range(5500))

@@ -270,9 +270,9 @@ def test_it_kills_code_that_disables_the_cpu_timer_at_the_wall_limit() -> None:
 
 
 def test_it_kills_a_c_level_busy_loop_at_the_wall_limit() -> None:
-    # Catastrophic regex backtracking never returns to the interpreter, so no Python-level timer
-    # can interrupt it: only the parent's SIGKILL can.
-    result = hostile("import re\nreturn re.match(r'(a+)+$', 'a' * 64 + 'b')")
+    # any() over an endless C iterator never returns to the interpreter, so no Python-level
+    # timer can interrupt it: only the parent's SIGKILL can.
+    result = hostile("import itertools\nreturn any(itertools.repeat(False))")
     assert not result.ok and result.error["type"] == "TimeLimitExceeded"
 
 
@@ -318,14 +318,15 @@ def test_it_stops_a_recursion_bomb() -> None:
 def test_it_survives_a_recursion_bomb_that_overflows_the_c_stack() -> None:
     result = hostile(
         """
-        sys.setrecursionlimit(10**7)
-        def f(n):
-            return f(n + 1)
-        return f(0)
+        sys.setrecursionlimit(10**8)
+        nested = []
+        for _ in range(10**6):
+            nested = [nested]
+        return repr(nested)
         """
     )
     assert not result.ok
-    assert result.error["type"] in ("SandboxCrash", "RecursionError", "MemoryLimitExceeded")
+    assert result.error["type"] == "SandboxCrash"
 
 
 def test_it_bounds_100_mb_of_print() -> None:
@@ -354,8 +355,8 @@ def test_it_keeps_folding_after_the_child_is_killed_mid_batch() -> None:
     code = """
     def reducer(state, request, secrets):
         if request.body == "spin":
-            import re
-            re.match(r"(a+)+$", "a" * 64 + "b")
+            import itertools
+            any(itertools.repeat(False))
         return (state or 0) + 1
     """
     requests = [make_request(1), make_request(2), make_request("spin"), make_request(3), make_request(4)]
@@ -378,7 +379,8 @@ def test_one_hook_cannot_read_another_hooks_secrets() -> None:
         victim_pid = box._child.pid if box._child else 0
     search = """
     gc = sys.modules["importlib"].import_module("gc")
-    found = [o for o in gc.get_objects() if isinstance(o, (list, dict)) and "alpha-secret-9c2" in repr(o)[:10000]]
+    needle = "alpha-" + "secret-9c2"
+    found = [o for o in gc.get_objects() if isinstance(o, (list, dict, tuple)) and needle in repr(o)[:100000]]
     io = sys.modules["_io"]
     return {
         "found": len(found),
@@ -387,7 +389,6 @@ def test_one_hook_cannot_read_another_hooks_secrets() -> None:
         "own secrets": sorted(secrets),
     }
     """
-    # The search string is in this hook's own code, so look for containers holding it, not str.
     result = hostile(search, secrets={"victim": str(victim_pid)})
     assert result.ok, result.error
     got = result.value["body"]

@@ -24,11 +24,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, code: str | None, name: str, email: str, **options: Any) -> None:
         source = Path(code).read_text() if code else ""
-        owner, _ = User.objects.get_or_create(
-            email=email, defaults={"username": email}
-        )
+        owner, _ = User.objects.get_or_create(email=email, defaults={"username": email})
         try:
-            hook = hook_create(owner=owner, name=name or (Path(code).stem if code else ""), code=source)
+            hook = hook_create(
+                owner=owner, name=name or (Path(code).stem if code else ""), code=source
+            )
         except CodeError as error:
             raise CommandError(str(error)) from error
         root = settings.SITE_ROOT.rstrip("/")

@@ -28,12 +28,27 @@ class Command(BaseCommand):
     def handle(self, *args: Any, host: str, port: int, workers: int, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         python = sys.executable
-        web = [python, "-m", "uvicorn", "webreducer.asgi:application", "--host", host, "--port", str(port)]
+        web = [
+            python,
+            "-m",
+            "uvicorn",
+            "webreducer.asgi:application",
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ]
         processes = []
         if settings.REDIS_URL:
             celery = [python, "-m", "celery", "-A", "webreducer"]
-            processes.append(subprocess.Popen([*celery, "worker", "-c", str(workers), "-l", "info"]))
-            processes.append(subprocess.Popen([*celery, "beat", "-l", "info", "-s", str(settings.BASE_DIR / "var" / "beat")]))
+            processes.append(
+                subprocess.Popen([*celery, "worker", "-c", str(workers), "-l", "info"])
+            )
+            processes.append(
+                subprocess.Popen(
+                    [*celery, "beat", "-l", "info", "-s", str(settings.BASE_DIR / "var" / "beat")]
+                )
+            )
         self.stdout.write(f"WebReducer on http://{host}:{port}/  (Ctrl-C stops it)")
         server = subprocess.Popen(web)
         processes.append(server)
