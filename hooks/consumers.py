@@ -36,6 +36,9 @@ def client_ip(scope: dict[str, Any]) -> str:
 class LiveStateConsumer(AsyncWebsocketConsumer):
     """WS /read/<key>/live[?params][&since=N]: the queried state now and after every change."""
 
+    # No channel per connection: the process's hub for the hook (hooks.live.hub) listens for
+    # all of its connections, so a change is one channel-layer message per process.
+    channel_layer_alias = "none"
     subscription: live.Subscription | None = None
     writer: asyncio.Task[None] | None = None
 

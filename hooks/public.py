@@ -46,6 +46,10 @@ class WriteApi(PublicApi):
     without a handler to http_method_not_allowed, which is the write here.
     """
 
+    @property
+    def allowed_methods(self) -> list[str]:
+        return ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
     def http_method_not_allowed(self, request, token: str, path: str = ""):  # type: ignore[no-untyped-def]
         return self.write(request._request, token, path)
 

@@ -176,8 +176,8 @@ class SecretSerializer(serializers.Serializer):
 class DiffOpSerializer(serializers.Serializer):
     op = serializers.ChoiceField(choices=["add", "remove", "replace"])
     path = serializers.CharField(allow_blank=True, help_text="A JSON Pointer into the state.")
-    value = serializers.JSONField(required=False, allow_null=True, help_text="The new value.")
-    old = serializers.JSONField(required=False, allow_null=True, help_text="The previous value.")
+    value = serializers.JSONField(required=False, help_text="The new value (any JSON).")
+    old = serializers.JSONField(required=False, help_text="The previous value (any JSON).")
 
 
 class RequestLogSerializer(serializers.Serializer):

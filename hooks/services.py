@@ -164,7 +164,7 @@ def secrets_rotate() -> int:
     meanwhile is not overwritten with the old one.
     """
     count = 0
-    for pk in Secret.objects.values_list("pk", flat=True).iterator():
+    for pk in list(Secret.objects.values_list("pk", flat=True)):
         with transaction.atomic():
             secret = Secret.objects.select_for_update().filter(pk=pk).first()
             if secret is None:

@@ -21,9 +21,6 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from hooks import live
 from hooks.responses import CORS_HEADERS, json_error, preflight, retry_after
 
-# Browsers reconnect after this many milliseconds when a stream ends.
-RECONNECT_MS = 2000
-
 
 async def live_events(request: HttpRequest, token: str) -> HttpResponse | StreamingHttpResponse:
     if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
@@ -55,7 +52,7 @@ async def live_events(request: HttpRequest, token: str) -> HttpResponse | Stream
 async def _stream(subscription: live.Subscription) -> AsyncIterator[bytes]:
     try:
         # Sent at once so the client sees the stream open even when it is up to date.
-        yield f"retry: {RECONNECT_MS}\n: connected\n\n".encode()
+        yield b": connected\n\n"
         while True:
             item = await subscription.next(timeout=settings.WR_LIVE_KEEPALIVE_SECONDS)
             if item is None:

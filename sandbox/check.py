@@ -36,7 +36,7 @@ def check_code(code: str, *, max_bytes: int) -> frozenset[str]:
         with warnings.catch_warnings():
             # SyntaxWarnings (e.g. "is" with a literal) are the user's business, not an error.
             warnings.simplefilter("ignore")
-            tree = compile(code, FILENAME, "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+            tree = ast.parse(code, filename=FILENAME, mode="exec")
             compile(tree, FILENAME, "exec", dont_inherit=True)
     except SyntaxError as error:
         raise CodeError(
@@ -100,7 +100,7 @@ def _bound_names(node: ast.stmt) -> list[tuple[str, ast.AST]]:
     while stack:
         current = stack.pop()
         for child in ast.iter_child_nodes(current):
-            if isinstance(child, _SCOPES) or isinstance(child, ast.stmt):
+            if isinstance(child, (*_SCOPES, ast.stmt)):
                 continue  # other scopes, and nested statements (visited on their own)
             if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store | ast.Del):
                 names.append((child.id, child))

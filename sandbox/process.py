@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import array
 import atexit
+import contextlib
 import importlib.util
 import json
 import logging
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,9 @@ class ChildProtocolError(Exception):
 
 
 def _frame(message: dict[str, Any]) -> bytes:
-    data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+    data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8", "surrogatepass"
+    )
     return len(data).to_bytes(4, "big") + data
 
 
@@ -92,19 +95,15 @@ class Child:
         if not self.alive:
             return
         self.alive = False
-        try:
+        with contextlib.suppress(OSError):  # ProcessLookupError: it already exited
             signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-        except (ProcessLookupError, OSError):
-            pass
         self.close_fds()
 
     def close_fds(self) -> None:
         self.alive = False
         for close in (self.sock.close, lambda: os.close(self.pidfd)):
-            try:
+            with contextlib.suppress(OSError):
                 close()
-            except OSError:
-                pass
 
     def looks_idle(self) -> bool:
         """An idle child sends nothing: anything readable (data or EOF) means it is unusable."""
@@ -142,7 +141,14 @@ class Child:
             return False
         return len(self.buffer) >= 4 + int.from_bytes(self.buffer[:4], "big")
 
-    def exchange(self, frames: Iterable[bytes], count: int, *, timeout: float, first_timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    def exchange(
+        self,
+        frames: Iterable[bytes],
+        count: int,
+        *,
+        timeout: float,
+        first_timeout: float | None = None,
+    ) -> Generator[dict[str, Any], None, None]:
         """Send `frames` (lazily, while reading) and yield `count` frames back, each of which must
         arrive within `timeout` seconds of the previous one. Raises ChildTimeout, ChildGone or
         ChildProtocolError; the caller kills the child then."""
@@ -243,7 +249,9 @@ class ForkServer:
         self.sock.settimeout(HELLO_TIMEOUT)
         layers = ready.get("layers") or {}
         self.layers: dict[str, bool] = {name: layers.get(name) is True for name in LAYERS}
-        self.errors: dict[str, str] = {str(k): str(v) for k, v in (ready.get("errors") or {}).items()}
+        self.errors: dict[str, str] = {
+            str(k): str(v) for k, v in (ready.get("errors") or {}).items()
+        }
         if ready.get("preload_errors"):
             log.warning("sandbox: some modules could not be preloaded: %s", ready["preload_errors"])
 
@@ -278,10 +286,8 @@ class ForkServer:
         return int(reply["pid"]), fds[0]
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()  # EOF: the server kills its children and exits
-        except OSError:
-            pass
         if self.owner == os.getpid():
             try:
                 self.process.wait(timeout=5)
@@ -291,10 +297,8 @@ class ForkServer:
 
     def abandon(self) -> None:
         """In a forked copy of the owner: drop our copy of the socket, leave the server alone."""
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
 
 def _library_paths() -> list[str]:
@@ -346,7 +350,10 @@ def require_layers(server: ForkServer) -> bool:
     missing = missing_layers(server)
     if not missing:
         return False
-    details = "; ".join(f"{name}: {server.errors.get(name, 'disabled') if name not in TEST_DISABLED_LAYERS else 'disabled'}" for name in missing)
+    details = "; ".join(
+        f"{name}: {server.errors.get(name, 'disabled') if name not in TEST_DISABLED_LAYERS else 'disabled'}"
+        for name in missing
+    )
     if not allow_weak():
         raise SandboxUnavailable(
             "user code cannot run: missing sandbox isolation layer(s): "
@@ -356,7 +363,11 @@ def require_layers(server: ForkServer) -> bool:
         )
     if not _warned_weak:
         _warned_weak = True
-        log.warning("sandbox: WR_SANDBOX_ALLOW_WEAK is on; running user code WITHOUT %s (%s)", ", ".join(missing), details)
+        log.warning(
+            "sandbox: WR_SANDBOX_ALLOW_WEAK is on; running user code WITHOUT %s (%s)",
+            ", ".join(missing),
+            details,
+        )
     return True
 
 
@@ -366,7 +377,9 @@ def isolation_report() -> dict[str, bool]:
         server = fork_server()
     except SandboxUnavailable:
         return dict.fromkeys(LAYERS, False)
-    return {name: server.layers.get(name, False) and name not in TEST_DISABLED_LAYERS for name in LAYERS}
+    return {
+        name: server.layers.get(name, False) and name not in TEST_DISABLED_LAYERS for name in LAYERS
+    }
 
 
 def spawn(*, memory_bytes: int, max_frame: int, weak: bool) -> Child:
@@ -380,7 +393,9 @@ def spawn(*, memory_bytes: int, max_frame: int, weak: bool) -> Child:
         except ChildGone as error:
             parent_end.close()
             if attempt == 2:
-                raise SandboxUnavailable(f"the sandbox could not start a process: {error}") from error
+                raise SandboxUnavailable(
+                    f"the sandbox could not start a process: {error}"
+                ) from error
             with _server_lock:  # the server died under us: start a fresh one and retry once
                 global _server
                 if _server is server:

@@ -74,7 +74,9 @@ class Session:
     """One hook's code with its secrets and limits; calls run in one sandboxed child, which is
     replaced after a limit kills it. Use through `session()`; not shared between threads."""
 
-    def __init__(self, *, code: str, secrets: dict[str, str], limits: Limits, hook_id: str = "") -> None:
+    def __init__(
+        self, *, code: str, secrets: dict[str, str], limits: Limits, hook_id: str = ""
+    ) -> None:
         self.code = code
         self.secrets = {str(name): str(value) for name, value in secrets.items()}
         self.limits = limits
@@ -96,17 +98,24 @@ class Session:
             self._init_error = _error(kind if message else "CodeError", detail)
         self._value_bytes = 4 * limits.state_bytes
         # A frame carries at most one state/value (escaped: <= 2x) and two consoles (<= 6x each).
-        self._max_frame = 2 * max(limits.state_bytes, self._value_bytes) + 12 * limits.output_bytes + 256 * 1024
+        self._max_frame = (
+            2 * max(limits.state_bytes, self._value_bytes) + 12 * limits.output_bytes + 256 * 1024
+        )
         self._key: tuple[Any, ...] | None = None
         if hook_id:
-            secrets_digest = hashlib.sha256(json.dumps(self.secrets, sort_keys=True).encode("utf-8", "surrogatepass"))
+            secrets_digest = hashlib.sha256(
+                json.dumps(self.secrets, sort_keys=True).encode("utf-8", "surrogatepass")
+            )
             code_digest = hashlib.sha256(code.encode("utf-8", "surrogatepass"))
             self._key = (hook_id, code_digest.hexdigest(), secrets_digest.hexdigest(), limits)
 
     # ---- public calls ---------------------------------------------------------------------------
     def idempotency_keys(self, requests: list[dict[str, Any]]) -> list[CallResult]:
         if self._init_error is None and "idempotency_key" not in self._functions:
-            return [CallResult(True, _header(r.get("headers"), "idempotency-key"), None, "", 0.0) for r in requests]
+            return [
+                CallResult(True, _header(r.get("headers"), "idempotency-key"), None, "", 0.0)
+                for r in requests
+            ]
         messages = [{"op": "idem", "request": r} for r in requests]
         self._tainted = True
         return [self._call_result(result) for _, result in self._run("idem", messages)]
@@ -127,20 +136,33 @@ class Session:
                 current = result["state"]
                 steps.append(ReduceStep(True, current, None, result["console"], result["ms"]))
             else:
-                steps.append(ReduceStep(False, current, result["error"], result["console"], result["ms"]))
+                steps.append(
+                    ReduceStep(False, current, result["error"], result["console"], result["ms"])
+                )
         return steps
 
     def respond(self, request: dict[str, Any]) -> CallResult:
         if self._init_error is None and "responder" not in self._functions:
-            return CallResult(True, {"status": 202, "headers": {}, "body": {"id": request.get("id")}}, None, "", 0.0)
+            return CallResult(
+                True,
+                {"status": 202, "headers": {}, "body": {"id": request.get("id")}},
+                None,
+                "",
+                0.0,
+            )
         messages = [{"op": "respond", "request": request}]
-        return [self._call_result(result) for _, result in self._run("respond", messages, warm=True)][0]
+        # Drain the generator (not next()): its cleanup decides whether the child can be reused.
+        ((_, result),) = list(self._run("respond", messages, warm=True))
+        return self._call_result(result)
 
     def query(self, state_json: str, params: dict[str, list[str]]) -> CallResult:
         if self._init_error is None and "query" not in self._functions:
-            return CallResult(True, {"status": 200, "headers": {}, "body": json.loads(state_json)}, None, "", 0.0)
+            return CallResult(
+                True, {"status": 200, "headers": {}, "body": json.loads(state_json)}, None, "", 0.0
+            )
         messages = [{"op": "query", "state": state_json, "params": params}]
-        return [self._call_result(result) for _, result in self._run("query", messages, warm=True)][0]
+        ((_, result),) = list(self._run("query", messages, warm=True))
+        return self._call_result(result)
 
     def close(self) -> None:
         child, self._child = self._child, None
@@ -154,7 +176,9 @@ class Session:
     # ---- the child --------------------------------------------------------------------------------
     @staticmethod
     def _call_result(result: dict[str, Any]) -> CallResult:
-        return CallResult(result["ok"], result.get("value"), result["error"], result["console"], result["ms"])
+        return CallResult(
+            result["ok"], result.get("value"), result["error"], result["console"], result["ms"]
+        )
 
     def _drop_child(self) -> None:
         if self._child is not None:
@@ -189,7 +213,9 @@ class Session:
         }
         # The init frame is sent at once, but the child reads it only after it has isolated
         # itself and said hello (and never, if a required layer is missing).
-        stream = child.exchange([encode_frame(init)], 2, timeout=limits.wall_seconds, first_timeout=HELLO_TIMEOUT)
+        stream = child.exchange(
+            [encode_frame(init)], 2, timeout=limits.wall_seconds, first_timeout=HELLO_TIMEOUT
+        )
         hello: dict[str, Any] | None = None
         try:
             hello = next(stream)
@@ -201,13 +227,17 @@ class Session:
             stream.close()
             self._drop_child()
             if hello is None:
-                raise SandboxUnavailable(f"the sandbox process did not start ({type(error).__name__})") from error
+                raise SandboxUnavailable(
+                    f"the sandbox process did not start ({type(error).__name__})"
+                ) from error
             self._init_error = self._failure_for(error)
             self._init_error["message"] += " (while loading hook.py)"
             return None
         if loaded.get("t") != "init" or not isinstance(loaded.get("ok"), bool):
             self._drop_child()
-            self._init_error = _error("SandboxError", "the sandbox answered with an invalid message")
+            self._init_error = _error(
+                "SandboxError", "the sandbox answered with an invalid message"
+            )
             return None
         self._pending_console = self._bound_console(loaded.get("console"))
         if not loaded["ok"] or loaded.get("fatal"):
@@ -244,7 +274,9 @@ class Session:
         while index < total:
             child = self._child if self._init_error is not None else self._acquire(warm=warm)
             if self._init_error is not None or child is None:
-                error = dict(self._init_error or _error("SandboxError", "the sandbox is not available"))
+                error = dict(
+                    self._init_error or _error("SandboxError", "the sandbox is not available")
+                )
                 console, self._pending_console = self._pending_console, ""
                 yield index, {"ok": False, "error": error, "console": console, "ms": 0.0}
                 index += 1
@@ -274,11 +306,18 @@ class Session:
                             break
                 except (ChildTimeout, ChildGone, ChildProtocolError) as error:
                     self._drop_child()
-                    if not self._careful and not isinstance(error, ChildProtocolError) and total - index > 1:
+                    if (
+                        not self._careful
+                        and not isinstance(error, ChildProtocolError)
+                        and total - index > 1
+                    ):
                         self._careful = True
                         continue  # run messages[index] again, in a child that flushes each reply
                     ms = (time.monotonic() - started) * 1000
-                    yield index, {"ok": False, "error": self._failure_for(error), "console": "", "ms": ms}
+                    yield (
+                        index,
+                        {"ok": False, "error": self._failure_for(error), "console": "", "ms": ms},
+                    )
                     index += 1
             finally:
                 stream.close()
@@ -287,7 +326,10 @@ class Session:
 
     def _failure_for(self, error: Exception) -> dict[str, str]:
         if isinstance(error, ChildTimeout):
-            return _error("TimeLimitExceeded", f"wall time limit of {self.limits.wall_seconds:g} s per call exceeded")
+            return _error(
+                "TimeLimitExceeded",
+                f"wall time limit of {self.limits.wall_seconds:g} s per call exceeded",
+            )
         if isinstance(error, ChildGone):
             mib = self.limits.memory_bytes / 2**20
             return _error(
@@ -305,7 +347,9 @@ class Session:
         result: dict[str, Any] = {
             "ok": ok,
             "console": self._bound_console(frame.get("console")),
-            "ms": float(ms) if isinstance(ms, int | float) and math.isfinite(ms) and ms >= 0 else 0.0,
+            "ms": float(ms)
+            if isinstance(ms, int | float) and math.isfinite(ms) and ms >= 0
+            else 0.0,
             "fatal": frame.get("fatal") is True,
             "error": None,
         }
@@ -328,7 +372,9 @@ class Session:
             and 100 <= value["status"] <= 599
             and isinstance(value["headers"], dict)
             and all(
-                isinstance(k, str) and isinstance(v, str) and not any(c in k + v for c in "\r\n\x00")
+                isinstance(k, str)
+                and isinstance(v, str)
+                and not any(c in k + v for c in "\r\n\x00")
                 for k, v in value["headers"].items()
             )
         ):
@@ -376,7 +422,9 @@ class Session:
 
 
 @contextmanager
-def session(*, code: str, secrets: dict[str, str], limits: Limits, hook_id: str = "") -> Iterator[Session]:
+def session(
+    *, code: str, secrets: dict[str, str], limits: Limits, hook_id: str = ""
+) -> Iterator[Session]:
     """Run one hook's code; calls made through the yielded Session share one sandboxed child.
 
     Raises SandboxUnavailable when an isolation layer is missing (unless WR_SANDBOX_ALLOW_WEAK) or

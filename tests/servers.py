@@ -23,7 +23,7 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_env(**extra: str) -> dict[str, str]:
+def child_env(**extra: str) -> dict[str, str]:
     """The environment of a child process that shares this test run's database and Redis."""
     db = connection.settings_dict
     env = dict(os.environ)
@@ -95,7 +95,7 @@ def celery_worker(
     ]  # fmt: skip
     if beat:
         args += ["-B", "-s", str(tmp_path / f"beat-{name}")]
-    process = Process(args, test_env(**env), tmp_path / f"celery-{name}.log")
+    process = Process(args, child_env(**env), tmp_path / f"celery-{name}.log")
     try:
         wait_for(lambda: "ready." in process.output(), 60, "the Celery worker to start")
         yield process
@@ -110,7 +110,7 @@ def wsgi_server(tmp_path: Path, *, workers: int = 2, **env: str) -> Iterator[str
         sys.executable, "-m", "gunicorn", "webreducer.wsgi:application",
         "-b", f"127.0.0.1:{port}", "-w", str(workers), "--access-logfile", "-",
     ]  # fmt: skip
-    process = Process(args, test_env(**env), tmp_path / f"gunicorn-{port}.log")
+    process = Process(args, child_env(**env), tmp_path / f"gunicorn-{port}.log")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _answers(url), 60, "gunicorn to start")
@@ -126,7 +126,7 @@ def asgi_server(tmp_path: Path, **env: str) -> Iterator[str]:
         sys.executable, "-m", "uvicorn", "webreducer.asgi:application",
         "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
-    process = Process(args, test_env(**env), tmp_path / f"uvicorn-{port}.log")
+    process = Process(args, child_env(**env), tmp_path / f"uvicorn-{port}.log")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _answers(url), 60, "uvicorn to start")

@@ -41,3 +41,56 @@ def management_api_only(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list
     """Preprocessing hook: the schema describes /api/ only. The public write and read URLs
     take any method and body and answer with the user's code: docs/pipeline.md covers them."""
     return [endpoint for endpoint in endpoints if endpoint[0].startswith("/api/")]
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {"type": "object", "additionalProperties": {}},
+            },
+            "required": ["code", "message"],
+        }
+    },
+    "required": ["error"],
+}
+ERROR_DESCRIPTIONS = {
+    "400": "Invalid input.",
+    "401": "No or invalid credentials.",
+    "403": "Not allowed (e.g. a session without its CSRF token).",
+    "404": "Not found, or not yours.",
+}
+
+
+def document_errors(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Postprocessing hook: every operation documents the errors it can answer, in the one
+    error shape (webreducer/errors.py), unless its view documented them itself.
+
+    400 where there is input to refuse, 401/403 where credentials are needed, 404 where the
+    path names an object (another user's answers 404 too).
+    """
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("Error", ERROR_SCHEMA)
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path, operations in result.get("paths", {}).items():
+        for operation in operations.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            codes = []
+            if "requestBody" in operation or any(
+                p.get("in") == "query" for p in operation.get("parameters", [])
+            ):
+                codes.append("400")
+            if any(requirement for requirement in operation.get("security", [{}])):
+                codes += ["401", "403"]
+            if "{" in path:
+                codes.append("404")
+            for code in codes:
+                operation["responses"].setdefault(
+                    code, {"content": content, "description": ERROR_DESCRIPTIONS[code]}
+                )
+    return result

@@ -204,6 +204,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "PREPROCESSING_HOOKS": ["webreducer.schema.management_api_only"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "webreducer.schema.document_errors",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "VersionStatusEnum": "hooks.models.Version.Status",
         "ReplayStatusEnum": "hooks.serializers.REPLAY_STATUSES",

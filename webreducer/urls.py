@@ -27,3 +27,6 @@ if settings.WR_BENCH_VIEWS:
     from bench.views import bare_insert
 
     urlpatterns.append(path("bench/bare/<str:hook_id>", bare_insert))
+
+# The web UI (pages, the docs page) last: its routes are the catch-all of the site.
+urlpatterns.append(path("", include("hooks.urls")))

@@ -74,7 +74,9 @@ class OrderedCursorPagination(CursorPagination):
     def decode_cursor(self, request: Any) -> Cursor | None:
         cursor = super().decode_cursor(request)
         if cursor is not None and cursor.position is not None:
-            field = self.model._meta.get_field(str(self.ordering).lstrip("-"))
+            # paginate_queryset() has made `ordering` a tuple by now.
+            ordering = self.ordering if isinstance(self.ordering, str) else self.ordering[0]
+            field = self.model._meta.get_field(ordering.lstrip("-"))
             try:
                 field.to_python(cursor.position)
             except (DjangoValidationError, ValueError, TypeError):

@@ -47,7 +47,9 @@ def log_entries(hook: Hook, rows: Sequence[Request]) -> list[Request]:
     before.update(on_page)
     if wanted:
         before.update(
-            Request.objects.filter(hook=hook, seq__in=wanted).values_list("seq", "state_after")
+            Request.objects.filter(hook=hook, seq__in=wanted)
+            .order_by()
+            .values_list("seq", "state_after")
         )
     for row in rows:
         body = bytes(row.body)

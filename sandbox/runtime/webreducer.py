@@ -17,7 +17,9 @@ class Response:
 
     __slots__ = ("body", "headers", "status")
 
-    def __init__(self, body: Any = None, status: int = 200, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, body: Any = None, status: int = 200, headers: dict[str, str] | None = None
+    ) -> None:
         self.body = body
         self.status = status
         self.headers = {} if headers is None else headers

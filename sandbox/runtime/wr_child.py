@@ -29,7 +29,9 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import webreducer
+# Imported by name, not statically: inside the sandbox `webreducer` is runtime/webreducer.py,
+# while type checkers running from the project root would see the Django project package.
+webreducer: Any = importlib.import_module("webreducer")
 
 FILENAME = "hook.py"
 CONTRACT = ("reducer", "responder", "idempotency_key", "query")
@@ -187,7 +189,12 @@ def _on_cpu_tick(signum: int, frame: Any) -> None:
         used = time.process_time()
         if used >= _cpu_deadline:
             _hit = True
-            if used >= _cpu_deadline + CPU_GRACE and _overrun is not None and channel and not channel.writing:
+            if (
+                used >= _cpu_deadline + CPU_GRACE
+                and _overrun is not None
+                and channel
+                and not channel.writing
+            ):
                 _overrun()  # user code keeps catching the error: report the limit and exit now
             raise LimitExceeded
 
@@ -228,7 +235,9 @@ class Channel:
         return len(self.buffer) >= 4 + int.from_bytes(self.buffer[:4], "big")
 
     def send(self, message: dict[str, Any], *, flush: bool = True) -> None:
-        data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
+        data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode(
+            "utf-8", "replace"
+        )
         if not self.out:
             self.oldest = time.perf_counter()
         self.out += len(data).to_bytes(4, "big")
@@ -352,7 +361,9 @@ class MultiDict(dict):  # type: ignore[type-arg]
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         for name, values in (data or {}).items():
-            dict.__setitem__(self, name, list(values) if isinstance(values, list | tuple) else [values])
+            dict.__setitem__(
+                self, name, list(values) if isinstance(values, list | tuple) else [values]
+            )
 
     def __getitem__(self, name: str) -> Any:
         values = dict.__getitem__(self, name)
@@ -534,7 +545,9 @@ def dump_json(value: Any, *, what: str, limit: int) -> str:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:
         kind = "StateNotSerializable" if what == "state" else "ResponseNotSerializable"
-        raise _Failed(kind, f"{what} contains text that is not valid Unicode (lone surrogates)") from None
+        raise _Failed(
+            kind, f"{what} contains text that is not valid Unicode (lone surrogates)"
+        ) from None
     if size > limit:
         kind = "StateTooLarge" if what == "state" else "ResponseTooLarge"
         raise _Failed(kind, f"{what} is {size} bytes serialised; the limit is {limit} bytes")
@@ -566,7 +579,9 @@ def response_json(result: Any, *, limit: int) -> str:
         if not isinstance(value, str) or any(c in value for c in "\r\n\x00"):
             raise ValueError(f"invalid value for response header {name!r}")
         clean[name] = value
-    return dump_json({"status": status, "headers": clean, "body": body}, what="response", limit=limit)
+    return dump_json(
+        {"status": status, "headers": clean, "body": body}, what="response", limit=limit
+    )
 
 
 # ---- the call loop -------------------------------------------------------------------------------
@@ -598,9 +613,20 @@ class Runtime:
             }
         else:
             mib = f"{self.memory_bytes / 2**20:g}"
-            error = {"type": "MemoryLimitExceeded", "message": f"memory limit of {mib} MiB exceeded", "traceback": ""}
+            error = {
+                "type": "MemoryLimitExceeded",
+                "message": f"memory limit of {mib} MiB exceeded",
+                "traceback": "",
+            }
         console = self.console.getvalue()
-        return {"t": "r", "ms": round(elapsed, 3), "console": console, "ok": False, "fatal": True, "error": error}
+        return {
+            "t": "r",
+            "ms": round(elapsed, 3),
+            "console": console,
+            "ok": False,
+            "fatal": True,
+            "error": error,
+        }
 
     def _give_up(self, start: float) -> None:
         global _armed
@@ -637,7 +663,11 @@ class Runtime:
         kind, payload = outcome
         if kind in ("limit", "memory"):
             return self._limit_result(kind, elapsed)
-        result: dict[str, Any] = {"t": "r", "ms": round(elapsed, 3), "console": self.console.getvalue()}
+        result: dict[str, Any] = {
+            "t": "r",
+            "ms": round(elapsed, 3),
+            "console": self.console.getvalue(),
+        }
         if kind == "ok":
             result.update(ok=True, value=payload)
         else:
@@ -652,7 +682,7 @@ class Runtime:
             raise
         except _Failed as failed:
             return ("error", failed.error)
-        except BaseException as exc:  # noqa: BLE001 - user code may raise anything, SystemExit too
+        except BaseException as exc:
             return ("error", describe(exc))
 
     def load(self) -> dict[str, Any]:
@@ -730,7 +760,10 @@ class Runtime:
         def call() -> str:
             request = make_request(data)
             if fn is None:
-                return response_json(webreducer.Response({"id": request.get("id")}, status=202), limit=self.value_bytes)
+                return response_json(
+                    webreducer.Response({"id": request.get("id")}, status=202),
+                    limit=self.value_bytes,
+                )
             return response_json(fn(request, dict(self.secrets)), limit=self.value_bytes)
 
         return self.run(call)
@@ -742,7 +775,9 @@ class Runtime:
             state = json.loads(state_json)
             if fn is None:
                 return response_json(state, limit=self.value_bytes)
-            return response_json(fn(state, MultiDict(params), dict(self.secrets)), limit=self.value_bytes)
+            return response_json(
+                fn(state, MultiDict(params), dict(self.secrets)), limit=self.value_bytes
+            )
 
         return self.run(call)
 

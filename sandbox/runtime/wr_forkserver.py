@@ -13,6 +13,7 @@ over to `wr_child.serve`.
 from __future__ import annotations
 
 import array
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -38,6 +39,7 @@ PROT_EXEC = 0x4
 # A backstop over the child's whole life; each call is bounded by the CPU timer and the parent.
 LIFETIME_CPU_SECONDS = 600
 MAX_FDS = 16
+STACK_BYTES = 8 * 2**20  # a C-level recursion bomb ends in a crash of the child, early
 
 # Syscalls a sandboxed child may make after lockdown; everything else fails with EPERM. No file
 # opening (open/openat/stat), no sockets, no process creation or exec, no signals to others, no
@@ -150,7 +152,7 @@ def lockdown(
             return
         try:
             fn()
-        except Exception as error:  # noqa: BLE001 - report which layer failed and why
+        except Exception as error:
             layers[name] = False
             errors[name] = f"{type(error).__name__}: {error}"
         else:
@@ -169,6 +171,7 @@ def lockdown(
         for limit, value in (
             (resource.RLIMIT_AS, memory),
             (resource.RLIMIT_CPU, LIFETIME_CPU_SECONDS),
+            (resource.RLIMIT_STACK, STACK_BYTES),
             (resource.RLIMIT_FSIZE, 0),
             (resource.RLIMIT_NOFILE, MAX_FDS),
             (resource.RLIMIT_CORE, 0),
@@ -228,7 +231,12 @@ landlock_error = ""
 
 
 def child_main(
-    channel_fd: int, params: dict[str, Any], devnull: int, seccomp_filter: Any, ruleset_fd: int, server_pid: int
+    channel_fd: int,
+    params: dict[str, Any],
+    devnull: int,
+    seccomp_filter: Any,
+    ruleset_fd: int,
+    server_pid: int,
 ) -> None:
     """Runs in the forked child; never returns to the fork server's loop."""
     code = 70
@@ -250,7 +258,7 @@ def child_main(
         child = importlib.import_module("wr_child")
         child.serve(hello, proceed=not missing or bool(params.get("weak")))
         code = 0
-    except BaseException:  # noqa: BLE001 - whatever happens, never fall back into the server loop
+    except BaseException:
         code = 70
     finally:
         os._exit(code)
@@ -263,7 +271,9 @@ def _probe(devnull: int, seccomp_filter: Any, ruleset_fd: int, server_pid: int) 
     if pid == 0:
         try:
             os.close(read_end)
-            layers, errors = lockdown({"memory_bytes": 64 * 2**20}, seccomp_filter, ruleset_fd, server_pid)
+            layers, errors = lockdown(
+                {"memory_bytes": 64 * 2**20}, seccomp_filter, ruleset_fd, server_pid
+            )
             os.write(write_end, json.dumps({"layers": layers, "errors": errors}).encode())
         finally:
             os._exit(0)
@@ -276,7 +286,10 @@ def _probe(devnull: int, seccomp_filter: Any, ruleset_fd: int, server_pid: int) 
     try:
         report: dict[str, Any] = json.loads(data)
     except ValueError:
-        report = {"layers": dict.fromkeys(LAYERS, False), "errors": {"probe": "the probe child died"}}
+        report = {
+            "layers": dict.fromkeys(LAYERS, False),
+            "errors": {"probe": "the probe child died"},
+        }
     return report
 
 
@@ -290,7 +303,7 @@ def _preload() -> dict[str, str]:
     for name in (*child.PRELOAD, "webreducer", "resource", "landlockpy", "seccompy"):
         try:
             importlib.import_module(name)
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             failed[name] = f"{type(error).__name__}: {error}"
     # Both isolation bindings locate libc lazily (ctypes.util.find_library runs ldconfig): do it
     # here, where files and processes are still allowed.
@@ -302,7 +315,17 @@ def _preload() -> dict[str, str]:
     for codec in child.CODECS:
         codecs.lookup(codec)
     # OpenSSL loads its providers and configuration lazily, on the first digest: do it now.
-    for algorithm in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "sha3_256", "blake2b", "blake2s"):
+    for algorithm in (
+        "md5",
+        "sha1",
+        "sha224",
+        "sha256",
+        "sha384",
+        "sha512",
+        "sha3_256",
+        "blake2b",
+        "blake2s",
+    ):
         hashlib.new(algorithm, b"x").hexdigest()
     hmac.new(b"k", b"m", "sha256").hexdigest()
     hmac.compare_digest(b"a", b"a")
@@ -320,13 +343,13 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     try:
         seccomp_filter = build_seccomp()
-    except Exception as error:  # noqa: BLE001 - reported as a missing layer
+    except Exception as error:
         seccomp_filter = None
         failed["seccomp"] = f"{type(error).__name__}: {error}"
     global landlock_error
     try:
         ruleset_fd = build_landlock()
-    except Exception as error:  # noqa: BLE001 - reported as a missing layer
+    except Exception as error:
         ruleset_fd = -1
         landlock_error = f"{type(error).__name__}: {error}"
     control = socket.socket(fileno=control_fd)
@@ -335,14 +358,18 @@ def main() -> None:
     # from touching (and so copying) them in each child.
     gc.collect()
     gc.freeze()
-    control.send(json.dumps({"t": "ready", "pid": server_pid, "preload_errors": failed, **report}).encode())
+    control.send(
+        json.dumps({"t": "ready", "pid": server_pid, "preload_errors": failed, **report}).encode()
+    )
     control.settimeout(1.0)  # wake up now and then to reap finished children
     children: set[int] = set()
     fds = array.array("i")
     while True:
         _reap(children)
         try:
-            message, ancillary, _flags, _addr = control.recvmsg(65536, socket.CMSG_SPACE(fds.itemsize))
+            message, ancillary, _flags, _addr = control.recvmsg(
+                65536, socket.CMSG_SPACE(fds.itemsize)
+            )
         except TimeoutError:
             continue
         except OSError:
@@ -372,19 +399,21 @@ def main() -> None:
                 )
             finally:
                 os.close(pidfd)
-        except Exception as error:  # noqa: BLE001 - answer, never die on one bad request
+        except Exception as error:
             try:
-                control.send(json.dumps({"t": "error", "message": f"{type(error).__name__}: {error}"}).encode())
+                control.send(
+                    json.dumps(
+                        {"t": "error", "message": f"{type(error).__name__}: {error}"}
+                    ).encode()
+                )
             except OSError:
                 break
         finally:
             for fd in received:
                 os.close(fd)
     for pid in children:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     _reap(children)
 
 

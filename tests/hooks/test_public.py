@@ -347,3 +347,24 @@ def test_it_rate_limits_per_key_with_retry_after(make_hook, client: Client) -> N
     assert int(limited["Retry-After"]) >= 1
     assert limited.json()["error"]["code"] == "rate_limited"
     assert Request.objects.count() == 3
+
+
+def test_it_answers_503_with_retry_after_when_the_database_is_down(
+    make_hook, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+
+    from hooks import ingest
+
+    hook = make_hook("")
+    token = write_key(hook)
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(ingest, "_insert", down)
+    response = post_json(client, token, {"a": 1})
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "unavailable"
+    assert int(response["Retry-After"]) >= 1

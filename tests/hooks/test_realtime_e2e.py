@@ -242,3 +242,25 @@ def test_it_streams_the_request_log_to_the_owner_and_refuses_others(stack, make_
             elif message["type"] == "state":
                 state_seq = message["seq"]
         assert (rows["seq"], rows["method"], rows["status"]) == (1, "POST", 202)
+
+
+def test_it_keeps_idle_connections_open_and_delivering(stack, make_hook, alice) -> None:
+    # redis-py 8's default 5 s socket timeout broke idle channel-layer receives
+    # (django/channels_redis#422): idle sockets were closed with 1011 every 5 s.
+    a, b = stack
+    hook = make_hook(COUNTER)
+    client = Client()
+    client.force_login(alice)
+    cookie = {"Cookie": f"sessionid={client.cookies['sessionid'].value}"}
+    with (
+        ws_connect(ws_url(a, f"/read/{read_key(hook)}/live")) as live,
+        ws_connect(ws_url(a, f"/ws/hooks/{hook.pk}/"), additional_headers=cookie, origin=a) as feed,  # type: ignore[arg-type]
+    ):
+        assert recv_json(live)["seq"] == 0
+        assert recv_json(feed)["type"] == "hello"
+        time.sleep(7)
+        assert post(b, hook, {"n": 1}) == 202
+        assert recv_json(live, timeout=10)["seq"] == 1
+        while (message := recv_json(feed, timeout=10))["type"] != "state":
+            pass
+        assert message["seq"] == 1

@@ -42,7 +42,11 @@ def make_request(
 
 
 def respond(
-    code: str, request: dict[str, Any] | None = None, *, limits: Limits = FAST, secrets: dict[str, str] | None = None
+    code: str,
+    request: dict[str, Any] | None = None,
+    *,
+    limits: Limits = FAST,
+    secrets: dict[str, str] | None = None,
 ) -> CallResult:
     with session(code=textwrap.dedent(code), secrets=secrets or {}, limits=limits) as box:
         return box.respond(request or make_request({}))

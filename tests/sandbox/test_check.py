@@ -16,7 +16,9 @@ def test_it_accepts_empty_code() -> None:
 
 def test_it_reports_a_syntax_error_with_line_and_column() -> None:
     with pytest.raises(CodeError) as caught:
-        check_code("x = 1\n\ndef reducer(state, request, secrets)\n    return state\n", max_bytes=1000)
+        check_code(
+            "x = 1\n\ndef reducer(state, request, secrets)\n    return state\n", max_bytes=1000
+        )
     assert caught.value.line == 3
     assert caught.value.column is not None
     assert str(caught.value).startswith("SyntaxError: ")
@@ -60,7 +62,9 @@ def test_it_refuses_a_contract_name_that_is_not_a_function(code: str) -> None:
 
 def test_it_does_not_execute_the_code(tmp_path: object) -> None:
     # Would raise (or worse) if executed; compiling it is harmless.
-    assert check_code("raise SystemExit(1)\nimport os\nos._exit(1)\n", max_bytes=1000) == frozenset()
+    assert (
+        check_code("raise SystemExit(1)\nimport os\nos._exit(1)\n", max_bytes=1000) == frozenset()
+    )
 
 
 def test_it_ignores_names_bound_inside_functions_and_comprehensions() -> None:

@@ -132,7 +132,11 @@ def test_it_gives_no_body_for_binary_content_but_the_exact_bytes() -> None:
     raw = bytes(range(256))
     result = respond(code, make_request(raw, content_type="application/octet-stream"))
     assert result.ok, result.error
-    assert result.value["body"] == {"body": None, "sha": hashlib.sha256(raw).hexdigest(), "roundtrip": True}
+    assert result.value["body"] == {
+        "body": None,
+        "sha": hashlib.sha256(raw).hexdigest(),
+        "roundtrip": True,
+    }
 
 
 def test_it_gives_no_body_for_invalid_json() -> None:
@@ -148,7 +152,11 @@ def test_it_answers_with_a_custom_response() -> None:
     """
     result = respond(code)
     assert result.ok, result.error
-    assert result.value == {"status": 201, "headers": {"X-Hook": "yes", "Retry-After": "3"}, "body": {"queued": True}}
+    assert result.value == {
+        "status": 201,
+        "headers": {"X-Hook": "yes", "Retry-After": "3"},
+        "body": {"queued": True},
+    }
 
 
 def test_it_answers_a_plain_value_with_200() -> None:
@@ -167,7 +175,12 @@ def test_it_answers_202_with_the_id_by_default() -> None:
 
 @pytest.mark.parametrize(
     "response",
-    ["Response(1, status=99)", "Response(1, status='200')", "Response(1, headers={'X-A': 'a\\r\\nSet-Cookie: x'})", "{1, 2}"],
+    [
+        "Response(1, status=99)",
+        "Response(1, status='200')",
+        "Response(1, headers={'X-A': 'a\\r\\nSet-Cookie: x'})",
+        "{1, 2}",
+    ],
 )
 def test_it_fails_a_malformed_response(response: str) -> None:
     code = f"from webreducer import Response\ndef responder(request, secrets):\n    return {response}\n"
@@ -183,7 +196,11 @@ def test_it_runs_query_on_the_state_with_multivalued_params() -> None:
     """
     with session(code=textwrap.dedent(code), secrets={"k": "v"}, limits=FAST) as box:
         result = box.query('{"n":3}', {"page": ["2"], "tag": ["a", "b"]})
-    assert result.value == {"status": 200, "headers": {}, "body": {"n": 3, "page": "2", "tags": ["a", "b"], "s": "v"}}
+    assert result.value == {
+        "status": 200,
+        "headers": {},
+        "body": {"n": 3, "page": "2", "tags": ["a", "b"], "s": "v"},
+    }
 
 
 def test_it_serves_the_state_without_a_query() -> None:
@@ -250,11 +267,17 @@ def test_it_truncates_output_at_the_limit_with_a_marker() -> None:
     code = "def responder(request, secrets):\n    for i in range(1000):\n        print('x' * 99)\n    return 1\n"
     result = respond(code, limits=Limits(output_bytes=1000))
     assert result.ok
-    assert result.console == "x" * 99 + "\n" + ("x" * 99 + "\n") * 9 + "[output truncated: limit of 1000 bytes]\n"
+    assert (
+        result.console
+        == "x" * 99 + "\n" + ("x" * 99 + "\n") * 9 + "[output truncated: limit of 1000 bytes]\n"
+    )
 
 
 def test_it_truncates_output_inside_a_multibyte_character_cleanly() -> None:
-    result = respond("def responder(request, secrets):\n    print('é' * 10)\n    return 1\n", limits=Limits(output_bytes=5))
+    result = respond(
+        "def responder(request, secrets):\n    print('é' * 10)\n    return 1\n",
+        limits=Limits(output_bytes=5),
+    )
     assert result.console == "éé\n[output truncated: limit of 5 bytes]\n"
 
 
@@ -296,7 +319,9 @@ def test_it_fails_a_state_over_the_limit_and_keeps_the_previous_one() -> None:
 
 
 def test_it_refuses_a_state_with_a_nul_character() -> None:
-    steps = reduce("def reducer(state, request, secrets):\n    return 'a\\x00b'\n", [make_request({})])
+    steps = reduce(
+        "def reducer(state, request, secrets):\n    return 'a\\x00b'\n", [make_request({})]
+    )
     assert not steps[0].ok and steps[0].error["type"] == "StateNotSerializable"
 
 
@@ -343,7 +368,10 @@ def test_it_runs_a_custom_idempotency_key() -> None:
 
 
 def test_it_runs_idempotency_keys_and_reduce_in_one_session() -> None:
-    code = COUNTER + "\ndef idempotency_key(request, secrets):\n    return str(request.body['number'])\n"
+    code = (
+        COUNTER
+        + "\ndef idempotency_key(request, secrets):\n    return str(request.body['number'])\n"
+    )
     requests = [make_request({"number": 2}), make_request({"number": 5})]
     with session(code=code, secrets={}, limits=FAST) as box:
         keys = [r.value for r in box.idempotency_keys(requests)]

@@ -1,0 +1,81 @@
+"""The docs page: docs/functions.md and docs/helpers.md as HTML, the limits in force, examples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import markdown
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.safestring import SafeString, mark_safe
+from django.views.decorators.http import require_GET
+
+from hooks.views.common import human_bytes
+from hooks.views.starters import STARTERS
+
+DOCS = settings.BASE_DIR / "docs"
+SOURCES = ("functions.md", "helpers.md")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    html: SafeString
+    toc: list[dict[str, Any]]
+
+
+@lru_cache(maxsize=8)
+def _render(path: Path, mtime: float) -> Rendered:
+    # The files are the repository's own (trusted) docs; the mtime in the cache key picks up
+    # edits in development without a restart.
+    md = markdown.Markdown(
+        extensions=["fenced_code", "tables", "toc", "sane_lists"],
+        extension_configs={"toc": {"baselevel": 2, "permalink": False}},
+    )
+    html = md.convert(path.read_text(encoding="utf-8"))
+    return Rendered(html=mark_safe(html), toc=list(md.toc_tokens))  # type: ignore[attr-defined]  # noqa: S308
+
+
+def rendered(name: str) -> Rendered:
+    path = DOCS / name
+    return _render(path, path.stat().st_mtime)
+
+
+def limits() -> list[tuple[str, str, str]]:
+    s = settings
+    return [
+        ("Request body", human_bytes(s.WR_MAX_BODY_BYTES), "413 Payload Too Large"),
+        (
+            "Writes per key",
+            f"{s.WR_RATE_PER_SECOND:g}/s sustained, bursts of {s.WR_RATE_BURST}",
+            "429 with Retry-After",
+        ),
+        ("Code", human_bytes(s.WR_MAX_CODE_BYTES), "refused when saved"),
+        ("State (serialised)", human_bytes(s.WR_MAX_STATE_BYTES), "the request fails; state unchanged"),
+        ("CPU / wall time per call", f"{s.WR_CPU_SECONDS:g} s / {s.WR_WALL_SECONDS:g} s", "the call fails"),
+        ("Memory per sandbox", human_bytes(s.WR_MEMORY_BYTES), "the call fails"),
+        ("Console output per request", human_bytes(s.WR_MAX_OUTPUT_BYTES), "truncated with a marker"),
+        (
+            "Secrets",
+            f"{s.WR_MAX_SECRETS} per hook, {human_bytes(s.WR_MAX_SECRET_BYTES)} each",
+            "refused when set",
+        ),
+    ]
+
+
+@require_GET
+def docs(request: HttpRequest) -> HttpResponse:
+    documents = [rendered(name) for name in SOURCES]
+    return render(
+        request,
+        "docs/index.html",
+        {
+            "documents": documents,
+            "limits": limits(),
+            "starters": [s for s in STARTERS if s.code],
+            "site_root": settings.SITE_ROOT.rstrip("/"),
+        },
+    )

@@ -1,0 +1,198 @@
+"""Parts of a hook's page that refresh on their own (the log, a request, the state, versions)
+and the forms of its keys and secrets panels.
+
+The forms post like any Django form (CSRF token, redirect back to the page). static/js/app.js
+submits them with `X-Requested-With: fetch` instead, and then gets the panel's new HTML to swap
+in, so the editor on the page keeps its place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.db.models import F
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from hooks.apis.requests import log_entries
+from hooks.models import Hook, Key, Request, Secret, Version
+from hooks.selectors import hook_get_for_user
+from hooks.services import SecretError, key_create, key_revoke, key_set_paused, secret_set
+from hooks.views import common
+from hooks.views.forms import KeyCreateForm, SecretForm
+
+
+def _is_fetch(request: HttpRequest) -> bool:
+    return request.headers.get("X-Requested-With") == "fetch"
+
+
+@login_required
+@require_GET
+def log(request: HttpRequest, hook_id: str) -> HttpResponse:
+    """Rows of the request log, newest first: the first page, or the one before `?before=<id>`."""
+    hook = hook_get_for_user(user=request.user, hook_id=hook_id)
+    before = request.GET.get("before", "")
+    rows, more = common.log_page(hook, before=int(before) if before.isdigit() else None)
+    return render(request, "hooks/_log_rows.html", {"hook": hook, "rows": rows, "more": more})
+
+
+@login_required
+@require_GET
+def request_detail(request: HttpRequest, hook_id: str, request_id: str) -> HttpResponse:
+    hook = hook_get_for_user(user=request.user, hook_id=hook_id)
+    row = (
+        Request.objects.filter(hook=hook, uuid=request_id)
+        .annotate(duplicate_of_uuid=F("duplicate_of__uuid"))
+        .first()
+    )
+    if row is None:
+        raise Http404("No such request.")
+    (row,) = log_entries(hook, [row])
+    error = row.error if isinstance(row.error, dict) else None
+    return render(
+        request,
+        "hooks/_request_detail.html",
+        {
+            "hook": hook,
+            "row": row,
+            "error": error,
+            "body_pretty": _body_pretty(row),
+            "state_after": common.pretty_json(row.state_after_value)  # type: ignore[attr-defined]
+            if row.state_after is not None
+            else "",
+            "diff": row.state_diff,  # type: ignore[attr-defined]
+        },
+    )
+
+
+def _body_pretty(row: Request) -> str:
+    text: str = row.body_text  # type: ignore[attr-defined]
+    if row.body_encoding == "utf-8" and "json" in row.content_type:  # type: ignore[attr-defined]
+        return common.pretty_json_text(text)
+    return text[: common.MAX_SHOWN_CHARS]
+
+
+@login_required
+@require_GET
+def state(request: HttpRequest, hook_id: str) -> HttpResponse:
+    hook = hook_get_for_user(user=request.user, hook_id=hook_id)
+    return render(request, "hooks/_state.html", {"state": common.live_state(hook)})
+
+
+@login_required
+@require_GET
+def versions(request: HttpRequest, hook_id: str) -> HttpResponse:
+    hook = hook_get_for_user(user=request.user, hook_id=hook_id)
+    return render(request, "hooks/_versions.html", _versions_context(hook))
+
+
+def _versions_context(hook: Hook) -> dict[str, Any]:
+    hook.refresh_from_db(fields=["live_version"])
+    rows = list(Version.objects.filter(hook=hook).select_related("author").order_by("-number")[:20])
+    return {"hook": hook, "versions": rows, "live": hook.live_version}
+
+
+# --- Keys ---------------------------------------------------------------------------------
+
+
+def _keys_panel(request: HttpRequest, hook: Hook, error: str = "") -> HttpResponse:
+    if not _is_fetch(request):
+        if error:
+            messages.error(request, error)
+        return redirect(reverse("hooks:detail", kwargs={"hook_id": hook.pk}) + "#keys")
+    keys = list(Key.objects.filter(hook=hook).order_by("created_at", "id"))
+    return render(
+        request,
+        "hooks/_keys.html",
+        {"hook": hook, "keys": keys, "key_form": KeyCreateForm(), "keys_error": error},
+    )
+
+
+@login_required
+@require_POST
+def key_new(request: HttpRequest, hook_id: str) -> HttpResponse:
+    hook = hook_get_for_user(user=request.user, hook_id=hook_id)
+    form = KeyCreateForm(request.POST)
+    if not form.is_valid():
+        return _keys_panel(request, hook, "Choose a read or a write key.")
+    key_create(hook=hook, kind=form.cleaned_data["kind"], label=form.cleaned_data["label"])
+    return _keys_panel(request, hook)
+
+
+KEY_ACTIONS = ("pause", "resume", "revoke")
+
+
+@login_required
+@require_POST
+def key_action(request: HttpRequest, hook_id: str, key_id: int, action: str) -> HttpResponse:
+    hook = hook_get_for_user(user=request.user, hook_id=hook_id)
+    if action not in KEY_ACTIONS:
+        raise Http404("No such action.")
+    with transaction.atomic():
+        key = Key.objects.select_for_update().filter(hook=hook, pk=key_id).first()
+        if key is None:
+            raise Http404("No such key.")
+        if key.revoked_at is not None:
+            return _keys_panel(request, hook, "This key is revoked already.")
+        if action == "revoke":
+            key_revoke(key=key)
+        else:
+            key_set_paused(key=key, paused=action == "pause")
+    return _keys_panel(request, hook)
+
+
+# --- Secrets ------------------------------------------------------------------------------
+
+
+def _secrets_panel(
+    request: HttpRequest, hook: Hook, *, error: str = "", notice: str = ""
+) -> HttpResponse:
+    if not _is_fetch(request):
+        if error:
+            messages.error(request, error)
+        elif notice:
+            messages.success(request, notice)
+        return redirect(reverse("hooks:detail", kwargs={"hook_id": hook.pk}) + "#secrets")
+    return render(
+        request,
+        "hooks/_secrets.html",
+        {
+            "hook": hook,
+            "secrets": list(Secret.objects.filter(hook=hook).order_by("name")),
+            "secret_form": SecretForm(),
+            "secrets_error": error,
+            "secrets_notice": notice,
+        },
+    )
+
+
+@login_required
+@require_POST
+def secret_save(request: HttpRequest, hook_id: str) -> HttpResponse:
+    hook = hook_get_for_user(user=request.user, hook_id=hook_id)
+    form = SecretForm(request.POST)
+    if not form.is_valid():
+        return _secrets_panel(request, hook, error="A secret needs a name.")
+    name = form.cleaned_data["name"].strip()
+    replaced = Secret.objects.filter(hook=hook, name=name).exists()
+    try:
+        secret_set(hook=hook, name=name, value=form.cleaned_data["value"])
+    except SecretError as error:
+        return _secrets_panel(request, hook, error=str(error))
+    verb = "Replaced" if replaced else "Added"
+    return _secrets_panel(request, hook, notice=f"{verb} {name}. Its value is never shown again.")
+
+
+@login_required
+@require_POST
+def secret_delete(request: HttpRequest, hook_id: str, name: str) -> HttpResponse:
+    hook = hook_get_for_user(user=request.user, hook_id=hook_id)
+    deleted, _ = Secret.objects.filter(hook=hook, name=name).delete()
+    if not deleted:
+        raise Http404("No such secret.")
+    return _secrets_panel(request, hook, notice=f"Deleted {name}.")
