@@ -11,6 +11,7 @@ from typing import Any
 
 from hooks.models import Request
 from sandbox import Limits, session
+from sandbox.runtime import wr_cloudevents
 
 # Keys longer than this are stored as their hash: the ledger's unique index stays small.
 MAX_LEDGER_KEY = 200
@@ -48,10 +49,21 @@ def ledger_key(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _header_key(headers: dict[str, str]) -> str | None:
-    for name, value in headers.items():
-        if name.lower() == "idempotency-key":
-            return value or None
+def default_key(request: Request) -> str | None:
+    """The key of a request when the code defines no idempotency_key: the Idempotency-Key
+    header, else a CloudEvent's "<source> <id>", else none."""
+    lowered = {name.lower(): value for name, value in request.headers.items()}
+    if lowered.get("idempotency-key"):
+        return lowered["idempotency-key"]
+    if "ce-id" in lowered or wr_cloudevents.is_structured(request.content_type):
+        try:
+            event = wr_cloudevents.parse_cloudevent(
+                lowered, request.content_type, bytes(request.body)
+            )
+        except ValueError:
+            return None
+        if event is not None:
+            return wr_cloudevents.default_idempotency_key(event)
     return None
 
 
@@ -77,7 +89,7 @@ def fold(
     keys: list[str | None]
     needs_sandbox = "reducer" in functions or "idempotency_key" in functions
     if not needs_sandbox:
-        keys = [_header_key(r.headers) for r in requests]
+        keys = [default_key(r) for r in requests]
         outcomes = outcomes[: _mark_duplicates(outcomes, requests, keys, seen)]
         for outcome in outcomes:
             outcome.state_after = state
@@ -95,7 +107,7 @@ def fold(
                     outcome.error = result.error
                 keys.append(result.value if result.ok else None)
         else:
-            keys = [_header_key(r.headers) for r in requests]
+            keys = [default_key(r) for r in requests]
         outcomes = outcomes[: _mark_duplicates(outcomes, requests, keys, seen)]
 
         to_apply = [i for i, o in enumerate(outcomes) if o.outcome == Request.Outcome.APPLIED]

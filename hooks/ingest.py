@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Field
 from django.utils import timezone
 
@@ -24,6 +24,7 @@ from hooks.fold import request_payload
 from hooks.models import Hook, Key, Request, State, Version
 from hooks.services import hook_limits, hook_secrets
 from sandbox import SandboxUnavailable, session
+from sandbox.runtime import wr_cloudevents
 
 logger = logging.getLogger(__name__)
 
@@ -139,67 +140,109 @@ def request_ingest(
     content_type: str,
     body: bytes,
 ) -> Reply:
-    """Store one write and answer it with the hook's responder (SPEC §2, §3.1)."""
+    """Store one write and answer it with the hook's responder (SPEC §2, §3.1).
+
+    A CloudEvents batch (`application/cloudevents-batch+json`) is stored as one request per
+    event, in order, each answered by the responder; the answer lists every event's result.
+    """
     hook = key.hook
-    version = key.hook.live_version
-    assert version is not None
     body_check(content_type, body)
-    request = Request(
-        uuid=uuid.uuid4(),
-        hook_id=hook.pk,
-        key_id=key.pk,
-        method=method,
-        path=path,
-        headers=headers,
-        query=query,
-        content_type=content_type,
-        body=body,
-        received_at=timezone.now(),
-    )
-    reply = Reply(status=202, body={"id": str(request.uuid)})
-    if version.defines("responder"):
+    received_at = timezone.now()
+
+    def new(content_type: str, body: bytes, headers: dict[str, str]) -> Request:
+        return Request(
+            uuid=uuid.uuid4(),
+            hook_id=hook.pk,
+            key_id=key.pk,
+            method=method,
+            path=path,
+            headers=headers,
+            query=query,
+            content_type=content_type,
+            body=body,
+            received_at=received_at,
+        )
+
+    batch = wr_cloudevents.is_batch(content_type)
+    if batch:
         try:
-            with session(
-                code=version_code(version),
-                secrets=hook_secrets(hook.pk),
-                limits=hook_limits(hook),
-                hook_id=str(hook.pk),
-            ) as sandbox:
-                result = sandbox.respond(request_payload(request))
-        except SandboxUnavailable as error:
-            raise PublicError(503, "sandbox_unavailable", str(error), retry_after=30) from error
-        request.console = result.console
-        request.duration_ms = result.duration_ms
-        if result.ok:
-            reply = Reply(
-                status=result.value["status"],
-                body=result.value["body"],
-                headers=result.value["headers"],
-            )
-        else:
-            request.error = result.error
-            reply = Reply(
-                status=500,
-                body={
-                    "error": {
-                        "code": "responder_error",
-                        "message": "The hook's responder raised an exception; "
-                        "the request was rejected.",
-                        "request_id": str(request.uuid),
-                    }
-                },
-            )
-    request.response_status = reply.status
-    if reply.status >= 400:
-        request.outcome = Request.Outcome.REJECTED
+            events_bodies = wr_cloudevents.split_batch(body)
+        except ValueError as error:
+            raise PublicError(400, "invalid_cloudevents", str(error)) from None
+        single = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        single["Content-Type"] = wr_cloudevents.STRUCTURED_CONTENT_TYPE
+        requests = [new(wr_cloudevents.STRUCTURED_CONTENT_TYPE, b, single) for b in events_bodies]
+    else:
+        requests = [new(content_type, body, headers)]
+
+    replies = _respond(key, requests)
+    for request, reply in zip(requests, replies, strict=True):
+        request.response_status = reply.status
+        if reply.status >= 400:
+            request.outcome = Request.Outcome.REJECTED
     try:
-        _insert(request)
+        with transaction.atomic():
+            for request in requests:
+                _insert(request)
     except DatabaseError as error:
         raise database_unavailable() from error
-    events.requests_logged(hook_id=str(hook.pk), requests=[request])
-    if request.outcome == Request.Outcome.PENDING:
+    events.requests_logged(hook_id=str(hook.pk), requests=requests)
+    if any(r.outcome == Request.Outcome.PENDING for r in requests):
         wakeup.wake(str(hook.pk))
-    return reply
+    if not batch:
+        return replies[0]
+    accepted = any(reply.status < 400 for reply in replies)
+    return Reply(
+        status=202 if accepted or not replies else replies[0].status,
+        body={
+            "results": [
+                {"id": str(request.uuid), "status": reply.status, "body": reply.body}
+                for request, reply in zip(requests, replies, strict=True)
+            ]
+        },
+    )
+
+
+def _respond(key: Key, requests: list[Request]) -> list[Reply]:
+    """The responder's answer to each request (one sandbox child for all of them), or the
+    default `202 {"id": …}` without a sandbox when the code has no responder."""
+    hook, version = key.hook, key.hook.live_version
+    assert version is not None
+    if not version.defines("responder"):
+        return [Reply(status=202, body={"id": str(r.uuid)}) for r in requests]
+    replies = []
+    try:
+        with session(
+            code=version_code(version),
+            secrets=hook_secrets(hook.pk),
+            limits=hook_limits(hook),
+            hook_id=str(hook.pk),
+        ) as sandbox:
+            for request in requests:
+                result = sandbox.respond(request_payload(request))
+                request.console = result.console
+                request.duration_ms = result.duration_ms
+                if result.ok:
+                    value = result.value
+                    replies.append(Reply(value["status"], value["body"], value["headers"]))
+                    continue
+                request.error = result.error
+                replies.append(
+                    Reply(
+                        status=500,
+                        body={
+                            "error": {
+                                "code": "responder_error",
+                                "message": "The hook's responder raised an exception; "
+                                "the request was rejected.",
+                                "request_id": str(request.uuid),
+                            }
+                        },
+                    )
+                )
+    except SandboxUnavailable as error:
+        raise PublicError(503, "sandbox_unavailable", str(error), retry_after=30) from error
+    return replies
 
 
 INSERT_FIELDS = [

@@ -8,6 +8,7 @@ import uuid
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import User
 from hooks import events
@@ -43,6 +44,7 @@ def hook_create(*, owner: User, name: str = "", code: str = "") -> Hook:
             functions=functions,
             status=Version.Status.PUBLISHED,
             author=owner,
+            published_at=timezone.now(),
         )
         State.objects.create(version=version, hook=hook)
         hook.live_version = version

@@ -139,8 +139,7 @@ class VersionDiffApi(HookApi):
 
         def get_fields(self) -> dict[str, serializers.Field]:
             fields = super().get_fields()
-            fields["from"] = fields.pop("from_")  # `from` is a Python keyword
-            return fields
+            return {"from": fields.pop("from_"), **fields}  # `from` is a Python keyword
 
     @extend_schema(
         tags=TAGS,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
@@ -26,6 +27,8 @@ from hooks.views.forms import HookCreateForm, HookSettingsForm, KeyCreateForm, S
 from hooks.views.starters import STARTERS, STARTERS_BY_SLUG
 
 EXAMPLE_NAME = "Counter example"
+TEST_METHODS = ["POST", "PUT", "PATCH", "DELETE", "GET"]
+TEST_CONTENT_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded"]
 EXAMPLE_DESCRIPTION = "Counts requests and adds up the number field of JSON bodies."
 
 
@@ -72,7 +75,12 @@ def hook_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "hooks/list.html",
-        {"hooks": rows, "form": HookCreateForm(), "starters": STARTERS},
+        {
+            "hooks": rows,
+            "form": HookCreateForm(),
+            "starters": STARTERS,
+            "visitor_days": settings.WR_VISITOR_MAX_AGE_DAYS,
+        },
     )
 
 
@@ -135,6 +143,10 @@ def detail_context(request: HttpRequest, hook: Hook) -> dict[str, Any]:
         "secrets": list(Secret.objects.filter(hook=hook).order_by("name")),
         "key_form": KeyCreateForm(),
         "secret_form": SecretForm(),
+        "methods": TEST_METHODS,
+        "content_types": TEST_CONTENT_TYPES,
+        "visitor_days": settings.WR_VISITOR_MAX_AGE_DAYS,
+        "site_root": common.site_root(),
         "settings_form": HookSettingsForm(initial={"name": hook.name, "description": hook.description}),
         "config": {
             "hookId": str(hook.pk),

@@ -8,6 +8,7 @@ in, so the editor on the page keeps its place.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import messages
@@ -38,7 +39,7 @@ def log(request: HttpRequest, hook_id: str) -> HttpResponse:
     hook = hook_get_for_user(user=request.user, hook_id=hook_id)
     before = request.GET.get("before", "")
     rows, more = common.log_page(hook, before=int(before) if before.isdigit() else None)
-    return render(request, "hooks/_log_rows.html", {"hook": hook, "rows": rows, "more": more})
+    return render(request, "hooks/_log_page.html", {"hook": hook, "rows": rows, "more": more})
 
 
 @login_required
@@ -65,9 +66,29 @@ def request_detail(request: HttpRequest, hook_id: str, request_id: str) -> HttpR
             "state_after": common.pretty_json(row.state_after_value)  # type: ignore[attr-defined]
             if row.state_after is not None
             else "",
-            "diff": row.state_diff,  # type: ignore[attr-defined]
+            "diff": _diff_display(row.state_diff),  # type: ignore[attr-defined]
         },
     )
+
+
+def _diff_display(ops: list[dict[str, Any]] | None) -> list[dict[str, str]] | None:
+    """hooks.diff operations with their values as short JSON text."""
+    if ops is None:
+        return None
+
+    def short(value: Any) -> str:
+        text = json.dumps(value, ensure_ascii=False)
+        return text if len(text) <= 200 else text[:199] + "…"
+
+    return [
+        {
+            "op": op["op"],
+            "path": op["path"],
+            "old": short(op.get("old")),
+            "value": short(op.get("value")),
+        }
+        for op in ops
+    ]
 
 
 def _body_pretty(row: Request) -> str:
@@ -109,7 +130,13 @@ def _keys_panel(request: HttpRequest, hook: Hook, error: str = "") -> HttpRespon
     return render(
         request,
         "hooks/_keys.html",
-        {"hook": hook, "keys": keys, "key_form": KeyCreateForm(), "keys_error": error},
+        {
+            "hook": hook,
+            "keys": keys,
+            "key_form": KeyCreateForm(),
+            "keys_error": error,
+            "site_root": common.site_root(),
+        },
     )
 
 

@@ -106,7 +106,7 @@ def test_it_answers_as_the_schema_says(alice, client) -> None:  # type: ignore[n
         if SKIP.match(operation.path):
             continue
         world = make_world(alice, client)  # afresh: the previous operation may have deleted it
-        for mode, examples in ((GenerationMode.POSITIVE, 12), (GenerationMode.NEGATIVE, 6)):
+        for mode, examples in ((GenerationMode.POSITIVE, 25), (GenerationMode.NEGATIVE, 10)):
             if mode == GenerationMode.NEGATIVE and operation.path in KNOWN_HTML_404:
                 continue
             try:
