@@ -40,7 +40,7 @@ def code_sha256(code: str) -> str:
 class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable, machine-readable: not_found, invalid, …")
     message = serializers.CharField()
-    fields = serializers.DictField(
+    fields = serializers.DictField(  # type: ignore[assignment]  # a field, not Serializer.fields
         required=False, help_text="For code `invalid`: the messages of each invalid field."
     )
     line = serializers.IntegerField(
@@ -60,7 +60,7 @@ class ErrorSerializer(serializers.Serializer):
 class KeySerializer(serializers.Serializer):
     id = serializers.IntegerField()
     kind = serializers.ChoiceField(choices=Key.Kind.choices)
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # a field, not Field.label
     token = serializers.CharField()
     url = serializers.SerializerMethodField(help_text="The full write or read URL.")
     paused = serializers.BooleanField(source="is_paused")

@@ -120,8 +120,6 @@ def key_set_paused(*, key: Key, paused: bool) -> Key:
 
 
 def key_revoke(*, key: Key) -> None:
-    from django.utils import timezone
-
     key.revoked_at = timezone.now()
     key.save(update_fields=["revoked_at"])
     _key_changed(key)

@@ -16,7 +16,7 @@ class AutoSchema(SpectacularAutoSchema):
     the schema. `HookPublishApi.InputSerializer` becomes the component `HookPublishInput`.
     """
 
-    def get_serializer_name(self, serializer: Any, direction: str) -> str:
+    def get_serializer_name(self, serializer: Any, direction: Any) -> str:
         parts = type(serializer).__qualname__.split(".")
         if len(parts) > 1 and "<locals>" not in parts:
             return parts[-2].removesuffix("Api") + parts[-1]

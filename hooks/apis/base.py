@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
@@ -76,7 +76,7 @@ class OrderedCursorPagination(CursorPagination):
         if cursor is not None and cursor.position is not None:
             # paginate_queryset() has made `ordering` a tuple by now.
             ordering = self.ordering if isinstance(self.ordering, str) else self.ordering[0]
-            field = self.model._meta.get_field(ordering.lstrip("-"))
+            field = cast(models.Field, self.model._meta.get_field(ordering.lstrip("-")))
             try:
                 field.to_python(cursor.position)
             except (DjangoValidationError, ValueError, TypeError):

@@ -28,7 +28,7 @@ class KeyListCreateApi(HookApi):
 
     class InputSerializer(serializers.Serializer):
         kind = serializers.ChoiceField(choices=Key.Kind.choices)
-        label = StringField(max_length=100, required=False, allow_blank=True, default="")
+        label = StringField(max_length=100, required=False, allow_blank=True, default="")  # type: ignore[assignment]
 
     @extend_schema(
         tags=TAGS,

@@ -43,14 +43,10 @@ def log_entries(hook: Hook, rows: Sequence[Request]) -> list[Request]:
     """
     on_page = {row.seq: row.state_after for row in rows if row.seq is not None}
     wanted = {row.seq - 1 for row in rows if row.seq is not None and row.seq > 1} - on_page.keys()
-    before: dict[int, str | None] = {0: "null"}
-    before.update(on_page)
+    before: dict[int | None, str | None] = {0: "null", **on_page}
     if wanted:
-        before.update(
-            Request.objects.filter(hook=hook, seq__in=wanted)
-            .order_by()
-            .values_list("seq", "state_after")
-        )
+        rows_before = Request.objects.filter(hook=hook, seq__in=wanted).order_by()
+        before.update(rows_before.values_list("seq", "state_after"))
     for row in rows:
         body = bytes(row.body)
         try:

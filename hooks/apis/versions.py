@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -51,7 +52,7 @@ def _started(version: Version) -> Response:
     return Response(data, status=status.HTTP_202_ACCEPTED)
 
 
-def _versions(hook: Hook) -> object:
+def _versions(hook: Hook) -> QuerySet[Version]:
     return Version.objects.filter(hook=hook).select_related("hook", "author")
 
 
@@ -105,7 +106,7 @@ class VersionListApi(HookApi):
     def get(self, request: DrfRequest, hook_id: str) -> Response:
         hook = self.hook(hook_id)
         paginator = VersionPagination()
-        page = paginator.paginate_queryset(_versions(hook), request, view=self) or []  # type: ignore[arg-type]
+        page: list[Version] = paginator.paginate_queryset(_versions(hook), request, view=self) or []
         return paginator.get_paginated_response(VersionSerializer(page, many=True).data)
 
 
@@ -119,7 +120,7 @@ class VersionDetailApi(HookApi):
     )
     def get(self, request: DrfRequest, hook_id: str, number: str) -> Response:
         hook = self.hook(hook_id)
-        version = _versions(hook).filter(number=int_or_404(number)).first()  # type: ignore[attr-defined]
+        version = _versions(hook).filter(number=int_or_404(number)).first()
         if version is None:
             raise not_found()
         return Response(VersionDetailSerializer(version).data)

@@ -291,3 +291,10 @@ def test_it_answers_401_without_credentials(make_hook) -> None:
     response = APIClient().get(url(hook))
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "not_authenticated"
+
+
+def test_it_takes_json_bodies_only(api, make_hook) -> None:
+    hook = make_hook()
+    response = api.patch(url(hook), {"name": "form"}, format="multipart")
+    assert response.status_code == 415
+    assert response.json()["error"]["code"] == "unsupported_media_type"

@@ -125,7 +125,9 @@ def test_it_answers_404_for_another_hooks_key_or_a_malformed_id(api, make_hook, 
     theirs = key_of(others, "write")
 
     for key_id in (theirs.pk, "abc", "-1", 99999999):
-        assert api.patch(url(hook, "keys", key_id), {"paused": True}, format="json").status_code == 404
+        assert (
+            api.patch(url(hook, "keys", key_id), {"paused": True}, format="json").status_code == 404
+        )
         assert api.delete(url(hook, "keys", key_id)).status_code == 404
     assert Key.objects.get(pk=theirs.pk).is_usable
 

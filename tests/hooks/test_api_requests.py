@@ -86,7 +86,9 @@ def test_it_shows_every_field_of_an_entry(api, make_hook, client: Client) -> Non
     ]
     first = entries[1]
     assert first["idempotency_key"] == "first"
-    assert first["state_diff"] == [{"op": "replace", "path": "", "value": {"n": 1, "items": ["a"]}, "old": None}]
+    assert first["state_diff"] == [
+        {"op": "replace", "path": "", "value": {"n": 1, "items": ["a"]}, "old": None}
+    ]
 
 
 def test_it_shows_failed_rejected_and_duplicate_requests(api, make_hook, client: Client) -> None:
@@ -154,8 +156,14 @@ def test_it_fetches_the_states_before_a_page_in_one_query(api, make_hook, client
 
     assert [e["seq"] for e in entries] == [5, 3, 1]
     assert [e["state_diff"] for e in entries[:2]] == [
-        [{"op": "replace", "path": "/n", "value": 3, "old": 2}, {"op": "add", "path": "/items/2", "value": 4}],
-        [{"op": "replace", "path": "/n", "value": 2, "old": 1}, {"op": "add", "path": "/items/1", "value": 2}],
+        [
+            {"op": "replace", "path": "/n", "value": 3, "old": 2},
+            {"op": "add", "path": "/items/2", "value": 4},
+        ],
+        [
+            {"op": "replace", "path": "/n", "value": 2, "old": 1},
+            {"op": "add", "path": "/items/1", "value": 2},
+        ],
     ]
 
 

@@ -105,7 +105,7 @@ def table_counts() -> dict[str, int]:
     with connection.cursor() as cursor:
         for table in connection.introspection.table_names():
             if table.startswith("hooks_"):
-                cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - table names
+                cursor.execute(f"SELECT count(*) FROM {table}")
                 counts[table] = cursor.fetchone()[0]
     return counts
 

@@ -7,10 +7,9 @@ pointed at alice's real objects, so the runs reach the views' logic instead of 4
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
-
-import re
 
 import pytest
 import schemathesis
@@ -68,7 +67,11 @@ def make_world(alice: Any, client: Any) -> World:
 
 
 def run_operation(operation: Any, mode: GenerationMode, world: World, examples: int) -> None:
-    fixed = {name: world.params[name] for name in PATH_PARAM.findall(operation.path) if name in world.params}
+    fixed = {
+        name: world.params[name]
+        for name in PATH_PARAM.findall(operation.path)
+        if name in world.params
+    }
     headers = {"Authorization": f"Bearer {world.token}"}
 
     @given(case=operation.as_strategy(generation_mode=mode, path_parameters=fixed))
@@ -111,8 +114,10 @@ def test_it_answers_as_the_schema_says(alice, client) -> None:  # type: ignore[n
                 continue
             try:
                 run_operation(operation, mode, world, examples)
-            except (Exception, BaseExceptionGroup) as error:  # noqa: BLE001 - reported together
-                failures.append(f"{operation.method.upper()} {operation.path} ({mode.value}): {error}")
+            except (Exception, BaseExceptionGroup) as error:
+                failures.append(
+                    f"{operation.method.upper()} {operation.path} ({mode.value}): {error}"
+                )
     assert not failures, "\n\n".join(failures)
 
 
