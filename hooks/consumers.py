@@ -12,11 +12,11 @@ import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import QueryDict
 
 from hooks import events, live
+from hooks.live import db, listeners
 from hooks.live.subscription import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND
 from hooks.models import Hook
 
@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 # A WebSocket close reason must fit in 123 bytes.
 MAX_REASON = 120
+OUTBOX_SIZE = 1000
 
 
 def client_ip(scope: dict[str, Any]) -> str:
@@ -102,24 +103,52 @@ class OwnerFeedConsumer(AsyncWebsocketConsumer):
     progress (session authentication; anyone else is refused without learning whether the
     hook exists)."""
 
+    # Messages come through the process's listeners (hooks.live.listeners), not a channel per
+    # connection.
+    channel_layer_alias = "none"
     hook_id: str | None = None
-    watcher: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]]
 
     async def connect(self) -> None:
+        self.tasks = []
         await self.accept()
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_FORBIDDEN, reason="Sign in to follow this hook.")
             return
         hook_id = str(self.scope["url_route"]["kwargs"]["hook_id"])
-        if not await database_sync_to_async(_owns)(user, hook_id):
+        if not await db.reads.run(_owns, user, hook_id):
             await self.close(code=CLOSE_NOT_FOUND, reason="No such hook.")
             return
         self.hook_id = hook_id
-        await self.channel_layer.group_add(events.hook_group(hook_id), self.channel_name)
-        await self.channel_layer.group_add(events.owner_group(hook_id), self.channel_name)
-        self.watcher = asyncio.create_task(self._watch(hook_id))
+        # Bounded: a client that stops reading loses log rows (it reloads the log), not memory.
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=OUTBOX_SIZE)
+        await listeners.listen(events.hook_group(hook_id), self.on_event)
+        await listeners.listen(events.owner_group(hook_id), self.on_event)
+        self.tasks = [asyncio.create_task(self._write()), asyncio.create_task(self._watch(hook_id))]
         await self.send_json({"type": "hello", "hook": hook_id})
+
+    def on_event(self, message: dict[str, Any]) -> None:
+        try:
+            self.outbox.put_nowait(message)
+        except asyncio.QueueFull:
+            logger.warning("owner feed of %s is not reading; dropping an event", self.hook_id)
+
+    async def _write(self) -> None:
+        while True:
+            event = await self.outbox.get()
+            kind = event.get("type")
+            if kind == "state.changed":
+                out = {"type": "state", "seq": event["seq"]}
+            elif kind == "key.changed":
+                out = {"type": "keys", "key_id": event.get("key_id")}
+            elif kind == "requests.logged":
+                out = {"type": "requests", "requests": event["requests"]}
+            elif kind == "replay.progress":
+                out = {"type": "replay", **{k: v for k, v in event.items() if k != "type"}}
+            else:
+                continue
+            await self.send_json(out)
 
     async def _watch(self, hook_id: str) -> None:
         # Publishers send log events only while a hook is marked watched (events.watched).
@@ -131,11 +160,12 @@ class OwnerFeedConsumer(AsyncWebsocketConsumer):
         if self.hook_id is None:
             return
         hook_id, self.hook_id = self.hook_id, None
-        if self.watcher is not None:
-            self.watcher.cancel()
+        listeners.unlisten(events.hook_group(hook_id), self.on_event)
+        listeners.unlisten(events.owner_group(hook_id), self.on_event)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         await sync_to_async(events.watch, thread_sensitive=False)(hook_id, watching=False)
-        await self.channel_layer.group_discard(events.hook_group(hook_id), self.channel_name)
-        await self.channel_layer.group_discard(events.owner_group(hook_id), self.channel_name)
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content, ensure_ascii=False))
@@ -143,17 +173,3 @@ class OwnerFeedConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is not None and "ping" in text_data:
             await self.send_json({"type": "pong"})
-
-    # Channel-layer events (hooks.events); every type sent to the two groups needs a handler.
-
-    async def state_changed(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "state", "seq": event["seq"]})
-
-    async def key_changed(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "keys", "key_id": event.get("key_id")})
-
-    async def requests_logged(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "requests", "requests": event["requests"]})
-
-    async def replay_progress(self, event: dict[str, Any]) -> None:
-        await self.send_json({"type": "replay", **{k: v for k, v in event.items() if k != "type"}})

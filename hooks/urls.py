@@ -19,6 +19,7 @@ urlpatterns = [
     path(HOOK + "settings/", pages.hook_settings, name="settings"),
     path(HOOK + "delete/", pages.hook_delete, name="delete"),
     path(HOOK + "reset/", pages.hook_reset, name="reset"),
+    path(HOOK + "draft/", panels.draft, name="draft"),
     path(HOOK + "log/", panels.log, name="log"),
     path(HOOK + "log/<uuid:request_id>/", panels.request_detail, name="request"),
     path(HOOK + "state/", panels.state, name="state"),

@@ -195,9 +195,10 @@ class HookStateApi(HookApi):
     )
     def get(self, request: DrfRequest, hook_id: str) -> Response:
         hook = self.hook(hook_id)
-        state = (
-            State.objects.filter(version_id=hook.live_version_id).select_related("version").first()
-        )
+        state = None
+        if hook.live_version_id is not None:
+            live = State.objects.filter(version_id=hook.live_version_id)
+            state = live.select_related("version").first()
         data: dict[str, Any] = {"seq": 0, "state": None, "version": None}
         if state is not None:
             data = {

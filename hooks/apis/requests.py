@@ -41,7 +41,9 @@ def log_entries(hook: Hook, rows: Sequence[Request]) -> list[Request]:
     The state before seq N is the state after seq N - 1: the rows on the page give most of
     them, one more query fetches the rest (a filtered page has gaps).
     """
-    on_page = {row.seq: row.state_after for row in rows if row.seq is not None}
+    on_page: dict[int | None, str | None] = {
+        row.seq: row.state_after for row in rows if row.seq is not None
+    }
     wanted = {row.seq - 1 for row in rows if row.seq is not None and row.seq > 1} - on_page.keys()
     before: dict[int | None, str | None] = {0: "null", **on_page}
     if wanted:

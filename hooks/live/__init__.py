@@ -7,17 +7,9 @@ See docs/realtime.md.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-from collections.abc import Awaitable
-from typing import TypeVar
-
-from channels.db import database_sync_to_async
-
 from hooks import ingest
-from hooks.live import hub, slots
+from hooks.live import db, hub, slots
 from hooks.live.state import connect_read, delivery_for, params_canonical
-from hooks.models import Key
 from hooks.live.subscription import (
     CLOSE_NOT_FOUND,
     CLOSE_TOO_MANY,
@@ -25,10 +17,9 @@ from hooks.live.subscription import (
     Closing,
     Subscription,
 )
+from hooks.models import Key
 
-__all__ = ["Refused", "Subscription", "subscribe", "unsubscribe", "Closing", "since_parse"]
-
-T = TypeVar("T")
+__all__ = ["Closing", "Refused", "Subscription", "since_parse", "subscribe", "unsubscribe"]
 
 
 class Refused(Exception):
@@ -56,14 +47,8 @@ async def subscribe(
 ) -> Subscription:
     """A subscription with the current state waiting in it (unless the client has it already,
     per `since`); raises Refused."""
-    return await _isolated(_subscribe(token=token, query=query, since=since, ip=ip))
-
-
-async def _subscribe(
-    *, token: str, query: dict[str, list[str]], since: int | None, ip: str
-) -> Subscription:
     try:
-        key = await database_sync_to_async(ingest.key_resolve)(token=token, kind=Key.Kind.READ)
+        key = await db.reads.run(_key_resolve, token)
     except ingest.PublicError as error:
         raise _refused(error) from None
     try:
@@ -77,15 +62,18 @@ async def _subscribe(
         await hub.join(subscription)
         # Read the state only now that the hub listens: a change committed before this read
         # is in it, one committed after reaches the hub. (The key is checked again too.)
-        _, snapshot = await database_sync_to_async(connect_read)(token)
+        _, snapshot = await db.reads.run(connect_read, token)
         delivery = await delivery_for(snapshot, subscription.params)
     except BaseException as error:
-        await _unsubscribe(subscription)
+        await unsubscribe(subscription)
         if isinstance(error, ingest.PublicError):
             raise _refused(error) from None
         if isinstance(error, Exception):
             raise Refused(
-                CLOSE_UNAVAILABLE, 503, "unavailable", "Live updates are unavailable; retry shortly."
+                CLOSE_UNAVAILABLE,
+                503,
+                "unavailable",
+                "Live updates are unavailable; retry shortly.",
             ) from error
         raise
     if since is not None and since == delivery.seq:
@@ -95,25 +83,17 @@ async def _subscribe(
     return subscription
 
 
+def _key_resolve(token: str) -> Key:
+    return ingest.key_resolve(token=token, kind=Key.Kind.READ)
+
+
 def _refused(error: ingest.PublicError) -> Refused:
     close = CLOSE_NOT_FOUND if error.status == 404 else CLOSE_UNAVAILABLE
     return Refused(close, error.status, error.code, error.message)
 
 
 async def unsubscribe(subscription: Subscription) -> None:
-    await _isolated(_unsubscribe(subscription))
-
-
-async def _unsubscribe(subscription: Subscription) -> None:
     hub.leave(subscription)
     if subscription.slot is not None:
         slot, subscription.slot = subscription.slot, None
         await slots.release(slot)
-
-
-async def _isolated(coroutine: Awaitable[T]) -> T:
-    # Run in a fresh context: DB calls then use the process's shared thread (and connection)
-    # instead of a per-request thread that Django would keep, with its own database
-    # connection, for as long as the stream lasts.
-    task = asyncio.get_running_loop().create_task(coroutine, context=contextvars.Context())  # type: ignore[arg-type]
-    return await task

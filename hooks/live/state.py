@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, TypeVar
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from hooks import ingest
+from hooks.live import db
 from hooks.models import Hook, Key, State
 
 T = TypeVar("T")
@@ -28,7 +28,9 @@ RESERVED_PARAMS = ("since",)
 
 def params_canonical(query: dict[str, list[str]]) -> Params:
     return tuple(
-        sorted((name, tuple(values)) for name, values in query.items() if name not in RESERVED_PARAMS)
+        sorted(
+            (name, tuple(values)) for name, values in query.items() if name not in RESERVED_PARAMS
+        )
     )
 
 
@@ -87,7 +89,11 @@ def snapshot_read(hook_id: str, key_ids: frozenset[int]) -> Snapshot | None:
     if state is None:
         return None
     usable = Key.objects.filter(
-        pk__in=key_ids, hook_id=hook_id, kind=Key.Kind.READ, is_paused=False, revoked_at__isnull=True
+        pk__in=key_ids,
+        hook_id=hook_id,
+        kind=Key.Kind.READ,
+        is_paused=False,
+        revoked_at__isnull=True,
     ).values_list("pk", flat=True)
     return Snapshot(hook=hook, seq=state.seq, value=state.value, usable_key_ids=frozenset(usable))
 
@@ -100,7 +106,9 @@ def connect_read(token: str) -> tuple[Key, Snapshot]:
     state = State.objects.only("seq", "value").filter(version_id=hook.live_version.pk).first()
     if state is None:
         raise ingest.PublicError(404, "not_found", "No active read key matches this URL.")
-    return key, Snapshot(hook=hook, seq=state.seq, value=state.value, usable_key_ids=frozenset({key.pk}))
+    return key, Snapshot(
+        hook=hook, seq=state.seq, value=state.value, usable_key_ids=frozenset({key.pk})
+    )
 
 
 def delivery_compute(snapshot: Snapshot, params: Params) -> Delivery:
@@ -162,7 +170,6 @@ class SharedResults:
 
 
 _deliveries = SharedResults(size=1024)
-_query_slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
 
 
 async def delivery_for(snapshot: Snapshot, params: Params) -> Delivery:
@@ -178,13 +185,7 @@ async def _compute(snapshot: Snapshot, params: Params) -> Delivery:
     assert snapshot.hook.live_version is not None
     if not snapshot.hook.live_version.defines("query"):
         return delivery_compute(snapshot, params)  # no I/O: no thread
-    loop = asyncio.get_running_loop()
-    slots = _query_slots.get(loop)
-    if slots is None:
-        _query_slots.clear()
-        slots = _query_slots[loop] = asyncio.Semaphore(settings.WR_LIVE_QUERY_CONCURRENCY)
-    async with slots:
-        # Off the shared DB thread: sandbox calls take milliseconds and may run side by side.
-        return await database_sync_to_async(delivery_compute, thread_sensitive=False)(
-            snapshot, params
-        )
+    # Off the reads thread: sandbox calls take milliseconds and may run side by side (as many
+    # as WR_LIVE_QUERY_CONCURRENCY).
+    threads = db.queries(settings.WR_LIVE_QUERY_CONCURRENCY)
+    return await threads.run(delivery_compute, snapshot, params)

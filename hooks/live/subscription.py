@@ -45,7 +45,9 @@ class Subscription:
             if self.pending is not None
             else (self.last_seq, self.last_version)
         )
-        if delivery.seq > ref_seq or (delivery.seq == ref_seq and delivery.version_id != ref_version):
+        if delivery.seq > ref_seq or (
+            delivery.seq == ref_seq and delivery.version_id != ref_version
+        ):
             self.pending = delivery
             self._wake.set()
 

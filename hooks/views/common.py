@@ -60,7 +60,11 @@ class LiveState:
 
 
 def live_state(hook: Hook) -> LiveState:
-    state = State.objects.filter(version_id=hook.live_version_id).select_related("version").first()
+    state = None
+    if hook.live_version_id is not None:
+        state = (
+            State.objects.filter(version_id=hook.live_version_id).select_related("version").first()
+        )
     if state is None:
         return LiveState(seq=0, version=None, text="null", size=4)
     return LiveState(
@@ -96,7 +100,7 @@ def log_page(hook: Hook, *, before: int | None = None) -> tuple[list[Request], b
 
 def human_bytes(size: int | None) -> str:
     if size is None:
-        return "–"
+        return "-"
     if size < 1024:
         return f"{size} B"
     if size < 1024 * 1024:

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import markdown
+import markdown  # type: ignore[import-untyped]
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -54,10 +54,22 @@ def limits() -> list[tuple[str, str, str]]:
             "429 with Retry-After",
         ),
         ("Code", human_bytes(s.WR_MAX_CODE_BYTES), "refused when saved"),
-        ("State (serialised)", human_bytes(s.WR_MAX_STATE_BYTES), "the request fails; state unchanged"),
-        ("CPU / wall time per call", f"{s.WR_CPU_SECONDS:g} s / {s.WR_WALL_SECONDS:g} s", "the call fails"),
+        (
+            "State (serialised)",
+            human_bytes(s.WR_MAX_STATE_BYTES),
+            "the request fails; state unchanged",
+        ),
+        (
+            "CPU / wall time per call",
+            f"{s.WR_CPU_SECONDS:g} s / {s.WR_WALL_SECONDS:g} s",
+            "the call fails",
+        ),
         ("Memory per sandbox", human_bytes(s.WR_MEMORY_BYTES), "the call fails"),
-        ("Console output per request", human_bytes(s.WR_MAX_OUTPUT_BYTES), "truncated with a marker"),
+        (
+            "Console output per request",
+            human_bytes(s.WR_MAX_OUTPUT_BYTES),
+            "truncated with a marker",
+        ),
         (
             "Secrets",
             f"{s.WR_MAX_SECRETS} per hook, {human_bytes(s.WR_MAX_SECRET_BYTES)} each",

@@ -18,7 +18,10 @@ class HookCreateForm(forms.Form):
 class HookSettingsForm(forms.Form):
     name = forms.CharField(max_length=100, label="Name")
     description = forms.CharField(
-        max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 3}), label="Description"
+        max_length=2000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Description",
     )
 
 
@@ -32,7 +35,11 @@ class SecretForm(forms.Form):
         max_length=64,
         label="Name",
         widget=forms.TextInput(
-            attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "GITHUB_WEBHOOK_SECRET"}
+            attrs={
+                "autocomplete": "off",
+                "spellcheck": "false",
+                "placeholder": "GITHUB_WEBHOOK_SECRET",
+            }
         ),
     )
     # Never rendered with its value: a secret is write-only.

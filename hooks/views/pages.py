@@ -94,7 +94,9 @@ def hook_new(request: HttpRequest) -> HttpResponse:
     starter = STARTERS_BY_SLUG[form.cleaned_data["starter"]]
     user = request.user
     assert isinstance(user, User)
-    hook = hook_create(owner=user, name=form.cleaned_data["name"] or starter.title, code=starter.code)
+    hook = hook_create(
+        owner=user, name=form.cleaned_data["name"] or starter.title, code=starter.code
+    )
     hook_update(hook=hook, description=starter.summary if starter.code else "")
     messages.success(request, f"Created “{hook.name}”. Send it a request to see it work.")
     return redirect("hooks:detail", hook_id=hook.pk)
@@ -114,11 +116,15 @@ def detail_context(request: HttpRequest, hook: Hook) -> dict[str, Any]:
     write_key = common.usable_key(hook, Key.Kind.WRITE)
     read_key = common.usable_key(hook, Key.Kind.READ)
     live = hook.live_version
-    versions = list(Version.objects.filter(hook=hook).select_related("author").order_by("-number")[:20])
+    versions = list(
+        Version.objects.filter(hook=hook).select_related("author").order_by("-number")[:20]
+    )
     building = next((v for v in versions if v.status == Version.Status.BUILDING), None)
     rows, more = common.log_page(hook)
     counts = dict(Request.objects.filter(hook=hook).values_list("outcome").annotate(n=Count("id")))
-    starter = next((s for s in STARTERS if s.code and s.code == (live.code if live else None)), None)
+    starter = next(
+        (s for s in STARTERS if s.code and s.code == (live.code if live else None)), None
+    )
     sample = (starter or STARTERS[0]).sample
     write_path = f"/write/{write_key.token}" if write_key else ""
     return {
@@ -147,10 +153,13 @@ def detail_context(request: HttpRequest, hook: Hook) -> dict[str, Any]:
         "content_types": TEST_CONTENT_TYPES,
         "visitor_days": settings.WR_VISITOR_MAX_AGE_DAYS,
         "site_root": common.site_root(),
-        "settings_form": HookSettingsForm(initial={"name": hook.name, "description": hook.description}),
+        "settings_form": HookSettingsForm(
+            initial={"name": hook.name, "description": hook.description}
+        ),
         "config": {
             "hookId": str(hook.pk),
             "api": reverse("hooks-api:hook", kwargs={"hook_id": hook.pk}),
+            "draftUrl": reverse("hooks:draft", kwargs={"hook_id": hook.pk}),
             "logUrl": reverse("hooks:log", kwargs={"hook_id": hook.pk}),
             "stateUrl": reverse("hooks:state", kwargs={"hook_id": hook.pk}),
             "versionsUrl": reverse("hooks:versions", kwargs={"hook_id": hook.pk}),
@@ -175,7 +184,9 @@ def hook_settings(request: HttpRequest, hook_id: str) -> HttpResponse:
     hook = hook_get_for_user(user=request.user, hook_id=hook_id)
     form = HookSettingsForm(request.POST)
     if form.is_valid():
-        hook_update(hook=hook, name=form.cleaned_data["name"], description=form.cleaned_data["description"])
+        hook_update(
+            hook=hook, name=form.cleaned_data["name"], description=form.cleaned_data["description"]
+        )
         messages.success(request, "Saved the name and description.")
     else:
         messages.error(request, "The name is required (up to 100 characters).")

@@ -15,7 +15,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.db.models import F
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -23,9 +23,17 @@ from django.views.decorators.http import require_GET, require_POST
 from hooks.apis.requests import log_entries
 from hooks.models import Hook, Key, Request, Secret, Version
 from hooks.selectors import hook_get_for_user
-from hooks.services import SecretError, key_create, key_revoke, key_set_paused, secret_set
+from hooks.services import (
+    SecretError,
+    draft_save,
+    key_create,
+    key_revoke,
+    key_set_paused,
+    secret_set,
+)
 from hooks.views import common
 from hooks.views.forms import KeyCreateForm, SecretForm
+from sandbox import CodeError
 
 
 def _is_fetch(request: HttpRequest) -> bool:
@@ -53,20 +61,20 @@ def request_detail(request: HttpRequest, hook_id: str, request_id: str) -> HttpR
     )
     if row is None:
         raise Http404("No such request.")
-    (row,) = log_entries(hook, [row])
-    error = row.error if isinstance(row.error, dict) else None
+    (entry,) = log_entries(hook, [row])
+    error = entry.error if isinstance(entry.error, dict) else None
     return render(
         request,
         "hooks/_request_detail.html",
         {
             "hook": hook,
-            "row": row,
+            "row": entry,
             "error": error,
-            "body_pretty": _body_pretty(row),
-            "state_after": common.pretty_json(row.state_after_value)  # type: ignore[attr-defined]
-            if row.state_after is not None
+            "body_pretty": _body_pretty(entry),
+            "state_after": common.pretty_json(entry.state_after_value)  # type: ignore[attr-defined]
+            if entry.state_after is not None
             else "",
-            "diff": _diff_display(row.state_diff),  # type: ignore[attr-defined]
+            "diff": _diff_display(entry.state_diff),  # type: ignore[attr-defined]
         },
     )
 
@@ -116,6 +124,36 @@ def _versions_context(hook: Hook) -> dict[str, Any]:
     hook.refresh_from_db(fields=["live_version"])
     rows = list(Version.objects.filter(hook=hook).select_related("author").order_by("-number")[:20])
     return {"hook": hook, "versions": rows, "live": hook.live_version}
+
+
+# --- The draft ----------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def draft(request: HttpRequest, hook_id: str) -> HttpResponse:
+    """Autosave: check and save the draft. A syntax error is an answer here, not a failed
+    request (200 with `saved: false`, its line and column), so typing never logs errors in the
+    browser console; the management API's PUT .../draft/ answers 400 for scripts."""
+    hook = hook_get_for_user(user=request.user, hook_id=hook_id)
+    try:
+        payload = json.loads(request.body or b"{}")
+        code = payload["code"]
+        if not isinstance(code, str):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        return JsonResponse({"error": 'Send {"code": "…"} as JSON.'}, status=400)
+    try:
+        draft_save(hook=hook, code=code)
+    except CodeError as error:
+        return JsonResponse(
+            {
+                "saved": False,
+                "error": {"message": error.message, "line": error.line, "column": error.column},
+            }
+        )
+    live_code = hook.live_version.code if hook.live_version else ""
+    return JsonResponse({"saved": True, "changed": code != live_code})
 
 
 # --- Keys ---------------------------------------------------------------------------------

@@ -77,6 +77,13 @@
         if (!settingDoc) draftEdited();
       },
     });
+    // Out of sight at load (a phone), the editor only estimates its line heights; measure it
+    // when it scrolls into view so the gutter lines up with the code.
+    if ("IntersectionObserver" in window) {
+      new IntersectionObserver((entries) => {
+        if (entries.some((entry) => entry.isIntersecting)) view.requestMeasure();
+      }).observe(view.dom);
+    }
   } else {
     fallback.addEventListener("input", () => draftEdited());
   }
@@ -118,16 +125,18 @@
       return;
     }
     setStatus("saving", "Saving…");
-    saving = WR.api("PUT", api + "draft/", { code })
+    // The UI's own autosave route: a syntax error is a 200 answer there, so typing never
+    // fills the console with failed requests (the API's PUT .../draft/ answers 400).
+    saving = WR.api("POST", config.draftUrl, { code })
       .then((result) => {
-        if (result.ok) {
+        if (result.ok && result.data.saved) {
           savedCode = code;
           saveError = null;
           showErrors([]);
           setDraftChanged(result.data.changed);
           if (getCode() === code) setStatus("saved", "Saved");
           else draftEdited();
-        } else if (result.status === 400 && result.data && result.data.error) {
+        } else if (result.ok && result.data.error) {
           const error = result.data.error;
           saveError = { line: error.line, column: error.column, message: error.message };
           showErrors([saveError]);
@@ -238,10 +247,14 @@
     const output = $("#dry-run-output");
     const button = $("#dry-run-button");
     panel.hidden = false;
+    if (!(await flush())) {
+      output.textContent = "Fix the error in the draft first: it is not saved.";
+      return;
+    }
     output.textContent = "Running the draft over the stored history…";
     button.disabled = true;
     try {
-      const result = await WR.api("POST", api + "dry-run/", { code: getCode() });
+      const result = await WR.api("POST", api + "dry-run/", {});
       output.textContent = "";
       if (!result.ok) {
         const error = result.data && result.data.error;

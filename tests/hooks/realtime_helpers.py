@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hooks.live import hub
+from hooks.live import hub, listeners
 from webreducer.redis import get_redis
 
 COUNTER = """
@@ -34,7 +34,7 @@ RAPID = {"rate_per_second": 100000, "rate_burst": 100000}
 async def hubs_gone(timeout: float = 5) -> None:
     """Wait until every hub of this event loop stopped (tests end each loop clean)."""
     loop_deadline = asyncio.get_running_loop().time() + timeout
-    while hub.hub_count() or any(not t.done() for t in hub._background):
+    while hub.hub_count() or listeners.busy():
         if asyncio.get_running_loop().time() > loop_deadline:
             raise AssertionError("live hubs still running")
         await asyncio.sleep(0.01)

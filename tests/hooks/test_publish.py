@@ -292,7 +292,12 @@ def test_it_loses_nothing_when_500_writes_arrive_during_a_5000_request_replay(
     api.put(url(hook, "draft"), {"code": CHAIN}, format="json")
     token = write_key(hook)
 
-    with celery_worker(tmp_path, concurrency=2), wsgi_server(tmp_path, workers=3) as base:
+    # With beat, as in production: the reconciler picks up work whose task gave up while the
+    # switch held the live state.
+    with (
+        celery_worker(tmp_path, concurrency=2, beat=True) as worker,
+        wsgi_server(tmp_path, workers=3) as base,
+    ):
         statuses: list[int] = []
         acknowledged_while_building: list[int] = []
 
@@ -323,7 +328,16 @@ def test_it_loses_nothing_when_500_writes_arrive_during_a_5000_request_replay(
             live = State.objects.get(version=version)
             return version.status == "published" and live.seq == 5500
 
-        wait_for(switched, 60, "the new version to go live with every request")
+        try:
+            wait_for(switched, 90, "the new version to go live with every request")
+        except AssertionError as error:
+            version = Version.objects.get(hook=hook, number=number)
+            pending = Request.objects.filter(hook=hook, outcome="pending").count()
+            seqs = {s.version.number: s.seq for s in State.objects.filter(hook=hook)}
+            raise AssertionError(
+                f"{error}: v{number} {version.status} {version.replay_error!r}, states {seqs}, "
+                f"{pending} pending\n{worker.output()[-4000:]}"
+            ) from None
         elapsed = time.monotonic() - started
 
     # Writes were acknowledged while the replay was still running.
