@@ -15,6 +15,8 @@ class Example:
     name: str
     summary: str
     secrets: tuple[str, ...] = ()
+    # A request that shows what the example does: (method, path, content type, body).
+    sample: tuple[str, str, str, str] = ("POST", "", "application/json", "{}")
 
     @property
     def code(self) -> str:
@@ -25,27 +27,37 @@ CATALOG = [
     Example(
         "github_board",
         "GitHub activity board",
-        "Issues opened and closed per label; signed; deduplicated by delivery id.",
+        "Issues opened and closed per label; signature checked; redeliveries applied once.",
         ("GITHUB_SECRET",),
+        ("POST", "", "application/json", '{"action": "opened", "issue": {"labels": []}}'),
     ),
     Example(
         "stripe_ledger",
         "Stripe subscription ledger",
-        "Verified Stripe events, applied once per event id; the read URL answers MRR.",
+        "Verified Stripe events, applied once per event id; the read URL answers the MRR.",
         ("STRIPE_SECRET",),
+        ("POST", "", "application/json", '{"id": "evt_1", "type": "customer.subscription.created"}'),
     ),
     Example(
         "tictactoe",
         "Multiplayer tic-tac-toe",
         "Moves checked by the responder and the reducer; players watch the live board.",
+        (),
+        ("POST", "", "application/json", '{"player": "X", "row": 1, "col": 1}'),
     ),
     Example(
-        "iot_last_seen", "IoT last-seen board", "Devices report; readers ask what changed ?since=N."
+        "iot_last_seen",
+        "IoT last-seen board",
+        "Devices report in; a reconnecting reader asks what changed ?since=N.",
+        (),
+        ("POST", "", "application/json", '{"device": "sensor-1", "temp": 21.5}'),
     ),
     Example(
         "survey",
         "Survey collector",
-        "A static site's form posts here (CORS open); the read URL serves the tally.",
+        "A static site's form posts here (CORS is open); the read URL serves the tally.",
+        (),
+        ("POST", "", "application/x-www-form-urlencoded", "rating=love+it&comment=Nice"),
     ),
 ]
 

@@ -10,7 +10,7 @@ from webreducer import Response, WebhookVerificationError, verify_github
 
 def responder(request, secrets):
     try:
-        verify_github(request, secrets["GITHUB_SECRET"])
+        verify_github(request, secrets.get("GITHUB_SECRET", ""))
     except WebhookVerificationError as error:
         return Response({"error": str(error)}, status=401)
     return Response({"ok": True}, status=202)

@@ -12,7 +12,7 @@ INTERVAL_MONTHS = {"month": 1, "year": 12, "week": 12 / 52, "day": 12 / 365}
 
 def responder(request, secrets):
     try:
-        verify_stripe(request, secrets["STRIPE_SECRET"])
+        verify_stripe(request, secrets.get("STRIPE_SECRET", ""))
     except WebhookVerificationError as error:
         return Response({"error": str(error)}, status=400)
     return {"received": True}

@@ -115,11 +115,11 @@ def test_it_lists_hooks_with_their_requests_and_state_size(
 
 
 def test_it_creates_a_hook_from_a_starter(alice: User) -> None:
-    response = logged_in(alice).post(reverse("hooks:new"), {"name": "", "starter": "iot"})
+    response = logged_in(alice).post(reverse("hooks:new"), {"name": "", "starter": "iot_last_seen"})
 
     hook = Hook.objects.get(owner=alice)
     assert response["Location"] == reverse("hooks:detail", kwargs={"hook_id": hook.pk})
-    assert hook.name == "IoT last seen"
+    assert hook.name == "IoT last-seen board"
     assert hook.live_version is not None
     assert "def query" in hook.live_version.code
 
@@ -277,5 +277,5 @@ def test_it_renders_the_docs_page() -> None:
 
     html = response.content.decode()
     assert response.status_code == 200
-    for text in ("The sandbox", "Limits", "verify_github", "Multiplayer game", "since"):
+    for text in ("The sandbox", "Limits", "verify_github", "Multiplayer tic-tac-toe", "since"):
         assert text in html, text
