@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hooks.masking import mask, mask_error
 from hooks.models import Request
 from sandbox import Limits, session
 from sandbox.runtime import wr_cloudevents
@@ -100,11 +101,11 @@ def fold(
         if "idempotency_key" in functions:
             keys = []
             for outcome, result in zip(outcomes, sandbox.idempotency_keys(payloads), strict=True):
-                outcome.console += result.console
+                outcome.console += mask(result.console, secrets)
                 outcome.duration_ms += result.duration_ms
                 if not result.ok:
                     outcome.outcome = Request.Outcome.FAILED
-                    outcome.error = result.error
+                    outcome.error = mask_error(result.error, secrets)
                 keys.append(result.value if result.ok else None)
         else:
             keys = [default_key(r) for r in requests]
@@ -117,13 +118,13 @@ def fold(
     for i, outcome in enumerate(outcomes):
         step = step_at.get(i)
         if step is not None:
-            outcome.console += step.console
+            outcome.console += mask(step.console, secrets)
             outcome.duration_ms += step.duration_ms
             if step.ok:
                 state = step.state_json
             else:
                 outcome.outcome = Request.Outcome.FAILED
-                outcome.error = step.error
+                outcome.error = mask_error(step.error, secrets)
         outcome.state_after = state
     return outcomes, state
 

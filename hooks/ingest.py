@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from hooks import events, ratelimit, wakeup
 from hooks.fold import request_payload
+from hooks.masking import mask, mask_error
 from hooks.models import Hook, Key, Request, State, Version
 from hooks.services import hook_limits, hook_secrets
 from sandbox import SandboxUnavailable, session
@@ -211,22 +212,23 @@ def _respond(key: Key, requests: list[Request]) -> list[Reply]:
     if not version.defines("responder"):
         return [Reply(status=202, body={"id": str(r.uuid)}) for r in requests]
     replies = []
+    secrets = hook_secrets(hook.pk)
     try:
         with session(
             code=version_code(version),
-            secrets=hook_secrets(hook.pk),
+            secrets=secrets,
             limits=hook_limits(hook),
             hook_id=str(hook.pk),
         ) as sandbox:
             for request in requests:
                 result = sandbox.respond(request_payload(request))
-                request.console = result.console
+                request.console = mask(result.console, secrets)
                 request.duration_ms = result.duration_ms
                 if result.ok:
                     value = result.value
                     replies.append(Reply(value["status"], value["body"], value["headers"]))
                     continue
-                request.error = result.error
+                request.error = mask_error(result.error, secrets)
                 replies.append(
                     Reply(
                         status=500,

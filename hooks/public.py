@@ -21,6 +21,12 @@ def _reply(reply: ingest.Reply) -> HttpResponse:
     return render(reply.status, reply.headers, reply.body, raw_json=reply.raw_json)
 
 
+def stored_headers(request: HttpRequest) -> dict[str, str]:
+    # A browser on WebReducer's own origin would send its session cookie with a write: the
+    # key is the credential here, and the log must not keep anyone's session.
+    return {name: value for name, value in request.headers.items() if name.lower() != "cookie"}
+
+
 def _query(request: HttpRequest) -> dict[str, list[str]]:
     return {name: request.GET.getlist(name) for name in request.GET}
 
@@ -68,7 +74,7 @@ class WriteApi(PublicApi):
                 key=key,
                 method=request.method or "GET",
                 path=path,
-                headers=dict(request.headers),
+                headers=stored_headers(request),
                 query=_query(request),
                 content_type=request.content_type or "",
                 body=body,

@@ -82,9 +82,16 @@ def _client() -> aredis.Redis | None:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = _clients[loop] = aredis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
+        # A blocking pool: a burst of connects or disconnects waits for one of a few Redis
+        # connections instead of failing with "Too many connections".
+        pool = aredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL,
+            max_connections=16,
+            timeout=10,
+            socket_timeout=5,
+            socket_connect_timeout=5,
         )
+        client = _clients[loop] = aredis.Redis(connection_pool=pool)
     return client
 
 

@@ -368,3 +368,35 @@ def test_it_answers_503_with_retry_after_when_the_database_is_down(
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "unavailable"
     assert int(response["Retry-After"]) >= 1
+
+
+def test_it_masks_secret_values_in_console_and_errors(make_hook, client: Client) -> None:
+    from hooks.services import secret_set
+
+    hook = make_hook(
+        "def responder(request, secrets):\n"
+        "    print('responder sees', secrets['TOKEN'])\n"
+        "    return {'ok': True}\n"
+        "def reducer(state, request, secrets):\n"
+        "    print('reducer sees', secrets['TOKEN'])\n"
+        "    raise ValueError('bad ' + secrets['TOKEN'])\n"
+    )
+    secret_set(hook=hook, name="TOKEN", value="tok-12345-very-secret")
+    post_json(client, write_key(hook), {})
+
+    row = Request.objects.get()
+    assert "tok-12345-very-secret" not in row.console
+    assert "tok-12345-very-secret" not in json.dumps(row.error)
+    assert "responder sees [secret TOKEN]" in row.console
+    assert "reducer sees [secret TOKEN]" in row.console
+    assert row.error["message"] == "bad [secret TOKEN]"
+
+
+def test_it_does_not_store_the_cookie_header(make_hook, client: Client) -> None:
+    hook = make_hook("")
+    client.cookies["sessionid"] = "someone-s-session"
+    post_json(client, write_key(hook), {}, **{"X-Other": "kept"})
+
+    headers = Request.objects.get().headers
+    assert "Cookie" not in headers
+    assert headers["X-Other"] == "kept"
