@@ -9,7 +9,8 @@ and Redis; uses the database `webreducer_rtbench` and Redis db 6).
 2. The most idle subscribers one uvicorn process holds (then one write, and how many of them
    received it).
 
-The stack is the production one: writes to gunicorn (sync, -w 2), subscribers on one uvicorn
+The subscribers run on uvloop in this process (as uvicorn does), to leave as much CPU as possible
+to the server. The stack is the production one: writes to gunicorn (sync, -w 2), subscribers on one uvicorn
 process, one Celery worker (-c 2), PostgreSQL and Redis (the channel layer), all on this
 machine with the load generator sharing its cores.
 """
@@ -25,12 +26,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +52,9 @@ ENV = {
     "DJANGO_SETTINGS_MODULE": "webreducer.settings",
 }
 PY = sys.executable
+# Browsers offer permessage-deflate and uvicorn accepts it unless started with
+# --ws-per-message-deflate false; --deflate measures that (compression per message per socket).
+COMPRESSION: str | None = None
 CODE = """
 def reducer(state, request, secrets):
     state = state or {"count": 0, "recent": []}
@@ -65,7 +69,9 @@ def sh(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
 
 
 def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        args, cwd=ROOT, env=ENV, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
 
 
 def wait_http(url: str, seconds: float = 60) -> None:
@@ -86,17 +92,29 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
-async def open_many(url: str, count: int, batch: int = 200) -> list[ClientConnection]:
+async def open_many(
+    url: str, count: int, batch: int = 200
+) -> tuple[list[ClientConnection], list[int]]:
     sockets: list[ClientConnection] = []
     while len(sockets) < count:
         size = min(batch, count - len(sockets))
         opened = await asyncio.gather(
-            *(connect(url, open_timeout=60, max_queue=None, ping_timeout=None) for _ in range(size)),
+            *(
+                connect(
+                    url, open_timeout=60, max_queue=None, ping_timeout=None, compression=COMPRESSION
+                )
+                for _ in range(size)
+            ),
             return_exceptions=True,
         )
         failures = [o for o in opened if isinstance(o, BaseException)]
@@ -105,8 +123,8 @@ async def open_many(url: str, count: int, batch: int = 200) -> list[ClientConnec
             print(f"  stopped opening at {len(sockets)}: {failures[0]!r}")
             break
     # The first message of each is the state at connect.
-    await asyncio.gather(*(ws.recv() for ws in sockets))
-    return sockets
+    first = await asyncio.gather(*(ws.recv() for ws in sockets))
+    return sockets, [json.loads(raw)["seq"] for raw in first]
 
 
 def write_steadily(url: str, rate: float, seconds: float) -> int:
@@ -123,28 +141,27 @@ def write_steadily(url: str, rate: float, seconds: float) -> int:
     return sent
 
 
-async def latency_run(ws_url: str, write_url: str, subscribers: int, rate: float, seconds: float) -> dict[str, Any]:
-    sockets = await open_many(ws_url, subscribers)
+async def latency_run(
+    ws_url: str, write_url: str, subscribers: int, rate: float, seconds: float, server_pid: int
+) -> dict[str, Any]:
+    sockets, last_seqs = await open_many(ws_url, subscribers)
     samples: list[float] = []
-    last_seqs: list[int] = []
 
     async def reader(ws: ClientConnection, index: int) -> None:
-        last: int | None = None
         async for raw in ws:
             now = time.time()
             message = json.loads(raw)
             seq = message["seq"]
-            if last is not None:
-                for write_seq, sent_at in (message["body"] or {}).get("recent", []):
-                    if last < write_seq <= seq:
-                        samples.append((now - sent_at) * 1000)
-            last = seq
+            for write_seq, sent_at in (message["body"] or {}).get("recent", []):
+                if last_seqs[index] < write_seq <= seq:
+                    samples.append((now - sent_at) * 1000)
             last_seqs[index] = seq
 
-    last_seqs.extend([0] * len(sockets))
     readers = [asyncio.create_task(reader(ws, i)) for i, ws in enumerate(sockets)]
+    server_cpu, client_cpu = cpu_seconds(server_pid), time.process_time()
     sent = await asyncio.to_thread(write_steadily, write_url, rate, seconds)
     await asyncio.sleep(3)
+    server_cpu, client_cpu = cpu_seconds(server_pid) - server_cpu, time.process_time() - client_cpu
     for task in readers:
         task.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
@@ -158,13 +175,15 @@ async def latency_run(ws_url: str, write_url: str, subscribers: int, rate: float
         "p99": percentile(samples, 0.99) if samples else float("nan"),
         "max": max(samples) if samples else float("nan"),
         "ended_on": (min(last_seqs), max(last_seqs)),
+        "server_cpu": server_cpu,
+        "client_cpu": client_cpu,
     }
 
 
 async def idle_run(ws_url: str, write_url: str, target: int, server_pid: int) -> dict[str, Any]:
     before = rss_mb(server_pid)
     started = time.monotonic()
-    sockets = await open_many(ws_url, target)
+    sockets, _ = await open_many(ws_url, target)
     opened_in = time.monotonic() - started
     after = rss_mb(server_pid)
     await asyncio.sleep(5)
@@ -199,11 +218,19 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20, help="steady writes/s")
     parser.add_argument("--seconds", type=float, default=15, help="length of each latency run")
     parser.add_argument("--subscribers", default="1,100,1000")
-    parser.add_argument("--idle", type=int, default=0, help="idle subscribers to open (0: as many as file descriptors allow)")
+    parser.add_argument("--deflate", action="store_true", help="negotiate permessage-deflate")
+    parser.add_argument(
+        "--idle",
+        type=int,
+        default=0,
+        help="idle subscribers to open (0: as many as file descriptors allow)",
+    )
     options = parser.parse_args()
+    global COMPRESSION
+    COMPRESSION = "deflate" if options.deflate else None
 
     # Every connection is a file descriptor, in the server and in this client.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     idle_target = options.idle or hard - 500
 
@@ -227,9 +254,36 @@ def main() -> None:
     logs = Path(tempfile.mkdtemp(prefix="wr-rtbench-"))
     http_port, ws_port = 8766, 8767
     processes = [
-        start([PY, "-m", "gunicorn", "webreducer.wsgi:application", "-b", f"127.0.0.1:{http_port}", "-w", "2"], logs / "gunicorn.log"),
-        start([PY, "-m", "uvicorn", "webreducer.asgi:application", "--port", str(ws_port), "--log-level", "warning"], logs / "uvicorn.log"),
-        start([PY, "-m", "celery", "-A", "webreducer", "worker", "-c", "2", "-l", "warning"], logs / "worker.log"),
+        start(
+            [
+                PY,
+                "-m",
+                "gunicorn",
+                "webreducer.wsgi:application",
+                "-b",
+                f"127.0.0.1:{http_port}",
+                "-w",
+                "2",
+            ],
+            logs / "gunicorn.log",
+        ),
+        start(
+            [
+                PY,
+                "-m",
+                "uvicorn",
+                "webreducer.asgi:application",
+                "--port",
+                str(ws_port),
+                "--log-level",
+                "warning",
+            ],
+            logs / "uvicorn.log",
+        ),
+        start(
+            [PY, "-m", "celery", "-A", "webreducer", "worker", "-c", "2", "-l", "warning"],
+            logs / "worker.log",
+        ),
     ]
     server = processes[1]
     write_url = f"http://127.0.0.1:{http_port}/write/{write}"
@@ -241,24 +295,38 @@ def main() -> None:
         httpx.post(write_url, json={"t": time.time()})  # warm the sandbox and the connections
         time.sleep(2)
 
-        print(f"Write-to-delivery latency, {options.rate:g} writes/s for {options.seconds:g}s, one hook, one uvicorn process")
-        print(f"{'subscribers':>12}{'writes':>8}{'deliveries':>18}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}  last seq (min..max)")
+        print(
+            f"Write-to-delivery latency, {options.rate:g} writes/s for {options.seconds:g}s, one hook, one uvicorn process"
+        )
+        print(
+            f"{'subscribers':>12}{'writes':>8}{'deliveries':>18}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}"
+            f"{'srv us/d':>10}{'srv CPU':>10}{'bench CPU':>10}  last seq (min..max)"
+        )
         for count in (int(n) for n in options.subscribers.split(",")):
-            result = asyncio.run(latency_run(ws_url, write_url, count, options.rate, options.seconds))
+            result = asyncio.run(
+                latency_run(ws_url, write_url, count, options.rate, options.seconds, server.pid)
+            )
             deliveries = f"{result['samples']}/{result['expected']}"
+            per_delivery = result["server_cpu"] / max(1, result["samples"]) * 1e6
             print(
                 f"{result['subscribers']:>12}{result['writes']:>8}{deliveries:>18}{result['p50']:>10.1f}"
-                f"{result['p99']:>10.1f}{result['max']:>10.1f}  {result['ended_on'][0]}..{result['ended_on'][1]}"
+                f"{result['p99']:>10.1f}{result['max']:>10.1f}{per_delivery:>10.0f}"
+                f"{result['server_cpu'] / (options.seconds + 3):>10.0%}{result['client_cpu'] / (options.seconds + 3):>10.0%}"
+                f"  {result['ended_on'][0]}..{result['ended_on'][1]}"
             )
 
-        print(f"\nIdle subscribers on one uvicorn process (target {idle_target}, file descriptor limit {hard})")
-        result = asyncio.run(idle_run(ws_url, write_url, idle_target, server.pid))
+        print(
+            f"\nIdle subscribers on one uvicorn process (target {idle_target}, file descriptor limit {hard})"
+        )
+        result = uvloop.run(idle_run(ws_url, write_url, idle_target, server.pid))
         per_conn = (result["rss_after"] - result["rss_before"]) * 1024 / max(1, result["held"])
         print(
             f"  held {result['held']} (opened in {result['opened_in']:.0f}s); server RSS "
             f"{result['rss_before']:.0f} -> {result['rss_after']:.0f} MB (~{per_conn:.0f} KB per connection)"
         )
-        print(f"  one write then reached {result['received']}/{result['held']} of them in {result['fanout_seconds']:.1f}s")
+        print(
+            f"  one write then reached {result['received']}/{result['held']} of them in {result['fanout_seconds']:.1f}s"
+        )
     finally:
         for process in processes:
             process.terminate()

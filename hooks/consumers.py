@@ -69,7 +69,9 @@ class LiveStateConsumer(AsyncWebsocketConsumer):
                 return
             if item is not None:
                 try:
-                    await self.send(text_data=item.ws_text)
+                    # Straight to the server (skipping the consumer's send wrappers): this runs
+                    # once per subscriber per change.
+                    await self.base_send({"type": "websocket.send", "text": item.ws_text})
                 except Exception:
                     # The client went away mid-send; disconnect() cleans up.
                     return

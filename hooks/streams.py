@@ -37,10 +37,10 @@ async def live_events(request: HttpRequest, token: str) -> HttpResponse | Stream
             token=token, query=params, since=since, ip=request.META.get("REMOTE_ADDR") or "unknown"
         )
     except live.Refused as refused:
-        response = json_error(refused.status, refused.code, refused.message)
+        error = json_error(refused.status, refused.code, refused.message)
         if refused.status in (429, 503):
-            retry_after(response, 5)
-        return response
+            retry_after(error, 5)
+        return error
     response = StreamingHttpResponse(_stream(subscription), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come

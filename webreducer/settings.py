@@ -342,7 +342,9 @@ if REDIS_URL:
                 # redis-py 8 times socket reads out after 5 s by default, exactly channels_redis's
                 # blocking BZPOPMIN: every idle receive() would fail (django/channels_redis#422).
                 # Longer than the pop, it still notices a dead connection.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}],
+                "hosts": [
+                    {"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}
+                ],
                 # One web process's channels share one Redis list: room for bursts of
                 # notifications for many hooks (channels_redis drops messages over capacity).
                 "capacity": env_int("WR_CHANNEL_CAPACITY", 1000),

@@ -160,7 +160,9 @@ async def release(slot: Slot) -> None:
         pipe.zrem(slot.ip_set, slot.id)
         await pipe.execute()
     except (redis.RedisError, OSError):
-        logger.warning("could not release live slot %s; it expires by itself", slot.id, exc_info=True)
+        logger.warning(
+            "could not release live slot %s; it expires by itself", slot.id, exc_info=True
+        )
 
 
 def _heartbeat_start() -> None:

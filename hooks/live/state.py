@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 from django.conf import settings
+from django.db.models import F
 
 from hooks import ingest
 from hooks.live import db
@@ -69,25 +70,27 @@ class Snapshot:
 
 def snapshot_read(hook_id: str, key_ids: frozenset[int]) -> Snapshot | None:
     """The hook's live state and which of `key_ids` still serve it; None if the hook stopped
-    serving altogether (deleted, paused by an operator, no live version)."""
-    hook = (
-        Hook.objects.select_related("live_version")
+    serving altogether (deleted, paused by an operator, no live version). Two queries."""
+    state = (
+        State.objects.select_related("hook", "version")
         .only(
-            "id",
-            "is_paused",
-            "limits",
-            "live_version__id",
-            "live_version__code",
-            "live_version__functions",
+            "seq",
+            "value",
+            "hook__id",
+            "hook__is_paused",
+            "hook__limits",
+            "hook__live_version_id",
+            "version__id",
+            "version__code",
+            "version__functions",
         )
-        .filter(pk=hook_id)
+        .filter(hook_id=hook_id, version_id=F("hook__live_version_id"))
         .first()
     )
-    if hook is None or hook.is_paused or hook.live_version is None:
+    if state is None or state.hook.is_paused:
         return None
-    state = State.objects.only("seq", "value").filter(version_id=hook.live_version.pk).first()
-    if state is None:
-        return None
+    hook = state.hook
+    hook.live_version = state.version
     usable = Key.objects.filter(
         pk__in=key_ids,
         hook_id=hook_id,
