@@ -7,9 +7,9 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 
 from hooks.models import Hook, Key, Request, Secret, Version
+from hooks.services import hooks_set_paused, keys_update
 
 BODY_PREVIEW_BYTES = 4096
 
@@ -91,12 +91,12 @@ class HookAdmin(admin.ModelAdmin):
         description="Pause the selected hooks (their keys answer 404)", permissions=["change"]
     )
     def pause(self, request: HttpRequest, queryset: QuerySet[Hook]) -> None:
-        count = queryset.update(is_paused=True, updated_at=timezone.now())
+        count = hooks_set_paused(hook_ids=list(queryset.values_list("pk", flat=True)), paused=True)
         self.message_user(request, f"Paused {count} hook(s).", messages.SUCCESS)
 
     @admin.action(description="Unpause the selected hooks", permissions=["change"])
     def unpause(self, request: HttpRequest, queryset: QuerySet[Hook]) -> None:
-        count = queryset.update(is_paused=False, updated_at=timezone.now())
+        count = hooks_set_paused(hook_ids=list(queryset.values_list("pk", flat=True)), paused=False)
         self.message_user(request, f"Unpaused {count} hook(s).", messages.SUCCESS)
 
 
@@ -144,15 +144,15 @@ class KeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Pause the selected keys", permissions=["change"])
     def pause_keys(self, request: HttpRequest, queryset: QuerySet[Key]) -> None:
-        queryset.update(is_paused=True)
+        keys_update(keys=list(queryset), paused=True)
 
     @admin.action(description="Resume the selected keys", permissions=["change"])
     def resume_keys(self, request: HttpRequest, queryset: QuerySet[Key]) -> None:
-        queryset.update(is_paused=False)
+        keys_update(keys=list(queryset), paused=False)
 
     @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[Key]) -> None:
-        queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        keys_update(keys=list(queryset), revoke=True)
 
 
 @admin.register(Request)

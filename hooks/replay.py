@@ -144,7 +144,18 @@ def _replay_batch(version_id: int) -> bool:
         if final and state.seq == head:
             _switch(version, state)
             return True
+        _progress(version, done=state.seq, total=head)
         return False
+
+
+def _progress(version: Version, *, done: int, total: int) -> None:
+    """Tell the owner's live feed how far the rebuild is, once this batch has committed."""
+    hook_id, number, status = str(version.hook_id), version.number, version.status
+    transaction.on_commit(
+        lambda: events.replay_progress(
+            hook_id=hook_id, version=number, done=done, total=total, status=status
+        )
+    )
 
 
 def _fold_into(version: Version, state: State, requests: Sequence[Request]) -> int:
@@ -208,6 +219,7 @@ def _switch(version: Version, state: State) -> None:
         )
         version.save(update_fields=["status", "replay_error"])
         ReplayOutcome.objects.filter(version=version).delete()
+        _progress(version, done=state.seq, total=state.seq)
         return
     table, staged = Request._meta.db_table, ReplayOutcome._meta.db_table
     with connection.cursor() as cursor:
@@ -236,12 +248,18 @@ def _switch(version: Version, state: State) -> None:
     Hook.objects.filter(pk=hook.pk).update(**changes)
     hook_id, seq = str(hook.pk), state.seq
     transaction.on_commit(lambda: events.state_changed(hook_id=hook_id, seq=seq))
+    _progress(version, done=seq, total=seq)
 
 
 def replay_fail(*, version_id: int, error: str) -> None:
-    Version.objects.filter(pk=version_id, status=Version.Status.BUILDING).update(
-        status=Version.Status.FAILED, replay_error=error[:2000]
-    )
+    with transaction.atomic():
+        failed = Version.objects.filter(pk=version_id, status=Version.Status.BUILDING).update(
+            status=Version.Status.FAILED, replay_error=error[:2000]
+        )
+        if failed:
+            version = Version.objects.get(pk=version_id)
+            done = State.objects.values_list("seq", flat=True).get(version=version)
+            _progress(version, done=done, total=done)
 
 
 def hook_dry_run(*, hook: Hook, code: str, last: int | None = None) -> dict[str, object]:

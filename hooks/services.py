@@ -7,7 +7,7 @@ import re
 import uuid
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -175,3 +175,39 @@ def secrets_rotate() -> int:
             secret.save(update_fields=["ciphertext", "fingerprint"])
         count += 1
     return count
+
+
+def hook_delete(*, hook: Hook) -> None:
+    """Remove the hook and everything it owns, table by table in bulk (Django's cascade would
+    load every request into memory first), then close its live connections."""
+    from hooks.models import LedgerEntry, ReplayOutcome, Request
+
+    hook_id = str(hook.pk)
+    with transaction.atomic():
+        Hook.objects.select_for_update().filter(pk=hook.pk).update(live_version=None)
+        ReplayOutcome.objects.filter(version__hook_id=hook.pk).delete()
+        LedgerEntry.objects.filter(version__hook_id=hook.pk).delete()
+        with connection.cursor() as cursor:
+            # One statement: the ORM's delete would fetch every row to null duplicate_of.
+            cursor.execute(f"DELETE FROM {Request._meta.db_table} WHERE hook_id = %s", [hook.pk])  # noqa: S608
+        Hook.objects.filter(pk=hook.pk).delete()
+        transaction.on_commit(lambda: events.key_changed(hook_id=hook_id))
+
+
+def hooks_set_paused(*, hook_ids: list[uuid.UUID], paused: bool) -> int:
+    """Pause or unpause hooks (operators): their keys answer 404 at once, live connections
+    close."""
+    with transaction.atomic():
+        count = Hook.objects.filter(pk__in=hook_ids).update(is_paused=paused)
+        for hook_id in hook_ids:
+            transaction.on_commit(lambda h=str(hook_id): events.key_changed(hook_id=h))
+    return count
+
+
+def keys_update(*, keys: list[Key], paused: bool | None = None, revoke: bool = False) -> None:
+    """Pause, resume or revoke several keys at once (operators)."""
+    for key in keys:
+        if revoke and key.revoked_at is None:
+            key_revoke(key=key)
+        elif paused is not None:
+            key_set_paused(key=key, paused=paused)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.db import transaction
 from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -25,7 +24,7 @@ from hooks.models import Hook, Key, Request, State, Version
 from hooks.replay import replay_progress
 from hooks.selectors import hook_list_for_user
 from hooks.serializers import HookDetailSerializer, HookSerializer, StateSerializer, StringField
-from hooks.services import draft_save, hook_archive, hook_create, hook_update
+from hooks.services import draft_save, hook_archive, hook_create, hook_delete, hook_update
 from sandbox import CodeError
 
 TAGS = ["hooks"]
@@ -135,8 +134,7 @@ class HookDetailApi(HookApi):
         responses=responses({204: None}),
     )
     def delete(self, request: DrfRequest, hook_id: str) -> Response:
-        with transaction.atomic():
-            self.hook(hook_id, for_update=True).delete()
+        hook_delete(hook=self.hook(hook_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.decorators import visitor_required
 from accounts.models import User
+from hooks import services
 from hooks.models import Hook, Key, Request, Secret, State, Version
 from hooks.replay import replay_progress
 from hooks.selectors import hook_get_for_user, hook_list_for_user
@@ -199,8 +200,7 @@ def hook_delete(request: HttpRequest, hook_id: str) -> HttpResponse:
     hook = hook_get_for_user(user=request.user, hook_id=hook_id)
     if request.method == "POST":
         name = hook.name
-        with transaction.atomic():
-            hook_get_for_user(user=request.user, hook_id=hook.pk, for_update=True).delete()
+        services.hook_delete(hook=hook)
         messages.success(request, f"Deleted “{name}” and its history.")
         return redirect("hooks:list")
     return render(
