@@ -36,7 +36,12 @@ CATALOG = [
         "Stripe subscription ledger",
         "Verified Stripe events, applied once per event id; the read URL answers the MRR.",
         ("STRIPE_SECRET",),
-        ("POST", "", "application/json", '{"id": "evt_1", "type": "customer.subscription.created"}'),
+        (
+            "POST",
+            "",
+            "application/json",
+            '{"id": "evt_1", "type": "customer.subscription.created"}',
+        ),
     ),
     Example(
         "tictactoe",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import uuid
 
@@ -200,7 +201,7 @@ def hooks_set_paused(*, hook_ids: list[uuid.UUID], paused: bool) -> int:
     with transaction.atomic():
         count = Hook.objects.filter(pk__in=hook_ids).update(is_paused=paused)
         for hook_id in hook_ids:
-            transaction.on_commit(lambda h=str(hook_id): events.key_changed(hook_id=h))
+            transaction.on_commit(functools.partial(events.key_changed, hook_id=str(hook_id)))
     return count
 
 

@@ -30,7 +30,13 @@ def stack(tmp_path: Path) -> Iterator[str]:
 def run_example(slug: str, url: str, hook: Hook, *extra: str) -> dict[str, Any]:
     driver = ROOT / "examples" / slug / "drive.py"
     result = subprocess.run(
-        [sys.executable, str(driver), f"{url}/write/{write_key(hook)}", f"{url}/read/{read_key(hook)}", *extra],
+        [
+            sys.executable,
+            str(driver),
+            f"{url}/write/{write_key(hook)}",
+            f"{url}/read/{read_key(hook)}",
+            *extra,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
