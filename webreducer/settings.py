@@ -161,7 +161,17 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                # redis-py 8 times socket reads out after 5 s by default, exactly channels_redis's
+                # blocking BZPOPMIN: every idle receive() would fail (django/channels_redis#422).
+                # Longer than the pop, it still notices a dead connection.
+                "hosts": [
+                    {"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}
+                ],
+                # One web process's channels share one Redis list: room for bursts of
+                # notifications for many hooks (channels_redis drops messages over capacity).
+                "capacity": env_int("WR_CHANNEL_CAPACITY", 1000),
+            },
         }
     }
 else:
@@ -334,20 +344,3 @@ WR_LIVE_KEEPALIVE_SECONDS = env_float("WR_LIVE_KEEPALIVE_SECONDS", 15.0)
 WR_LIVE_RESYNC_SECONDS = env_float("WR_LIVE_RESYNC_SECONDS", 10.0)
 # Query runs for live subscribers at the same time in one process.
 WR_LIVE_QUERY_CONCURRENCY = env_int("WR_LIVE_QUERY_CONCURRENCY", 4)
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                # redis-py 8 times socket reads out after 5 s by default, exactly channels_redis's
-                # blocking BZPOPMIN: every idle receive() would fail (django/channels_redis#422).
-                # Longer than the pop, it still notices a dead connection.
-                "hosts": [
-                    {"address": REDIS_URL, "socket_timeout": 30, "socket_connect_timeout": 5}
-                ],
-                # One web process's channels share one Redis list: room for bursts of
-                # notifications for many hooks (channels_redis drops messages over capacity).
-                "capacity": env_int("WR_CHANNEL_CAPACITY", 1000),
-            },
-        }
-    }
