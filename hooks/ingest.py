@@ -7,6 +7,7 @@ request; a rejected request is logged and never numbered or folded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
@@ -52,7 +53,8 @@ class PublicError(Exception):
 # One round trip for the key, its hook and the live version (without its code). Raw SQL: the
 # ORM's query compilation was a third of the write path's CPU (docs/performance.md).
 KEY_SQL = """
-    SELECT k.id, k.is_paused, k.revoked_at, h.id, h.is_paused, h.limits, v.id, v.functions
+    SELECT k.id, k.is_paused, k.revoked_at, h.id, h.is_paused, h.limits, h.secrets_version,
+        v.id, v.functions
     FROM hooks_key k
     JOIN hooks_hook h ON h.id = k.hook_id
     JOIN hooks_version v ON v.id = h.live_version_id
@@ -78,10 +80,25 @@ def key_resolve(*, token: str, kind: str) -> Key:
         raise database_unavailable() from error
     if row is None:
         raise PublicError(404, "not_found", f"No active {kind} key matches this URL.")
-    key_id, key_paused, revoked_at, hook_id, hook_paused, limits, version_id, functions = row
+    (
+        key_id,
+        key_paused,
+        revoked_at,
+        hook_id,
+        hook_paused,
+        limits,
+        secrets_version,
+        version_id,
+        functions,
+    ) = row
     if key_paused or revoked_at is not None or hook_paused:
         raise PublicError(404, "not_found", f"No active {kind} key matches this URL.")
-    hook = Hook(id=uuid.UUID(str(hook_id)), is_paused=False, limits=_json(limits) or {})
+    hook = Hook(
+        id=uuid.UUID(str(hook_id)),
+        is_paused=False,
+        limits=_json(limits) or {},
+        secrets_version=secrets_version,
+    )
     hook.live_version = Version(id=version_id, hook_id=hook.id, functions=_json(functions) or [])
     key = Key(id=key_id, hook_id=hook.id, kind=kind, token=token)
     key.hook = hook
@@ -182,7 +199,8 @@ def request_ingest(
         if reply.status >= 400:
             request.outcome = Request.Outcome.REJECTED
     try:
-        with transaction.atomic():
+        # One request: a single autocommitted INSERT. A batch: all of its events or none.
+        with transaction.atomic() if len(requests) > 1 else contextlib.nullcontext():
             for request in requests:
                 _insert(request)
     except DatabaseError as error:
@@ -212,7 +230,7 @@ def _respond(key: Key, requests: list[Request]) -> list[Reply]:
     if not version.defines("responder"):
         return [Reply(status=202, body={"id": str(r.uuid)}) for r in requests]
     replies = []
-    secrets = hook_secrets(hook.pk)
+    secrets = hook_secrets(hook.pk, version=hook.secrets_version)
     try:
         with session(
             code=version_code(version),
@@ -311,7 +329,7 @@ def query_run(*, key: Key, state_json: str, params: dict[str, list[str]]) -> Any
     try:
         with session(
             code=version_code(version),
-            secrets=hook_secrets(hook.pk),
+            secrets=hook_secrets(hook.pk, version=hook.secrets_version),
             limits=hook_limits(hook),
             hook_id=str(hook.pk),
         ) as sandbox:

@@ -28,6 +28,9 @@ class Hook(models.Model):
     is_paused = models.BooleanField(
         default=False, help_text="Paused by an operator: keys answer 404."
     )
+    # Bumped whenever a secret is set or deleted: processes cache a hook's (encrypted) secrets
+    # by it, so the write path needs no secrets query.
+    secrets_version = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

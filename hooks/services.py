@@ -9,6 +9,7 @@ import uuid
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
@@ -64,10 +65,28 @@ def hook_limits(hook: Hook) -> Limits:
     return Limits.from_settings({k: v for k, v in hook.limits.items() if k in SANDBOX_LIMITS})
 
 
-def hook_secrets(hook_id: uuid.UUID | str) -> dict[str, str]:
-    """Decrypted secrets, only ever handed to the sandbox."""
-    rows = Secret.objects.filter(hook_id=hook_id).values_list("name", "ciphertext")
+def hook_secrets(hook_id: uuid.UUID | str, *, version: int | None = None) -> dict[str, str]:
+    """Decrypted secrets, only ever handed to the sandbox.
+
+    With the hook's `secrets_version`, the encrypted rows come from a per-process cache (the
+    version changes with every set and delete); they are decrypted on every call either way.
+    """
+    rows = _secret_rows(str(hook_id), version) if version is not None else _secret_query(hook_id)
     return {name: crypto.decrypt(ciphertext) for name, ciphertext in rows}
+
+
+def _secret_query(hook_id: uuid.UUID | str) -> tuple[tuple[str, bytes], ...]:
+    rows = Secret.objects.filter(hook_id=hook_id).values_list("name", "ciphertext")
+    return tuple((name, bytes(ciphertext)) for name, ciphertext in rows)
+
+
+@functools.lru_cache(maxsize=512)
+def _secret_rows(hook_id: str, version: int) -> tuple[tuple[str, bytes], ...]:
+    return _secret_query(hook_id)
+
+
+def _secrets_changed(hook: Hook) -> None:
+    Hook.objects.filter(pk=hook.pk).update(secrets_version=F("secrets_version") + 1)
 
 
 def draft_save(*, hook: Hook, code: str) -> list[str]:
@@ -154,7 +173,16 @@ def secret_set(*, hook: Hook, name: str, value: str) -> Secret:
         secret.ciphertext = crypto.encrypt(value)
         secret.fingerprint = crypto.fingerprint(value)
         secret.save()
+        _secrets_changed(hook)
     return secret
+
+
+def secret_delete(*, hook: Hook, name: str) -> bool:
+    with transaction.atomic():
+        deleted, _ = Secret.objects.filter(hook=hook, name=name).delete()
+        if deleted:
+            _secrets_changed(hook)
+    return bool(deleted)
 
 
 def secrets_rotate() -> int:

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from hooks.apis.base import HOOK_ID, NAME, HookApi, not_found, responses
 from hooks.models import Secret
 from hooks.serializers import SecretSerializer, StringField
-from hooks.services import SecretError, secret_set
+from hooks.services import SecretError, secret_delete, secret_set
 
 TAGS = ["secrets"]
 
@@ -65,7 +65,6 @@ class SecretDetailApi(HookApi):
         responses=responses({204: None}),
     )
     def delete(self, request: DrfRequest, hook_id: str, name: str) -> Response:
-        deleted, _ = Secret.objects.filter(hook=self.hook(hook_id), name=name).delete()
-        if not deleted:
+        if not secret_delete(hook=self.hook(hook_id), name=name):
             raise not_found()
         return Response(status=status.HTTP_204_NO_CONTENT)

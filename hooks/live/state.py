@@ -79,6 +79,7 @@ def snapshot_read(hook_id: str, key_ids: frozenset[int]) -> Snapshot | None:
             "hook__id",
             "hook__is_paused",
             "hook__limits",
+            "hook__secrets_version",
             "hook__live_version_id",
             "version__id",
             "version__code",

@@ -20,6 +20,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from hooks import services
 from hooks.apis.requests import log_entries
 from hooks.models import Hook, Key, Request, Secret, Version
 from hooks.selectors import hook_get_for_user
@@ -257,7 +258,6 @@ def secret_save(request: HttpRequest, hook_id: str) -> HttpResponse:
 @require_POST
 def secret_delete(request: HttpRequest, hook_id: str, name: str) -> HttpResponse:
     hook = hook_get_for_user(user=request.user, hook_id=hook_id)
-    deleted, _ = Secret.objects.filter(hook=hook, name=name).delete()
-    if not deleted:
+    if not services.secret_delete(hook=hook, name=name):
         raise Http404("No such secret.")
     return _secrets_panel(request, hook, notice=f"Deleted {name}.")

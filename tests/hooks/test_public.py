@@ -400,3 +400,18 @@ def test_it_does_not_store_the_cookie_header(make_hook, client: Client) -> None:
     headers = Request.objects.get().headers
     assert "Cookie" not in headers
     assert headers["X-Other"] == "kept"
+
+
+def test_it_uses_a_changed_secret_at_once(make_hook, client: Client) -> None:
+    from hooks.services import secret_delete, secret_set
+
+    hook = make_hook("def responder(request, secrets):\n    return {'token': secrets.get('TOKEN')}\n")
+    answers = []
+    for step in ("first-value", "second-value", None):
+        if step is None:
+            secret_delete(hook=hook, name="TOKEN")
+        else:
+            secret_set(hook=hook, name="TOKEN", value=step)
+        answers.append(post_json(client, write_key(hook), {}).json()["token"])
+
+    assert answers == ["first-value", "second-value", None]
