@@ -1,0 +1,149 @@
+"""Pipeline benchmark (issue 3): the real reduce pipeline — fetch pending requests from
+PostgreSQL, fold, commit state and outcomes — with the sandbox, against the same pipeline with
+the same reducer called in process (no sandbox), side by side; then a 100,000-request fold
+from scratch (the cost of a replay).
+
+Run: `.venv/bin/python bench/pipeline_bench.py` (PostgreSQL; database `webreducer_bench`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DB = "webreducer_bench"
+ENV = {
+    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
+    "REDIS_URL": "redis://127.0.0.1:6379/8",
+    "DEBUG": "false",
+    "SECRET_KEY": "bench-secret-key-not-for-production",
+    "WR_SECRETS_KEYS": "YmVuY2gtb25seS1rZXktYmVuY2gtb25seS1rZXktISE=",
+    "LOG_LEVEL": "WARNING",
+    "DJANGO_SETTINGS_MODULE": "webreducer.settings",
+}
+CODE = """
+def reducer(state, request, secrets):
+    state = state or {"number": 0, "count": 0}
+    state["number"] += request.body["number"]
+    state["count"] += 1
+    return state
+"""
+BODY = json.dumps(
+    {"event": "reading", "device": "sensor-0042", "number": 1, "pad": "x" * 254}
+).encode()
+
+
+class InProcessSession:
+    """The baseline: the same contract as sandbox.Session, calling the code in this process.
+    Benchmark only — user code never runs in process in the product."""
+
+    def __init__(self, code: str):
+        self.namespace: dict[str, Any] = {}
+        exec(compile(code, "hook.py", "exec"), self.namespace)  # the baseline runs our own code
+
+    def idempotency_keys(self, requests: list[dict[str, Any]]) -> list[Any]:
+        raise AssertionError("the bench code has no idempotency_key")
+
+    def reduce(self, state_json: str, requests: list[dict[str, Any]]) -> list[Any]:
+        import base64
+
+        from sandbox import ReduceStep
+
+        class Request(dict):  # type: ignore[type-arg]
+            __getattr__ = dict.get
+
+        state = json.loads(state_json)
+        steps = []
+        for payload in requests:
+            request = Request(payload, body=json.loads(base64.b64decode(payload["body_b64"])))
+            started = time.perf_counter()
+            state = self.namespace["reducer"](state, request, {})
+            text = json.dumps(state, separators=(",", ":"))
+            steps.append(ReduceStep(True, text, None, "", (time.perf_counter() - started) * 1000))
+        return steps
+
+
+@contextmanager
+def in_process(**kwargs: Any) -> Iterator[InProcessSession]:
+    yield InProcessSession(kwargs["code"])
+
+
+def main() -> None:
+    env = {**os.environ, **ENV}
+    subprocess.run(
+        ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB], env=env, check=True
+    )
+    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB], env=env, check=True)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    os.environ.update(ENV)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.utils import timezone
+
+    from accounts.models import User
+    from hooks import fold, pipeline
+    from hooks.models import Request
+    from hooks.services import hook_create
+
+    owner = User.objects.create_user(username="bench")
+
+    def pending(hook: Any, count: int) -> None:
+        now = timezone.now()
+        Request.objects.bulk_create(
+            (
+                Request(
+                    hook=hook,
+                    method="POST",
+                    content_type="application/json",
+                    body=BODY,
+                    received_at=now,
+                )
+                for _ in range(count)
+            ),
+            batch_size=5000,
+        )
+
+    def run(batch: int, batches: int, sandboxed: bool) -> float:
+        hook = hook_create(owner=owner, name=f"b{batch}", code=CODE)
+        pending(hook, batch * batches)
+        original = fold.session
+        if not sandboxed:
+            fold.session = in_process  # type: ignore[assignment]
+        try:
+            pipeline._reduce_batch(hook.pk, batch)  # warm-up: connections, fork server
+            started = time.perf_counter()
+            for _ in range(batches - 1):
+                pipeline._reduce_batch(hook.pk, batch)
+            return (batch * (batches - 1)) / (time.perf_counter() - started)
+        finally:
+            fold.session = original
+
+    print("Reduce pipeline for one hook (fetch pending, fold, commit outcomes and state)")
+    print(f"{'batch':>6} | {'sandbox req/s':>14} | {'in-process req/s':>17} | {'ratio':>6}")
+    for batch, batches in ((1, 200), (100, 20), (1000, 8)):
+        boxed = run(batch, batches, sandboxed=True)
+        plain = run(batch, batches, sandboxed=False)
+        print(f"{batch:>6} | {boxed:>14,.0f} | {plain:>17,.0f} | {boxed / plain:>6.0%}")
+
+    hook = hook_create(owner=owner, name="replay", code=CODE)
+    pending(hook, 100_000)
+    started = time.perf_counter()
+    count = pipeline.hook_reduce(hook_id=hook.pk)
+    elapsed = time.perf_counter() - started
+    print(
+        f"\nFold 100,000 pending requests of one hook from scratch: {elapsed:.2f} s ({count / elapsed:,.0f} requests/s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
