@@ -120,8 +120,9 @@ def wsgi_server(tmp_path: Path, *, workers: int = 2, **env: str) -> Iterator[str
 
 
 @contextmanager
-def asgi_server(tmp_path: Path, **env: str) -> Iterator[str]:
-    port = free_port()
+def asgi_server(tmp_path: Path, *, port: int | None = None, **env: str) -> Iterator[str]:
+    """uvicorn (HTTP and websockets); pass `port` when SITE_ROOT must name it in advance."""
+    port = port or free_port()
     args = [
         sys.executable, "-m", "uvicorn", "webreducer.asgi:application",
         "--host", "127.0.0.1", "--port", str(port),

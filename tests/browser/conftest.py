@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from accounts import ratelimit
-from tests.servers import ROOT, Process, _answers, celery_worker, child_env, free_port, wait_for
+from tests.servers import ROOT, asgi_server, celery_worker, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -57,22 +56,6 @@ class Stack:
         raise AssertionError(f"no sign-in email to {email} in {self.mail_dir}")
 
 
-@contextmanager
-def ui_server(logs: Path, port: int, **env: str) -> Iterator[str]:
-    """uvicorn on a port chosen here, so SITE_ROOT (write URLs, sign-in links) can name it."""
-    args = [
-        sys.executable, "-m", "uvicorn", "webreducer.asgi:application",
-        "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
-    process = Process(args, child_env(**env), logs / f"uvicorn-ui-{port}.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _answers(url), 60, "uvicorn to start")
-        yield url
-    finally:
-        process.stop()
-
-
 @pytest.fixture(scope="module")
 def stack(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any) -> Iterator[Stack]:
     logs = tmp_path_factory.mktemp("browser")
@@ -89,7 +72,7 @@ def stack(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any) -
         "WR_MAGIC_LINK_CONFIRMS_PER_IP_PER_HOUR": "100000",
     }
     with django_db_blocker.unblock(), ExitStack() as processes:
-        url = processes.enter_context(ui_server(logs, port, **env))
+        url = processes.enter_context(asgi_server(logs, port=port, **env))
         processes.enter_context(celery_worker(logs, concurrency=2, name="browser", **env))
         yield Stack(url=url, mail_dir=mail_dir)
 
