@@ -405,7 +405,9 @@ def test_it_does_not_store_the_cookie_header(make_hook, client: Client) -> None:
 def test_it_uses_a_changed_secret_at_once(make_hook, client: Client) -> None:
     from hooks.services import secret_delete, secret_set
 
-    hook = make_hook("def responder(request, secrets):\n    return {'token': secrets.get('TOKEN')}\n")
+    hook = make_hook(
+        "def responder(request, secrets):\n    return {'token': secrets.get('TOKEN')}\n"
+    )
     answers = []
     for step in ("first-value", "second-value", None):
         if step is None:
