@@ -91,7 +91,7 @@ def fold(
     needs_sandbox = "reducer" in functions or "idempotency_key" in functions
     if not needs_sandbox:
         keys = [default_key(r) for r in requests]
-        outcomes = outcomes[: _mark_duplicates(outcomes, requests, keys, seen)]
+        outcomes = outcomes[: _mark_duplicates(outcomes, keys, seen)]
         for outcome in outcomes:
             outcome.state_after = state
         return outcomes, state
@@ -109,7 +109,7 @@ def fold(
                 keys.append(result.value if result.ok else None)
         else:
             keys = [default_key(r) for r in requests]
-        outcomes = outcomes[: _mark_duplicates(outcomes, requests, keys, seen)]
+        outcomes = outcomes[: _mark_duplicates(outcomes, keys, seen)]
 
         to_apply = [i for i, o in enumerate(outcomes) if o.outcome == Request.Outcome.APPLIED]
         steps = sandbox.reduce(state, [payloads[i] for i in to_apply]) if to_apply else []
@@ -131,7 +131,6 @@ def fold(
 
 def _mark_duplicates(
     outcomes: list[Outcome],
-    requests: Sequence[Request],
     keys: list[str | None],
     seen: Callable[[list[str]], dict[str, int]],
 ) -> int:
