@@ -25,7 +25,7 @@ from channels.layers import get_channel_layer
 from webreducer.redis import get_redis
 
 if TYPE_CHECKING:
-    from hooks.models import Request
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def key_changed(*, hook_id: str, key_id: int | None = None) -> None:
     broadcast(hook_group(hook_id), {"type": "key.changed", "key_id": key_id})
 
 
-def request_summary(request: Request) -> dict[str, Any]:
+def request_summary(request: Any) -> dict[str, Any]:
     """One row of the owner's live request log."""
     return {
         "id": str(request.uuid),
@@ -81,7 +81,7 @@ def request_summary(request: Request) -> dict[str, Any]:
     }
 
 
-def requests_logged(*, hook_id: str, requests: Sequence[Request]) -> None:
+def requests_logged(*, hook_id: str, requests: Sequence[Any]) -> None:
     """New log entries, or new outcomes of known ones (the feed upserts by id). Cheap when no
     owner is watching: one cached flag lookup."""
     if not requests or not watched(hook_id):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from hooks.masking import mask, mask_error
 from hooks.models import Request
@@ -16,6 +18,32 @@ from sandbox.runtime import wr_cloudevents
 
 # Keys longer than this are stored as their hash: the ledger's unique index stays small.
 MAX_LEDGER_KEY = 200
+
+
+class Stored(Protocol):
+    """What folding reads of a stored request: a Request row, or the pipeline's lighter
+    PendingRequest."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def uuid(self) -> uuid.UUID: ...
+    @property
+    def seq(self) -> int | None: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def headers(self) -> Any: ...
+    @property
+    def query(self) -> Any: ...
+    @property
+    def content_type(self) -> str: ...
+    @property
+    def body(self) -> bytes | memoryview: ...
+    @property
+    def received_at(self) -> datetime: ...
 
 
 @dataclass
@@ -29,7 +57,7 @@ class Outcome:
     state_after: str = "null"
 
 
-def request_payload(request: Request) -> dict[str, Any]:
+def request_payload(request: Stored) -> dict[str, Any]:
     """The JSON form of a stored request that the sandbox turns into the user's `request`."""
     return {
         "id": str(request.uuid),
@@ -50,7 +78,7 @@ def ledger_key(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def default_key(request: Request) -> str | None:
+def default_key(request: Stored) -> str | None:
     """The key of a request when the code defines no idempotency_key: the Idempotency-Key
     header, else a CloudEvent's "<source> <id>", else none."""
     lowered = {name.lower(): value for name, value in request.headers.items()}
@@ -75,7 +103,7 @@ def fold(
     secrets: dict[str, str],
     limits: Limits,
     state: str,
-    requests: Sequence[Request],
+    requests: Sequence[Stored],
     seen: Callable[[list[str]], dict[str, int]],
 ) -> tuple[list[Outcome], str]:
     """Fold `requests` (in order, seq already given) into `state` (JSON text).

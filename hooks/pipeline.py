@@ -16,13 +16,16 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from hooks import events
-from hooks.fold import Outcome, fold
+from hooks.fold import Outcome, Stored, fold, ledger_key
 from hooks.models import Hook, LedgerEntry, Request, State, Version
 from hooks.services import hook_limits, hook_secrets
 
@@ -87,11 +90,7 @@ def _reduce_batch(hook_id: uuid.UUID | str, batch_size: int) -> int:
         ):
             raise HookBusy(str(hook_id))
 
-        pending = list(
-            Request.objects.filter(hook_id=hook_id, outcome=Request.Outcome.PENDING).order_by("id")[
-                :batch_size
-            ]
-        )
+        pending = pending_fetch(hook_id, batch_size)
         if not pending:
             return 0
         for offset, request in enumerate(pending, start=1):
@@ -118,6 +117,57 @@ def _reduce_batch(hook_id: uuid.UUID | str, batch_size: int) -> int:
         return len(done)
 
 
+@dataclass(slots=True)
+class PendingRequest:
+    """A pending request as the pipeline needs it. Fetched as a row rather than a model
+    instance: building 1,000 Request instances was a fifth of a batch's time."""
+
+    id: int
+    uuid: uuid.UUID
+    method: str
+    path: str
+    headers: dict[str, str]
+    query: dict[str, list[str]]
+    content_type: str
+    body: bytes | memoryview
+    received_at: datetime
+    console: str
+    response_status: int | None
+    seq: int | None = None
+    outcome: str = Request.Outcome.PENDING
+    idempotency_key: str | None = None
+    duplicate_of_id: int | None = None
+    error: dict[str, Any] | None = None
+    duration_ms: float | None = None
+    state_after: str | None = None
+    applied_at: datetime | None = None
+
+
+PENDING_FIELDS = [
+    "id",
+    "uuid",
+    "method",
+    "path",
+    "headers",
+    "query",
+    "content_type",
+    "body",
+    "received_at",
+    "console",
+    "response_status",
+]
+
+
+def pending_fetch(hook_id: uuid.UUID | str, limit: int) -> list[PendingRequest]:
+    """The oldest pending requests of the hook, in the order they were stored."""
+    rows = (
+        Request.objects.filter(hook_id=hook_id, outcome=Request.Outcome.PENDING)
+        .order_by("id")
+        .values_list(*PENDING_FIELDS)[:limit]
+    )
+    return [PendingRequest(*row) for row in rows]
+
+
 def ledger_lookup(version: Version, keys: list[str]) -> dict[str, int]:
     rows = LedgerEntry.objects.filter(version=version, key__in=keys).values_list(
         "key", "request_id"
@@ -126,13 +176,13 @@ def ledger_lookup(version: Version, keys: list[str]) -> dict[str, int]:
 
 
 def ledger_record(
-    version: Version, requests: Sequence[Request], outcomes: Sequence[Outcome]
+    version: Version, requests: Sequence[Stored], outcomes: Sequence[Outcome]
 ) -> None:
-    from hooks.fold import ledger_key
-
     LedgerEntry.objects.bulk_create(
         [
-            LedgerEntry(version=version, key=ledger_key(outcome.idempotency_key), request=request)
+            LedgerEntry(
+                version=version, key=ledger_key(outcome.idempotency_key), request_id=request.id
+            )
             for request, outcome in zip(requests, outcomes, strict=True)
             if outcome.outcome == Request.Outcome.APPLIED and outcome.idempotency_key is not None
         ]
@@ -140,7 +190,7 @@ def ledger_record(
 
 
 def outcomes_save(
-    requests: Sequence[Request], outcomes: Sequence[Outcome], *, console_prefix: bool
+    requests: Sequence[PendingRequest], outcomes: Sequence[Outcome], *, console_prefix: bool
 ) -> None:
     """Write the outcome of each request (same order) in one statement."""
     now = timezone.now()
@@ -158,7 +208,8 @@ def outcomes_save(
     if connection.vendor == "postgresql":
         _update_postgresql(requests)
     else:
-        Request.objects.bulk_update(requests, UPDATE_FIELDS)
+        rows = [Request(id=r.id, **{f: getattr(r, f) for f in UPDATE_ATTRS}) for r in requests]
+        Request.objects.bulk_update(rows, UPDATE_FIELDS)
 
 
 UPDATE_FIELDS = [
@@ -174,7 +225,10 @@ UPDATE_FIELDS = [
 ]
 
 
-def _update_postgresql(requests: Sequence[Request]) -> None:
+UPDATE_ATTRS = [f if f != "duplicate_of" else "duplicate_of_id" for f in UPDATE_FIELDS]
+
+
+def _update_postgresql(requests: Sequence[PendingRequest]) -> None:
     # bulk_update() builds a CASE per column and row; unnest() of arrays is one short statement
     # whose cost grows linearly with the batch.
     import json
