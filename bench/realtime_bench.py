@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import resource
@@ -27,12 +28,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import uvloop
-from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
 DB = "webreducer_rtbench"
@@ -53,8 +55,9 @@ ENV = {
 }
 PY = sys.executable
 # Browsers offer permessage-deflate and uvicorn accepts it unless started with
-# --ws-per-message-deflate false; --deflate measures that (compression per message per socket).
-COMPRESSION: str | None = None
+# --ws-per-message-deflate false; --deflate makes the subscribers offer it too (the server then
+# compresses every message for every socket).
+DEFLATE = False
 CODE = """
 def reducer(state, request, secrets):
     state = state or {"count": 0, "recent": []}
@@ -68,10 +71,8 @@ def sh(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=ROOT, env=ENV, text=True, capture_output=True, check=check)
 
 
-def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        args, cwd=ROOT, env=ENV, stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
+def start(args: list[str], log: Path, cwd: Path = ROOT) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, cwd=cwd, env=ENV, stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
 
 def wait_http(url: str, seconds: float = 60) -> None:
@@ -102,31 +103,6 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
-async def open_many(
-    url: str, count: int, batch: int = 200
-) -> tuple[list[ClientConnection], list[int]]:
-    sockets: list[ClientConnection] = []
-    while len(sockets) < count:
-        size = min(batch, count - len(sockets))
-        opened = await asyncio.gather(
-            *(
-                connect(
-                    url, open_timeout=60, max_queue=None, ping_timeout=None, compression=COMPRESSION
-                )
-                for _ in range(size)
-            ),
-            return_exceptions=True,
-        )
-        failures = [o for o in opened if isinstance(o, BaseException)]
-        sockets += [o for o in opened if not isinstance(o, BaseException)]
-        if failures:
-            print(f"  stopped opening at {len(sockets)}: {failures[0]!r}")
-            break
-    # The first message of each is the state at connect.
-    first = await asyncio.gather(*(ws.recv() for ws in sockets))
-    return sockets, [json.loads(raw)["seq"] for raw in first]
-
-
 def write_steadily(url: str, rate: float, seconds: float) -> int:
     sent = 0
     with httpx.Client(timeout=30) as client:
@@ -141,79 +117,263 @@ def write_steadily(url: str, rate: float, seconds: float) -> int:
     return sent
 
 
-async def latency_run(
-    ws_url: str, write_url: str, subscribers: int, rate: float, seconds: float, server_pid: int
-) -> dict[str, Any]:
-    sockets, last_seqs = await open_many(ws_url, subscribers)
+# -- The load generator: subscriber processes ---------------------------------------------------
+#
+# Subscribers run in CLIENTS child processes (`realtime_bench.py --client URL COUNT`) on uvloop,
+# each a bare asyncio.Protocol speaking just enough WebSocket (RFC 6455) to read text frames and
+# answer pings: no per-message task, no JSON parse per message (the seq is sliced out of the
+# frame, each distinct frame's body is parsed once), one clock read per socket read. That keeps
+# the clients' CPU well below the server's, so the figures are the server's.
+# A child opens its sockets, prints {"opened": n}, then records from a "go" line on stdin to a
+# "stop" line, and prints its results as one JSON line.
+
+
+class LeanSubscriber(asyncio.Protocol):
+    bodies: dict[int, bytes] = {}  # seq -> one frame with that seq (the same for all)
+
+    def __init__(self, host: str, path: str):
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            + ("Sec-WebSocket-Extensions: permessage-deflate\r\n" if DEFLATE else "")
+            + "\r\n"
+        ).encode()
+        self.inflate = zlib.decompressobj(-zlib.MAX_WBITS)
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.first: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.received: list[tuple[int, float]] = []  # (seq, time read) after the first
+        self.recording = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.first.done():
+            self.first.set_exception(ConnectionError("closed before the first state"))
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buffer = self.buffer
+        buffer += data
+        if not self.upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if b" 101 " not in buffer[: buffer.find(b"\r\n")]:
+                self.first.set_exception(ConnectionError(bytes(buffer[:end]).decode()))
+                return
+            del buffer[: end + 4]
+            self.upgraded = True
+        while len(buffer) >= 2:
+            compressed, opcode = buffer[0] & 0x40, buffer[0] & 0x0F
+            length, offset = buffer[1] & 0x7F, 2
+            if length == 126:
+                length, offset = int.from_bytes(buffer[2:4], "big"), 4
+            elif length == 127:
+                length, offset = int.from_bytes(buffer[2:10], "big"), 10
+            if len(buffer) < offset + length:
+                return
+            payload = bytes(buffer[offset : offset + length])
+            del buffer[: offset + length]
+            if compressed:
+                payload = self.inflate.decompress(payload + b"\0\0\xff\xff")
+            if opcode == 1:
+                start = payload.index(b'"seq":') + 6
+                seq = int(payload[start : payload.index(b",", start)])
+                if not self.first.done():
+                    self.first.set_result(seq)
+                elif self.recording:
+                    self.received.append((seq, now))
+                    if seq not in self.bodies:
+                        self.bodies[seq] = payload
+            elif opcode == 9 and self.transport is not None:  # ping: pong, masked (zero mask)
+                self.transport.write(bytes([0x8A, 0x80 | length]) + b"\0\0\0\0" + payload)
+
+
+async def client_main(url: str, count: int) -> None:
+    parsed = urlsplit(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
+    path = parsed.path + (f"?{parsed.query}" if parsed.query else "")
+    loop = asyncio.get_running_loop()
+    subscribers: list[LeanSubscriber] = []
+    batch = 200
+    while len(subscribers) < count:
+        size = min(batch, count - len(subscribers))
+        opened = await asyncio.gather(
+            *(
+                loop.create_connection(lambda: LeanSubscriber(f"{host}:{port}", path), host, port)
+                for _ in range(size)
+            ),
+            return_exceptions=True,
+        )
+        made = [protocol for o in opened if not isinstance(o, BaseException) for protocol in [o[1]]]
+        firsts = await asyncio.gather(*(p.first for p in made), return_exceptions=True)
+        subscribers += [p for p, f in zip(made, firsts, strict=True) if isinstance(f, int)]
+        failures = [o for o in [*opened, *firsts] if isinstance(o, BaseException)]
+        if failures:
+            print(f"  stopped opening at {len(subscribers)}: {failures[0]!r}", file=sys.stderr)
+            break
+    print(json.dumps({"opened": len(subscribers)}), flush=True)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    await reader.readline()  # go
+    for subscriber in subscribers:
+        subscriber.recording = True
+    cpu = time.process_time()
+    await reader.readline()  # stop
+    cpu = time.process_time() - cpu
+    # Every write's send time, from the "recent" list of the frames that covered it.
+    sent_at: dict[int, float] = {}
+    for payload in LeanSubscriber.bodies.values():
+        for write_seq, at in (json.loads(payload)["body"] or {}).get("recent", []):
+            sent_at[write_seq] = at
     samples: list[float] = []
+    last_seqs: list[int] = []
+    received_any = 0
+    last_at = 0.0
+    for subscriber in subscribers:
+        last = subscriber.first.result()
+        received_any += bool(subscriber.received)
+        for seq, now in subscriber.received:
+            for write_seq in range(last + 1, seq + 1):
+                if write_seq in sent_at:
+                    samples.append((now - sent_at[write_seq]) * 1000)
+            last = max(last, seq)
+            last_at = max(last_at, now)
+        last_seqs.append(last)
+    print(
+        json.dumps(
+            {
+                "samples": samples,
+                "last_seqs": last_seqs,
+                "received_any": received_any,
+                "last_at": last_at,
+                "cpu": cpu,
+            }
+        ),
+        flush=True,
+    )
+    for subscriber in subscribers:
+        if subscriber.transport is not None:
+            subscriber.transport.close()
 
-    async def reader(ws: ClientConnection, index: int) -> None:
-        async for raw in ws:
-            now = time.time()
-            message = json.loads(raw)
-            seq = message["seq"]
-            for write_seq, sent_at in (message["body"] or {}).get("recent", []):
-                if last_seqs[index] < write_seq <= seq:
-                    samples.append((now - sent_at) * 1000)
-            last_seqs[index] = seq
 
-    readers = [asyncio.create_task(reader(ws, i)) for i, ws in enumerate(sockets)]
-    server_cpu, client_cpu = cpu_seconds(server_pid), time.process_time()
-    sent = await asyncio.to_thread(write_steadily, write_url, rate, seconds)
-    await asyncio.sleep(3)
-    server_cpu, client_cpu = cpu_seconds(server_pid) - server_cpu, time.process_time() - client_cpu
-    for task in readers:
-        task.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
-    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+class Clients:
+    """COUNT subscribers spread over `processes` child processes."""
+
+    def __init__(self, url: str, count: int, processes: int):
+        shares = [count // processes + (i < count % processes) for i in range(processes)]
+        self.children = [
+            subprocess.Popen(
+                [PY, __file__, "--client", url, str(share), "deflate" if DEFLATE else "plain"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for share in shares
+            if share
+        ]
+        self.opened = 0
+        for child in self.children:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            self.opened += json.loads(line)["opened"] if line else 0
+
+    def tell(self, line: str) -> None:
+        for child in self.children:
+            assert child.stdin is not None
+            child.stdin.write(line + "\n")
+            child.stdin.flush()
+
+    def results(self) -> dict[str, Any]:
+        self.tell("stop")
+        merged: dict[str, Any] = {
+            "samples": [],
+            "last_seqs": [],
+            "received_any": 0,
+            "last_at": 0.0,
+            "cpu": 0.0,
+        }
+        for child in self.children:
+            assert child.stdout is not None
+            result = json.loads(child.stdout.readline())
+            merged["samples"] += result["samples"]
+            merged["last_seqs"] += result["last_seqs"]
+            merged["received_any"] += result["received_any"]
+            merged["last_at"] = max(merged["last_at"], result["last_at"])
+            merged["cpu"] += result["cpu"]
+        for child in self.children:
+            child.wait(timeout=60)
+        return merged
+
+
+def latency_run(
+    ws_url: str,
+    write_url: str,
+    subscribers: int,
+    rate: float,
+    seconds: float,
+    server_pid: int,
+    processes: int,
+) -> dict[str, Any]:
+    clients = Clients(ws_url, subscribers, processes)
+    time.sleep(1)
+    clients.tell("go")
+    server_cpu = cpu_seconds(server_pid)
+    sent = write_steadily(write_url, rate, seconds)
+    time.sleep(3)
+    server_cpu = cpu_seconds(server_pid) - server_cpu
+    result = clients.results()
+    samples = result["samples"]
     return {
-        "subscribers": len(sockets),
+        "subscribers": clients.opened,
         "writes": sent,
         "samples": len(samples),
-        "expected": sent * len(sockets),
+        "expected": sent * clients.opened,
         "p50": statistics.median(samples) if samples else float("nan"),
         "p99": percentile(samples, 0.99) if samples else float("nan"),
         "max": max(samples) if samples else float("nan"),
-        "ended_on": (min(last_seqs), max(last_seqs)),
+        "ended_on": (min(result["last_seqs"]), max(result["last_seqs"])),
         "server_cpu": server_cpu,
-        "client_cpu": client_cpu,
+        "client_cpu": result["cpu"],
     }
 
 
-async def idle_run(ws_url: str, write_url: str, target: int, server_pid: int) -> dict[str, Any]:
+def idle_run(
+    ws_url: str, write_url: str, target: int, server_pid: int, processes: int
+) -> dict[str, Any]:
     before = rss_mb(server_pid)
     started = time.monotonic()
-    sockets, _ = await open_many(ws_url, target)
+    clients = Clients(ws_url, target, processes)
     opened_in = time.monotonic() - started
     after = rss_mb(server_pid)
-    await asyncio.sleep(5)
-    received = 0
-
-    async def one(ws: ClientConnection) -> None:
-        nonlocal received
-        await ws.recv()
-        received += 1
-
-    waiters = [asyncio.create_task(one(ws)) for ws in sockets]
-    written = time.monotonic()
-    httpx.post(write_url, json={"t": time.time()}, timeout=30)
-    await asyncio.wait(waiters, timeout=60)
-    all_in = time.monotonic() - written
-    for task in waiters:
-        task.cancel()
-    await asyncio.gather(*waiters, return_exceptions=True)
-    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    time.sleep(5)
+    clients.tell("go")
+    written = time.time()
+    httpx.post(write_url, json={"t": written}, timeout=30)
+    time.sleep(20)
+    result = clients.results()
     return {
-        "held": len(sockets),
+        "held": clients.opened,
         "opened_in": opened_in,
         "rss_before": before,
         "rss_after": after,
-        "received": received,
-        "fanout_seconds": all_in,
+        "received": result["received_any"],
+        "fanout_seconds": result["last_at"] - written,
     }
 
 
 def main() -> None:
+    global DEFLATE
+    if sys.argv[1:2] == ["--client"]:  # a subscriber process (see Clients)
+        DEFLATE = sys.argv[4:5] == ["deflate"]
+        uvloop.run(client_main(sys.argv[2], int(sys.argv[3])))
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=20, help="steady writes/s")
     parser.add_argument("--seconds", type=float, default=15, help="length of each latency run")
@@ -223,11 +383,17 @@ def main() -> None:
         "--idle",
         type=int,
         default=0,
-        help="idle subscribers to open (0: as many as file descriptors allow)",
+        help="idle subscribers to open (0: as many as file descriptors allow, -1: skip)",
+    )
+    parser.add_argument("--clients", type=int, default=2, help="subscriber processes")
+    parser.add_argument(
+        "--ws", default="auto", help="uvicorn --ws implementation (auto, websockets-sansio, ...)"
+    )
+    parser.add_argument(
+        "--root", type=Path, default=ROOT, help="run the servers from this checkout (A/B runs)"
     )
     options = parser.parse_args()
-    global COMPRESSION
-    COMPRESSION = "deflate" if options.deflate else None
+    DEFLATE = options.deflate
 
     # Every connection is a file descriptor, in the server and in this client.
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -266,6 +432,7 @@ def main() -> None:
                 "2",
             ],
             logs / "gunicorn.log",
+            options.root,
         ),
         start(
             [
@@ -277,12 +444,16 @@ def main() -> None:
                 str(ws_port),
                 "--log-level",
                 "warning",
+                "--ws",
+                options.ws,
             ],
             logs / "uvicorn.log",
+            options.root,
         ),
         start(
             [PY, "-m", "celery", "-A", "webreducer", "worker", "-c", "2", "-l", "warning"],
             logs / "worker.log",
+            options.root,
         ),
     ]
     server = processes[1]
@@ -296,15 +467,17 @@ def main() -> None:
         time.sleep(2)
 
         print(
-            f"Write-to-delivery latency, {options.rate:g} writes/s for {options.seconds:g}s, one hook, one uvicorn process"
+            f"Write-to-delivery latency, {options.rate:g} writes/s for {options.seconds:g}s, one hook, "
+            f"one uvicorn process (--ws {options.ws}{', permessage-deflate' if options.deflate else ''}), "
+            f"subscribers in {options.clients} processes"
         )
         print(
             f"{'subscribers':>12}{'writes':>8}{'deliveries':>18}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}"
             f"{'srv us/d':>10}{'srv CPU':>10}{'bench CPU':>10}  last seq (min..max)"
         )
         for count in (int(n) for n in options.subscribers.split(",")):
-            result = asyncio.run(
-                latency_run(ws_url, write_url, count, options.rate, options.seconds, server.pid)
+            result = latency_run(
+                ws_url, write_url, count, options.rate, options.seconds, server.pid, options.clients
             )
             deliveries = f"{result['samples']}/{result['expected']}"
             per_delivery = result["server_cpu"] / max(1, result["samples"]) * 1e6
@@ -315,10 +488,12 @@ def main() -> None:
                 f"  {result['ended_on'][0]}..{result['ended_on'][1]}"
             )
 
+        if options.idle < 0:
+            return
         print(
             f"\nIdle subscribers on one uvicorn process (target {idle_target}, file descriptor limit {hard})"
         )
-        result = uvloop.run(idle_run(ws_url, write_url, idle_target, server.pid))
+        result = idle_run(ws_url, write_url, idle_target, server.pid, options.clients)
         per_conn = (result["rss_after"] - result["rss_before"]) * 1024 / max(1, result["held"])
         print(
             f"  held {result['held']} (opened in {result['opened_in']:.0f}s); server RSS "

@@ -59,22 +59,14 @@ class LiveStateConsumer(AsyncWebsocketConsumer):
         except live.Refused as refused:
             await self.close(code=refused.close_code, reason=refused.message[:MAX_REASON])
             return
-        self.writer = asyncio.create_task(self._write(self.subscription))
+        # States go out straight from the hub's pass over its subscribers (no task per
+        # connection wakes per change): the consumer only waits for a close.
+        self.subscription.attach(self.base_send)
+        self.writer = asyncio.create_task(self._close_when_told(self.subscription))
 
-    async def _write(self, subscription: live.Subscription) -> None:
-        while True:
-            item = await subscription.next()
-            if isinstance(item, live.Closing):
-                await self.close(code=item.code, reason=item.reason[:MAX_REASON])
-                return
-            if item is not None:
-                try:
-                    # Straight to the server (skipping the consumer's send wrappers): this runs
-                    # once per subscriber per change.
-                    await self.base_send({"type": "websocket.send", "text": item.ws_text})
-                except Exception:
-                    # The client went away mid-send; disconnect() cleans up.
-                    return
+    async def _close_when_told(self, subscription: live.Subscription) -> None:
+        closing = await subscription.closed()
+        await self.close(code=closing.code, reason=closing.reason[:MAX_REASON])
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Browsers cannot send protocol pings: an application-level "ping" keeps proxies from
@@ -93,6 +85,7 @@ class LiveStateConsumer(AsyncWebsocketConsumer):
                 await self.writer
         if self.subscription is not None:
             subscription, self.subscription = self.subscription, None
+            await subscription.detach()
             await live.unsubscribe(subscription)
 
 
