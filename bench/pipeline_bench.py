@@ -9,26 +9,17 @@ Run: `.venv/bin/python bench/pipeline_bench.py` (PostgreSQL; database `webreduce
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-DB = "webreducer_bench"
-ENV = {
-    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
-    "REDIS_URL": "redis://127.0.0.1:6379/8",
-    "DEBUG": "false",
-    "SECRET_KEY": "bench-secret-key-not-for-production",
-    "WR_SECRETS_KEYS": "YmVuY2gtb25seS1rZXktYmVuY2gtb25seS1rZXktISE=",
-    "LOG_LEVEL": "WARNING",
-    "DJANGO_SETTINGS_MODULE": "webreducer.settings",
-}
+from bench.common import BODY, fresh_database
+
 CODE = """
 def reducer(state, request, secrets):
     state = state or {"number": 0, "count": 0}
@@ -36,9 +27,6 @@ def reducer(state, request, secrets):
     state["count"] += 1
     return state
 """
-BODY = json.dumps(
-    {"event": "reading", "device": "sensor-0042", "number": 1, "pad": "x" * 254}
-).encode()
 
 
 class InProcessSession:
@@ -77,17 +65,7 @@ def in_process(**kwargs: Any) -> Iterator[InProcessSession]:
 
 
 def main() -> None:
-    env = {**os.environ, **ENV}
-    subprocess.run(
-        ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB], env=env, check=True
-    )
-    subprocess.run(["createdb", "-h", "127.0.0.1", "-U", "postgres", DB], env=env, check=True)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    os.environ.update(ENV)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    fresh_database()
     from django.utils import timezone
 
     from accounts.models import User
@@ -105,7 +83,7 @@ def main() -> None:
                     hook=hook,
                     method="POST",
                     content_type="application/json",
-                    body=BODY,
+                    body=BODY.encode(),
                     received_at=now,
                 )
                 for _ in range(count)

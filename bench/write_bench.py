@@ -22,36 +22,16 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DB = "webreducer_bench"
-ENV = {
-    **os.environ,
-    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
-    "REDIS_URL": "redis://127.0.0.1:6379/8",
-    "DEBUG": "false",
-    "SECRET_KEY": "bench-secret-key-not-for-production",
-    "WR_SECRETS_KEYS": "YmVuY2gtb25seS1rZXktYmVuY2gtb25seS1rZXktISE=",
-    "ALLOWED_HOSTS": "*",
-    "WR_BENCH_VIEWS": "true",
-    "WR_RATE_PER_SECOND": "1000000",
-    "WR_RATE_BURST": "1000000",
-    "LOG_LEVEL": "WARNING",
-    "DJANGO_SETTINGS_MODULE": "webreducer.settings",
-}
-BODY = json.dumps({"event": "reading", "device": "sensor-0042", "number": 1, "pad": "x" * 254})
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import BODY, ENV, ROOT, fresh_database
+
 PY = sys.executable
 
 
-def setup_django() -> None:
-    os.environ.update(ENV)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-
-
 def sh(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=ROOT, env=ENV, text=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run(
+        args, cwd=ROOT, env={**os.environ, **ENV}, text=True, capture_output=True, **kwargs
+    )  # type: ignore[call-overload]
 
 
 def wrk(url: str, seconds: int, connections: int) -> tuple[float, str, str]:
@@ -75,7 +55,7 @@ def wrk(url: str, seconds: int, connections: int) -> tuple[float, str, str]:
 
 def start(args: list[str], log: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        args, cwd=ROOT, env=ENV, stdout=open(log, "wb"), stderr=subprocess.STDOUT
+        args, cwd=ROOT, env={**os.environ, **ENV}, stdout=open(log, "wb"), stderr=subprocess.STDOUT
     )
 
 
@@ -86,11 +66,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=300, help="steady writes/s for the latency run")
     options = parser.parse_args()
 
-    sh("dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB)
-    sh("createdb", "-h", "127.0.0.1", "-U", "postgres", DB, check=True)
-    sh(PY, "manage.py", "migrate", "-v0", check=True)
-    sh("redis-cli", "-n", "8", "flushdb")
-    setup_django()
+    fresh_database()
 
     from accounts.models import User
     from hooks.models import Key, Request, State

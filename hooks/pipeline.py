@@ -12,10 +12,11 @@ sandbox's wall-time limits bound how long it is held.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -106,7 +107,7 @@ def _reduce_batch(hook_id: uuid.UUID | str, batch_size: int) -> int:
             seen=lambda keys: ledger_lookup(version, keys),
         )
         done = pending[: len(outcomes)]
-        outcomes_save(done, outcomes, console_prefix=True)
+        outcomes_save(done, outcomes)
         ledger_record(version, done, outcomes)
         state.value = new_state
         state.seq = done[-1].seq or state.seq
@@ -189,9 +190,7 @@ def ledger_record(
     )
 
 
-def outcomes_save(
-    requests: Sequence[PendingRequest], outcomes: Sequence[Outcome], *, console_prefix: bool
-) -> None:
+def outcomes_save(requests: Sequence[PendingRequest], outcomes: Sequence[Outcome]) -> None:
     """Write the outcome of each request (same order) in one statement."""
     now = timezone.now()
     log_cap = settings.WR_LOG_STATE_MAX_BYTES
@@ -201,12 +200,12 @@ def outcomes_save(
         request.duplicate_of_id = outcome.duplicate_of
         request.error = outcome.error
         # The responder's output was stored at write time; the worker's follows it.
-        request.console = (request.console + outcome.console) if console_prefix else outcome.console
+        request.console += outcome.console
         request.duration_ms = outcome.duration_ms
         request.state_after = outcome.state_after if len(outcome.state_after) <= log_cap else None
         request.applied_at = now
     if connection.vendor == "postgresql":
-        _update_postgresql(requests)
+        _update_postgresql(requests, console_changed=any(o.console for o in outcomes))
     else:
         rows = [Request(id=r.id, **{f: getattr(r, f) for f in UPDATE_ATTRS}) for r in requests]
         Request.objects.bulk_update(rows, UPDATE_FIELDS)
@@ -223,41 +222,51 @@ UPDATE_FIELDS = [
     "state_after",
     "applied_at",
 ]
-
-
 UPDATE_ATTRS = [f if f != "duplicate_of" else "duplicate_of_id" for f in UPDATE_FIELDS]
 
 
-def _update_postgresql(requests: Sequence[PendingRequest]) -> None:
-    # bulk_update() builds a CASE per column and row; unnest() of arrays is one short statement
-    # whose cost grows linearly with the batch.
-    import json
+def _error_json(request: PendingRequest) -> str | None:
+    return None if request.error is None else json.dumps(request.error)
 
+
+# (column, array type, value) for UPDATE … FROM unnest(): bulk_update() would build a CASE per
+# column and row; arrays make one short statement whose cost grows linearly with the batch.
+ALWAYS_SET: list[tuple[str, str, Callable[[PendingRequest], Any]]] = [
+    ("seq", "bigint", lambda r: r.seq),
+    ("outcome", "text", lambda r: r.outcome),
+    ("duration_ms", "float8", lambda r: r.duration_ms),
+    ("state_after", "text", lambda r: r.state_after),
+]
+# Columns a pending row holds as NULL (or, for console, as stored at write time): sent only when
+# a row of the batch changes them, which spares dumping arrays of a thousand NULLs.
+SOMETIMES_SET: list[tuple[str, str, Callable[[PendingRequest], Any]]] = [
+    ("idempotency_key", "text", lambda r: r.idempotency_key),
+    ("duplicate_of_id", "bigint", lambda r: r.duplicate_of_id),
+    ("error", "text", _error_json),
+]
+
+
+def _update_postgresql(requests: Sequence[PendingRequest], *, console_changed: bool) -> None:
+    columns = list(ALWAYS_SET)
+    for column, kind, value in SOMETIMES_SET:
+        if any(value(r) is not None for r in requests):
+            columns.append((column, kind, value))
+    if console_changed:
+        columns.append(("console", "text", lambda r: r.console))
+    sets = ", ".join(
+        f"{c} = v.{c}::jsonb" if c == "error" else f"{c} = v.{c}" for c, _, _ in columns
+    )
+    arrays = ", ".join(["%s::bigint[]"] + [f"%s::{kind}[]" for _, kind, _ in columns])
+    names = ", ".join(["id"] + [c for c, _, _ in columns])
     table = Request._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(  # only the table name is interpolated
-            f"""
-            UPDATE {table} AS r SET
-                seq = v.seq, outcome = v.outcome, idempotency_key = v.idempotency_key,
-                duplicate_of_id = v.duplicate_of_id, error = v.error::jsonb, console = v.console,
-                duration_ms = v.duration_ms, state_after = v.state_after, applied_at = %s
-            FROM unnest(
-                %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::text[],
-                %s::text[], %s::float8[], %s::text[]
-            ) AS v(id, seq, outcome, idempotency_key, duplicate_of_id, error, console,
-                   duration_ms, state_after)
-            WHERE r.id = v.id
-            """,  # noqa: S608
+        # Only model metadata is interpolated; every value is a parameter.
+        cursor.execute(
+            f"UPDATE {table} AS r SET {sets}, applied_at = %s "  # noqa: S608
+            f"FROM unnest({arrays}) AS v({names}) WHERE r.id = v.id",
             [
                 requests[0].applied_at,
                 [r.id for r in requests],
-                [r.seq for r in requests],
-                [r.outcome for r in requests],
-                [r.idempotency_key for r in requests],
-                [r.duplicate_of_id for r in requests],
-                [None if r.error is None else json.dumps(r.error) for r in requests],
-                [r.console for r in requests],
-                [r.duration_ms for r in requests],
-                [r.state_after for r in requests],
+                *([value(r) for r in requests] for _, _, value in columns),
             ],
         )

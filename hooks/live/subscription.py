@@ -46,7 +46,7 @@ def _resume(coro: Coroutine[Any, Any, None], awaiting: Any) -> Generator[Any, An
     while True:
         try:
             sent = yield awaiting
-        except BaseException as error:  # noqa: BLE001 - handed to the coroutine, as await does
+        except BaseException as error:  # handed to the coroutine, as `await` does
             try:
                 awaiting = coro.throw(error)
             except StopIteration:
