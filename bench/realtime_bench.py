@@ -9,10 +9,13 @@ and Redis; uses the database `webreducer_rtbench` and Redis db 6).
 2. The most idle subscribers one uvicorn process holds (then one write, and how many of them
    received it).
 
-The subscribers run on uvloop in this process (as uvicorn does), to leave as much CPU as possible
-to the server. The stack is the production one: writes to gunicorn (sync, -w 2), subscribers on one uvicorn
-process, one Celery worker (-c 2), PostgreSQL and Redis (the channel layer), all on this
-machine with the load generator sharing its cores.
+The subscribers run in child processes (--clients, 2 by default), lean WebSocket readers on
+uvloop (LeanSubscriber below), so that the load generator costs less CPU than the server it
+measures. The stack is the production one: writes to gunicorn (sync, -w 2), subscribers on one
+uvicorn process, one Celery worker (-c 2), PostgreSQL and Redis (the channel layer), all on this
+machine with the load generator sharing its cores. Besides write-to-delivery latency it reports
+the live path alone (from the log's applied_at) and the uvicorn process's CPU per delivery
+(/proc/<pid>/stat). `--root DIR` runs the servers from another checkout (A/B runs).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -232,6 +236,7 @@ async def client_main(url: str, count: int) -> None:
         for write_seq, at in (json.loads(payload)["body"] or {}).get("recent", []):
             sent_at[write_seq] = at
     samples: list[float] = []
+    write_seqs: list[int] = []
     last_seqs: list[int] = []
     received_any = 0
     last_at = 0.0
@@ -242,6 +247,7 @@ async def client_main(url: str, count: int) -> None:
             for write_seq in range(last + 1, seq + 1):
                 if write_seq in sent_at:
                     samples.append((now - sent_at[write_seq]) * 1000)
+                    write_seqs.append(write_seq)
             last = max(last, seq)
             last_at = max(last_at, now)
         last_seqs.append(last)
@@ -249,6 +255,8 @@ async def client_main(url: str, count: int) -> None:
         json.dumps(
             {
                 "samples": samples,
+                "write_seqs": write_seqs,
+                "sent_at": sent_at,
                 "last_seqs": last_seqs,
                 "received_any": received_any,
                 "last_at": last_at,
@@ -293,6 +301,8 @@ class Clients:
         self.tell("stop")
         merged: dict[str, Any] = {
             "samples": [],
+            "write_seqs": [],
+            "sent_at": {},
             "last_seqs": [],
             "received_any": 0,
             "last_at": 0.0,
@@ -302,6 +312,8 @@ class Clients:
             assert child.stdout is not None
             result = json.loads(child.stdout.readline())
             merged["samples"] += result["samples"]
+            merged["write_seqs"] += result["write_seqs"]
+            merged["sent_at"].update({int(k): v for k, v in result["sent_at"].items()})
             merged["last_seqs"] += result["last_seqs"]
             merged["received_any"] += result["received_any"]
             merged["last_at"] = max(merged["last_at"], result["last_at"])
@@ -319,6 +331,7 @@ def latency_run(
     seconds: float,
     server_pid: int,
     processes: int,
+    applied_at: Callable[[], dict[int, float]],
 ) -> dict[str, Any]:
     clients = Clients(ws_url, subscribers, processes)
     time.sleep(1)
@@ -329,7 +342,19 @@ def latency_run(
     server_cpu = cpu_seconds(server_pid) - server_cpu
     result = clients.results()
     samples = result["samples"]
+    # The same deliveries counted from the moment the worker applied the write (the log's
+    # applied_at): the live path alone (broadcast, hub read, fan-out, client read), without the
+    # write's own path through gunicorn, the queue and the fold.
+    applied = applied_at()
+    sent_at = result["sent_at"]
+    fanout = [
+        sample - (applied[seq] - sent_at[seq]) * 1000
+        for sample, seq in zip(samples, result["write_seqs"], strict=True)
+        if seq in applied
+    ]
     return {
+        "fanout_p50": statistics.median(fanout) if fanout else float("nan"),
+        "fanout_p99": percentile(fanout, 0.99) if fanout else float("nan"),
         "subscribers": clients.opened,
         "writes": sent,
         "samples": len(samples),
@@ -409,12 +434,16 @@ def main() -> None:
 
     django.setup()
     from accounts.models import User
-    from hooks.models import Key
+    from hooks.models import Key, Request
     from hooks.services import hook_create
 
     hook = hook_create(owner=User.objects.create_user(username="bench"), name="latency", code=CODE)
     read = Key.objects.get(hook=hook, kind="read").token
     write = Key.objects.get(hook=hook, kind="write").token
+
+    def applied_at() -> dict[int, float]:
+        rows = Request.objects.filter(hook=hook, seq__isnull=False, applied_at__isnull=False)
+        return {seq: at.timestamp() for seq, at in rows.values_list("seq", "applied_at")}
 
     logs = Path(tempfile.mkdtemp(prefix="wr-rtbench-"))
     http_port, ws_port = 8766, 8767
@@ -472,17 +501,26 @@ def main() -> None:
         )
         print(
             f"{'subscribers':>12}{'writes':>8}{'deliveries':>18}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}"
+            f"{'live p50':>10}{'live p99':>10}"
             f"{'srv us/d':>10}{'srv CPU':>10}{'bench CPU':>10}  last seq (min..max)"
         )
         for count in (int(n) for n in options.subscribers.split(",")):
             result = latency_run(
-                ws_url, write_url, count, options.rate, options.seconds, server.pid, options.clients
+                ws_url,
+                write_url,
+                count,
+                options.rate,
+                options.seconds,
+                server.pid,
+                options.clients,
+                applied_at,
             )
             deliveries = f"{result['samples']}/{result['expected']}"
             per_delivery = result["server_cpu"] / max(1, result["samples"]) * 1e6
             print(
                 f"{result['subscribers']:>12}{result['writes']:>8}{deliveries:>18}{result['p50']:>10.1f}"
-                f"{result['p99']:>10.1f}{result['max']:>10.1f}{per_delivery:>10.0f}"
+                f"{result['p99']:>10.1f}{result['max']:>10.1f}"
+                f"{result['fanout_p50']:>10.1f}{result['fanout_p99']:>10.1f}{per_delivery:>10.0f}"
                 f"{result['server_cpu'] / (options.seconds + 3):>10.0%}{result['client_cpu'] / (options.seconds + 3):>10.0%}"
                 f"  {result['ended_on'][0]}..{result['ended_on'][1]}"
             )

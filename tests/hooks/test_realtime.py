@@ -18,6 +18,7 @@ from django.utils import timezone
 from hooks import events
 from hooks.live import db as live_db
 from hooks.live import state as live_state
+from hooks.live.subscription import Subscription
 from hooks.models import Hook, Key
 from tests.conftest import read_key, write_key
 from tests.hooks.realtime_helpers import (  # noqa: F401 (a fixture)
@@ -385,3 +386,42 @@ def test_it_coalesces_a_burst_into_increasing_seqs_ending_on_the_last(make_hook)
             await ws.disconnect()
 
     run(scenario)
+
+
+def test_a_slow_websocket_client_gets_the_newest_state_when_its_buffer_drains() -> None:
+    # A WebSocket subscription writes each state straight through the ASGI send callable; a
+    # send that has to wait (the client's buffer is full) holds back only that client, whose
+    # later states coalesce into the newest one, and a close still comes through.
+    async def scenario() -> None:
+        sent: list[int] = []
+        drained = asyncio.Event()
+
+        async def send(message: dict[str, Any]) -> None:
+            if len(sent) == 1:  # the second frame finds the client's buffer full
+                await drained.wait()
+            sent.append(json.loads(message["text"])["seq"])
+
+        def state(seq: int) -> live_state.Delivery:
+            return live_state.Delivery(seq=seq, version_id=1, body_json="{}")
+
+        subscription = Subscription(hook_id="h", key_id=1, params=())
+        subscription.offer(state(1))
+        subscription.attach(send)
+        assert sent == [1]  # no task, no wait: sent within attach()
+        subscription.offer(state(2))  # blocks: the rest waits
+        for seq in (3, 5, 4, 1):
+            subscription.offer(state(seq))
+        assert sent == [1]
+        drained.set()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert sent == [1, 2, 5]  # skipped 3, never went back to 4 or 1
+        subscription.offer(state(6))
+        assert sent == [1, 2, 5, 6]
+        subscription.close(4404, "paused")
+        subscription.offer(state(7))
+        assert (await subscription.closed()).code == 4404
+        assert sent == [1, 2, 5, 6]
+        await subscription.detach()
+
+    asyncio.run(scenario())
