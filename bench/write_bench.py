@@ -61,7 +61,8 @@ def start(args: list[str], log: str) -> subprocess.Popen[bytes]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=int, default=300, help="steady writes/s for the latency run")
     options = parser.parse_args()
@@ -103,7 +104,9 @@ def main() -> None:
         print(
             f"Write throughput, gunicorn sync -w4, wrk {options.connections} connections, {options.seconds}s each"
         )
-        print(f"{'endpoint':<34}{'req/s':>10}{'p50':>10}{'p99':>10}{'vs bare':>9}")
+        print(
+            f"{'endpoint (median of rounds)':<34}{'req/s':>10}{'p50':>10}{'p99':>10}{'vs bare':>9}"
+        )
         targets = [
             ("bare Django view + INSERT", f"{base}/bench/bare/{plain.pk}"),
             ("/write/<key>, no responder", base + write_url(plain)),
@@ -111,11 +114,19 @@ def main() -> None:
         ]
         for _, url in targets:  # warm up every worker's connections and sandbox
             wrk(url, 2, options.connections)
-        bare = None
-        for label, url in targets:
-            rps, p50, p99 = wrk(url, options.seconds, options.connections)
-            bare = bare or rps
-            print(f"{label:<34}{rps:>10.0f}{p50:>10}{p99:>10}{rps / bare:>8.0%}")
+        # Interleaved rounds (A B C, B C A, C A B): this machine's speed drifts, and a ratio of
+        # medians over interleaved runs is what holds.
+        runs: dict[str, list[tuple[float, str, str]]] = {label: [] for label, _ in targets}
+        for round_ in range(options.rounds):
+            order = targets[round_ % len(targets) :] + targets[: round_ % len(targets)]
+            for label, url in order:
+                runs[label].append(wrk(url, options.seconds, options.connections))
+        bare = statistics.median(r[0] for r in runs[targets[0][0]])
+        for label, _ in targets:
+            rps = statistics.median(r[0] for r in runs[label])
+            _, p50, p99 = sorted(runs[label])[len(runs[label]) // 2]
+            each = " ".join(f"{r[0]:.0f}" for r in runs[label])
+            print(f"{label:<34}{rps:>10.0f}{p50:>10}{p99:>10}{rps / bare:>8.0%}   ({each})")
 
         # Fold throughput: 20,000 pending requests, one worker.
         from django.utils import timezone
