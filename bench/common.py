@@ -41,3 +41,25 @@ def fresh_database() -> None:
     import django
 
     django.setup()
+
+
+def pending_requests(hook: object, count: int) -> None:
+    """Store `count` requests for the hook as the write path would, not yet applied."""
+    from django.utils import timezone
+
+    from hooks.models import Request
+
+    now = timezone.now()
+    Request.objects.bulk_create(
+        (
+            Request(
+                hook=hook,
+                method="POST",
+                content_type="application/json",
+                body=BODY.encode(),
+                received_at=now,
+            )
+            for _ in range(count)
+        ),
+        batch_size=5000,
+    )

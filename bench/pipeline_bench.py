@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from typing import Any
 
-from bench.common import BODY, fresh_database
+from bench.common import fresh_database, pending_requests
 
 CODE = """
 def reducer(state, request, secrets):
@@ -66,34 +66,16 @@ def in_process(**kwargs: Any) -> Iterator[InProcessSession]:
 
 def main() -> None:
     fresh_database()
-    from django.utils import timezone
 
     from accounts.models import User
     from hooks import fold, pipeline
-    from hooks.models import Request
     from hooks.services import hook_create
 
     owner = User.objects.create_user(username="bench")
 
-    def pending(hook: Any, count: int) -> None:
-        now = timezone.now()
-        Request.objects.bulk_create(
-            (
-                Request(
-                    hook=hook,
-                    method="POST",
-                    content_type="application/json",
-                    body=BODY.encode(),
-                    received_at=now,
-                )
-                for _ in range(count)
-            ),
-            batch_size=5000,
-        )
-
     def run(batch: int, batches: int, sandboxed: bool) -> float:
         hook = hook_create(owner=owner, name=f"b{batch}", code=CODE)
-        pending(hook, batch * batches)
+        pending_requests(hook, batch * batches)
         original = fold.session
         if not sandboxed:
             fold.session = in_process  # type: ignore[assignment]
@@ -114,7 +96,7 @@ def main() -> None:
         print(f"{batch:>6} | {boxed:>14,.0f} | {plain:>17,.0f} | {boxed / plain:>6.0%}")
 
     hook = hook_create(owner=owner, name="replay", code=CODE)
-    pending(hook, 100_000)
+    pending_requests(hook, 100_000)
     started = time.perf_counter()
     count = pipeline.hook_reduce(hook_id=hook.pk)
     elapsed = time.perf_counter() - started

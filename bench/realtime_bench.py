@@ -41,21 +41,18 @@ import httpx
 import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench import common  # noqa: E402
+
 DB = "webreducer_rtbench"
 ENV = {
     **os.environ,
+    **common.ENV,
     "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
     "REDIS_URL": "redis://127.0.0.1:6379/6",
-    "DEBUG": "false",
-    "SECRET_KEY": "bench-secret-key-not-for-production",
-    "WR_SECRETS_KEYS": "YmVuY2gtb25seS1rZXktYmVuY2gtb25seS1rZXktISE=",
-    "ALLOWED_HOSTS": "*",
-    "WR_RATE_PER_SECOND": "1000000",
-    "WR_RATE_BURST": "1000000",
+    "WR_BENCH_VIEWS": "false",
     "WR_LIVE_MAX_PER_KEY": "1000000",
     "WR_LIVE_MAX_PER_IP": "1000000",
-    "LOG_LEVEL": "WARNING",
-    "DJANGO_SETTINGS_MODULE": "webreducer.settings",
 }
 PY = sys.executable
 # Browsers offer permessage-deflate and uvicorn accepts it unless started with

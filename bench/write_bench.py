@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import BODY, ENV, ROOT, fresh_database
+from bench.common import BODY, ENV, ROOT, fresh_database, pending_requests
 
 PY = sys.executable
 
@@ -134,16 +134,7 @@ def main() -> None:
         Request.objects.filter(hook__in=[plain, responding]).delete()
         now = timezone.now()
         count = 20000
-        Request.objects.bulk_create(
-            Request(
-                hook=counter,
-                method="POST",
-                content_type="application/json",
-                body=BODY.encode(),
-                received_at=now,
-            )
-            for _ in range(count)
-        )
+        pending_requests(counter, count)
         state = State.objects.get(version=counter.live_version)
         worker = start(
             [PY, "-m", "celery", "-A", "webreducer", "worker", "-c", "1", "-l", "warning"],

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -25,7 +26,7 @@ from hooks.fold import request_payload
 from hooks.masking import mask, mask_error
 from hooks.models import Hook, Key, Request, State, Version
 from hooks.services import hook_limits, hook_secrets
-from sandbox import SandboxUnavailable, session
+from sandbox import SandboxUnavailable, Session, session
 from sandbox.runtime import wr_cloudevents
 
 logger = logging.getLogger(__name__)
@@ -231,37 +232,29 @@ def _respond(key: Key, requests: list[Request]) -> list[Reply]:
         return [Reply(status=202, body={"id": str(r.uuid)}) for r in requests]
     replies = []
     secrets = hook_secrets(hook.pk, version=hook.secrets_version)
-    try:
-        with session(
-            code=version_code(version),
-            secrets=secrets,
-            limits=hook_limits(hook),
-            hook_id=str(hook.pk),
-        ) as sandbox:
-            for request in requests:
-                result = sandbox.respond(request_payload(request))
-                request.console = mask(result.console, secrets)
-                request.duration_ms = result.duration_ms
-                if result.ok:
-                    value = result.value
-                    replies.append(Reply(value["status"], value["body"], value["headers"]))
-                    continue
-                request.error = mask_error(result.error, secrets)
-                replies.append(
-                    Reply(
-                        status=500,
-                        body={
-                            "error": {
-                                "code": "responder_error",
-                                "message": "The hook's responder raised an exception; "
-                                "the request was rejected.",
-                                "request_id": str(request.uuid),
-                            }
-                        },
-                    )
+    with _live_session(key, secrets) as sandbox:
+        for request in requests:
+            result = sandbox.respond(request_payload(request))
+            request.console = mask(result.console, secrets)
+            request.duration_ms = result.duration_ms
+            if result.ok:
+                value = result.value
+                replies.append(Reply(value["status"], value["body"], value["headers"]))
+                continue
+            request.error = mask_error(result.error, secrets)
+            replies.append(
+                Reply(
+                    status=500,
+                    body={
+                        "error": {
+                            "code": "responder_error",
+                            "message": "The hook's responder raised an exception; "
+                            "the request was rejected.",
+                            "request_id": str(request.uuid),
+                        }
+                    },
                 )
-    except SandboxUnavailable as error:
-        raise PublicError(503, "sandbox_unavailable", str(error), retry_after=30) from error
+            )
     return replies
 
 
@@ -324,16 +317,24 @@ def state_read(*, key: Key, params: dict[str, list[str]]) -> Reply:
 
 def query_run(*, key: Key, state_json: str, params: dict[str, list[str]]) -> Any:
     hook = key.hook
-    version = hook.live_version
+    with _live_session(key, hook_secrets(hook.pk, version=hook.secrets_version)) as sandbox:
+        return sandbox.query(state_json, params)
+
+
+@contextlib.contextmanager
+def _live_session(key: Key, secrets: dict[str, str]) -> Iterator[Session]:
+    """A sandbox session on the key's live code, warm per hook (responders and queries); a
+    missing isolation layer answers 503."""
+    hook, version = key.hook, key.hook.live_version
     assert version is not None
     try:
         with session(
             code=version_code(version),
-            secrets=hook_secrets(hook.pk, version=hook.secrets_version),
+            secrets=secrets,
             limits=hook_limits(hook),
             hook_id=str(hook.pk),
         ) as sandbox:
-            return sandbox.query(state_json, params)
+            yield sandbox
     except SandboxUnavailable as error:
         raise PublicError(503, "sandbox_unavailable", str(error), retry_after=30) from error
 
