@@ -37,10 +37,10 @@ class InProcessSession:
         self.namespace: dict[str, Any] = {}
         exec(compile(code, "hook.py", "exec"), self.namespace)  # the baseline runs our own code
 
-    def idempotency_keys(self, requests: list[dict[str, Any]]) -> list[Any]:
+    def idempotency_keys(self, requests: list[str]) -> list[Any]:
         raise AssertionError("the bench code has no idempotency_key")
 
-    def reduce(self, state_json: str, requests: list[dict[str, Any]]) -> list[Any]:
+    def reduce(self, state_json: str, requests: list[str]) -> list[Any]:
         import base64
 
         from sandbox import ReduceStep
@@ -50,12 +50,15 @@ class InProcessSession:
 
         state = json.loads(state_json)
         steps = []
-        for payload in requests:
+        for text in requests:
+            payload = json.loads(text)
             request = Request(payload, body=json.loads(base64.b64decode(payload["body_b64"])))
             started = time.perf_counter()
             state = self.namespace["reducer"](state, request, {})
-            text = json.dumps(state, separators=(",", ":"))
-            steps.append(ReduceStep(True, text, None, "", (time.perf_counter() - started) * 1000))
+            state_text = json.dumps(state, separators=(",", ":"))
+            steps.append(
+                ReduceStep(True, state_text, None, "", (time.perf_counter() - started) * 1000)
+            )
         return steps
 
 
@@ -76,9 +79,9 @@ def main() -> None:
     def run(batch: int, batches: int, sandboxed: bool) -> float:
         hook = hook_create(owner=owner, name=f"b{batch}", code=CODE)
         pending_requests(hook, batch * batches)
-        original = fold.session
+        original = fold.session, pipeline.session
         if not sandboxed:
-            fold.session = in_process  # type: ignore[assignment]
+            fold.session = pipeline.session = in_process  # type: ignore[assignment]
         try:
             pipeline._reduce_batch(hook.pk, batch)  # warm-up: connections, fork server
             started = time.perf_counter()
@@ -86,7 +89,7 @@ def main() -> None:
                 pipeline._reduce_batch(hook.pk, batch)
             return (batch * (batches - 1)) / (time.perf_counter() - started)
         finally:
-            fold.session = original
+            fold.session, pipeline.session = original
 
     print("Reduce pipeline for one hook (fetch pending, fold, commit outcomes and state)")
     print(f"{'batch':>6} | {'sandbox req/s':>14} | {'in-process req/s':>17} | {'ratio':>6}")

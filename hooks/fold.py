@@ -4,16 +4,20 @@ requests into outcomes. The live pipeline, replays and dry runs all call `fold()
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
+import json
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from hooks.masking import mask, mask_error
 from hooks.models import Request
-from sandbox import Limits, session
+from hooks.stored import StoredRequest
+from sandbox import Limits, ReduceStep, Session, session
 from sandbox.runtime import wr_cloudevents
 
 # Keys longer than this are stored as their hash: the ledger's unique index stays small.
@@ -21,8 +25,8 @@ MAX_LEDGER_KEY = 200
 
 
 class Stored(Protocol):
-    """What folding reads of a stored request: a Request row, or the pipeline's lighter
-    PendingRequest."""
+    """What folding reads of a stored request: a Request row, or hooks.stored's lighter
+    StoredRequest."""
 
     @property
     def id(self) -> int: ...
@@ -72,6 +76,13 @@ def request_payload(request: Stored) -> dict[str, Any]:
     }
 
 
+def request_json(request: Stored) -> str:
+    """`request_payload` as JSON text: built from the row's own JSON text when it has it."""
+    if isinstance(request, StoredRequest):
+        return request.payload_json()
+    return json.dumps(request_payload(request), ensure_ascii=False, separators=(",", ":"))
+
+
 def ledger_key(key: str) -> str:
     if len(key) <= MAX_LEDGER_KEY:
         return key
@@ -81,6 +92,8 @@ def ledger_key(key: str) -> str:
 def default_key(request: Stored) -> str | None:
     """The key of a request when the code defines no idempotency_key: the Idempotency-Key
     header, else a CloudEvent's "<source> <id>", else none."""
+    if isinstance(request, StoredRequest) and not request.may_carry_key():
+        return None
     lowered = {name.lower(): value for name, value in request.headers.items()}
     if lowered.get("idempotency-key"):
         return lowered["idempotency-key"]
@@ -96,6 +109,10 @@ def default_key(request: Stored) -> str | None:
     return None
 
 
+def fold_needs_sandbox(functions: Sequence[str]) -> bool:
+    return "reducer" in functions or "idempotency_key" in functions
+
+
 def fold(
     *,
     code: str,
@@ -105,56 +122,115 @@ def fold(
     state: str,
     requests: Sequence[Stored],
     seen: Callable[[list[str]], dict[str, int]],
+    sandbox: Session | None = None,
 ) -> tuple[list[Outcome], str]:
     """Fold `requests` (in order, seq already given) into `state` (JSON text).
 
     `seen(keys)` answers which idempotency keys this state's history already applied, as
     key -> Request.id. Returns the outcomes of the first requests, in order (all of them unless
     a repeated idempotency key cut the batch, see `_mark_duplicates`), and the final state.
+    `sandbox` is a session of this code, secrets and limits to fold in (its child is reused);
+    without it, one is opened for this call.
     """
-    if not requests:
-        return [], state
+    if not fold_needs_sandbox(functions) or sandbox is not None:
+        return fold_start(
+            functions=functions,
+            secrets=secrets,
+            state=state,
+            requests=requests,
+            seen=seen,
+            sandbox=sandbox,
+        ).finish()
+    with session(code=code, secrets=secrets, limits=limits) as own:
+        return fold_start(
+            functions=functions,
+            secrets=secrets,
+            state=state,
+            requests=requests,
+            seen=seen,
+            sandbox=own,
+        ).finish()
+
+
+@dataclass
+class Folding:
+    """A fold whose reducer calls may still be running (in a background thread): `finish()`
+    waits for them and gives fold()'s result."""
+
+    outcomes: list[Outcome]
+    state: str
+    to_apply: list[int]
+    secrets: dict[str, str]
+    steps: Future[list[ReduceStep]] | list[ReduceStep]
+
+    def finish(self) -> tuple[list[Outcome], str]:
+        steps = self.steps.result() if isinstance(self.steps, Future) else self.steps
+        state, secrets = self.state, self.secrets
+        step_at = dict(zip(self.to_apply, steps, strict=True))
+        for i, outcome in enumerate(self.outcomes):
+            step = step_at.get(i)
+            if step is not None:
+                outcome.console += mask(step.console, secrets)
+                outcome.duration_ms += step.duration_ms
+                if step.ok:
+                    state = step.state_json
+                else:
+                    outcome.outcome = Request.Outcome.FAILED
+                    outcome.error = mask_error(step.error, secrets)
+            outcome.state_after = state
+        return self.outcomes, state
+
+    def abandon(self) -> None:
+        """Wait for the reducer calls and drop their results (the batch will be fetched and
+        folded again)."""
+        if isinstance(self.steps, Future):
+            with contextlib.suppress(Exception):
+                self.steps.result()
+
+
+def fold_start(
+    *,
+    functions: Sequence[str],
+    secrets: dict[str, str],
+    state: str,
+    requests: Sequence[Stored],
+    seen: Callable[[list[str]], dict[str, int]],
+    sandbox: Session | None,
+    background: Executor | None = None,
+) -> Folding:
+    """Decide each request's key and duplicates, then start the reducer calls: in `background`
+    when given (the caller writes the previous batch meanwhile), else right here. `sandbox` may
+    be None only when the code defines neither reducer nor idempotency_key."""
     outcomes = [Outcome(outcome=Request.Outcome.APPLIED) for _ in requests]
     keys: list[str | None]
-    needs_sandbox = "reducer" in functions or "idempotency_key" in functions
-    if not needs_sandbox:
+    if not fold_needs_sandbox(functions) or not requests:
         keys = [default_key(r) for r in requests]
         outcomes = outcomes[: _mark_duplicates(outcomes, keys, seen)]
-        for outcome in outcomes:
-            outcome.state_after = state
-        return outcomes, state
-
-    payloads = [request_payload(r) for r in requests]
-    with session(code=code, secrets=secrets, limits=limits) as sandbox:
-        if "idempotency_key" in functions:
-            keys = []
-            for outcome, result in zip(outcomes, sandbox.idempotency_keys(payloads), strict=True):
-                outcome.console += mask(result.console, secrets)
-                outcome.duration_ms += result.duration_ms
-                if not result.ok:
-                    outcome.outcome = Request.Outcome.FAILED
-                    outcome.error = mask_error(result.error, secrets)
-                keys.append(result.value if result.ok else None)
-        else:
-            keys = [default_key(r) for r in requests]
-        outcomes = outcomes[: _mark_duplicates(outcomes, keys, seen)]
-
-        to_apply = [i for i, o in enumerate(outcomes) if o.outcome == Request.Outcome.APPLIED]
-        steps = sandbox.reduce(state, [payloads[i] for i in to_apply]) if to_apply else []
-
-    step_at = dict(zip(to_apply, steps, strict=True))
-    for i, outcome in enumerate(outcomes):
-        step = step_at.get(i)
-        if step is not None:
-            outcome.console += mask(step.console, secrets)
-            outcome.duration_ms += step.duration_ms
-            if step.ok:
-                state = step.state_json
-            else:
+        return Folding(outcomes, state, [], secrets, [])
+    assert sandbox is not None
+    payloads = [request_json(r) for r in requests]
+    if "idempotency_key" in functions:
+        keys = []
+        for outcome, result in zip(outcomes, sandbox.idempotency_keys(payloads), strict=True):
+            outcome.console += mask(result.console, secrets)
+            outcome.duration_ms += result.duration_ms
+            if not result.ok:
                 outcome.outcome = Request.Outcome.FAILED
-                outcome.error = mask_error(step.error, secrets)
-        outcome.state_after = state
-    return outcomes, state
+                outcome.error = mask_error(result.error, secrets)
+            keys.append(result.value if result.ok else None)
+    else:
+        keys = [default_key(r) for r in requests]
+    outcomes = outcomes[: _mark_duplicates(outcomes, keys, seen)]
+
+    to_apply = [i for i, o in enumerate(outcomes) if o.outcome == Request.Outcome.APPLIED]
+    applied = [payloads[i] for i in to_apply]
+    steps: Future[list[ReduceStep]] | list[ReduceStep] = []
+    if applied:
+        if background is not None:
+            steps = background.submit(sandbox.reduce, state, applied)
+        else:
+            steps = sandbox.reduce(state, applied)
+    return Folding(outcomes, state, to_apply, secrets, steps)
 
 
 def _mark_duplicates(

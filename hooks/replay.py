@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -24,6 +24,7 @@ from hooks.fold import Outcome, fold, ledger_key
 from hooks.models import Hook, LedgerEntry, ReplayOutcome, Request, State, Version
 from hooks.pipeline import HookBusy, ledger_lookup, ledger_record
 from hooks.services import code_check, hook_limits, hook_secrets
+from hooks.stored import StoredRequest, stored_fetch
 
 logger = logging.getLogger(__name__)
 
@@ -131,10 +132,8 @@ def _replay_batch(version_id: int) -> bool:
             # switch commits. Lock order (building, then live) is the same everywhere.
             live = State.objects.select_for_update().get(version_id=hook.live_id)
             head = live.seq
-        requests = list(
-            Request.objects.filter(hook=hook, seq__gt=state.seq, seq__lte=head).order_by("seq")[
-                :batch
-            ]
+        requests = stored_fetch(
+            Q(hook=hook, seq__gt=state.seq, seq__lte=head), order_by="seq", limit=batch
         )
         while requests:
             done = _fold_into(version, state, requests)
@@ -158,7 +157,7 @@ def _progress(version: Version, *, done: int, total: int) -> None:
     )
 
 
-def _fold_into(version: Version, state: State, requests: Sequence[Request]) -> int:
+def _fold_into(version: Version, state: State, requests: Sequence[StoredRequest]) -> int:
     outcomes, new_state = fold(
         code=version.code,
         functions=version.functions,
@@ -184,13 +183,13 @@ def _fold_into(version: Version, state: State, requests: Sequence[Request]) -> i
 
 
 def _outcomes_stage(
-    version: Version, requests: Sequence[Request], outcomes: Sequence[Outcome]
+    version: Version, requests: Sequence[StoredRequest], outcomes: Sequence[Outcome]
 ) -> None:
     cap = settings.WR_LOG_STATE_MAX_BYTES
     ReplayOutcome.objects.bulk_create(
         ReplayOutcome(
             version=version,
-            request=request,
+            request_id=request.id,
             outcome=outcome.outcome,
             error=outcome.error,
             console=outcome.console,
@@ -272,9 +271,9 @@ def hook_dry_run(*, hook: Hook, code: str, last: int | None = None) -> dict[str,
 
     functions = code_check(code)
     limit = min(last or settings.WR_DRY_RUN_MAX_REQUESTS, settings.WR_DRY_RUN_MAX_REQUESTS)
-    history = Request.objects.filter(hook=hook, seq__isnull=False)
-    total = history.count()
-    requests = list(history.order_by("-seq")[:limit])[::-1]
+    history = Q(hook=hook, seq__isnull=False)
+    total = Request.objects.filter(history).count()
+    requests = stored_fetch(history, order_by="-seq", limit=limit)[::-1]
     ledger: dict[str, int] = {}
     state = "null"
     report: list[dict[str, object]] = []

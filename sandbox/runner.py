@@ -8,7 +8,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +62,20 @@ def _contract(code: str) -> frozenset[str]:
     return check_code(code, max_bytes=1 << 30)
 
 
+Payload = dict[str, Any] | str
+
+
+def _as_dict(request: Payload) -> dict[str, Any]:
+    return json.loads(request) if isinstance(request, str) else request
+
+
+def _request_frame(op: str, request: Payload) -> bytes:
+    if isinstance(request, str):
+        data = f'{{"op":"{op}","request":{request}}}'.encode("utf-8", "surrogatepass")
+        return len(data).to_bytes(4, "big") + data
+    return encode_frame({"op": op, "request": request})
+
+
 def _header(headers: Any, name: str) -> str | None:
     if isinstance(headers, dict):
         for key, value in headers.items():
@@ -110,17 +124,20 @@ class Session:
             self._key = (hook_id, code_digest.hexdigest(), secrets_digest.hexdigest(), limits)
 
     # ---- public calls ---------------------------------------------------------------------------
-    def idempotency_keys(self, requests: list[dict[str, Any]]) -> list[CallResult]:
+    # A request is a dict, or the same as JSON text (hooks.stored builds it without parsing).
+    def idempotency_keys(self, requests: Sequence[Payload]) -> list[CallResult]:
         if self._init_error is None and "idempotency_key" not in self._functions:
             return [
-                CallResult(True, _header(r.get("headers"), "idempotency-key"), None, "", 0.0)
+                CallResult(
+                    True, _header(_as_dict(r).get("headers"), "idempotency-key"), None, "", 0.0
+                )
                 for r in requests
             ]
-        messages = [{"op": "idem", "request": r} for r in requests]
         self._tainted = True
-        return [self._call_result(result) for _, result in self._run("idem", messages)]
+        frames = [_request_frame("idem", r) for r in requests]
+        return [self._call_result(result) for _, result in self._run("idem", frames)]
 
-    def reduce(self, state_json: str, requests: list[dict[str, Any]]) -> list[ReduceStep]:
+    def reduce(self, state_json: str, requests: Sequence[Payload]) -> list[ReduceStep]:
         if self._init_error is None and "reducer" not in self._functions:
             return [ReduceStep(True, state_json, None, "", 0.0) for _ in requests]
         self._tainted = True
@@ -130,8 +147,8 @@ class Session:
         def prelude() -> list[bytes]:
             return [encode_frame({"op": "state", "state": current})]
 
-        messages = [{"op": "reduce", "request": r} for r in requests]
-        for _, result in self._run("reduce", messages, prelude=prelude):
+        frames = [_request_frame("reduce", r) for r in requests]
+        for _, result in self._run("reduce", frames, prelude=prelude):
             if result["ok"]:
                 current = result["state"]
                 steps.append(ReduceStep(True, current, None, result["console"], result["ms"]))
@@ -150,9 +167,9 @@ class Session:
                 "",
                 0.0,
             )
-        messages = [{"op": "respond", "request": request}]
+        frames = [_request_frame("respond", request)]
         # Drain the generator (not next()): its cleanup decides whether the child can be reused.
-        ((_, result),) = list(self._run("respond", messages, warm=True))
+        ((_, result),) = list(self._run("respond", frames, warm=True))
         return self._call_result(result)
 
     def query(self, state_json: str, params: dict[str, list[str]]) -> CallResult:
@@ -160,8 +177,8 @@ class Session:
             return CallResult(
                 True, {"status": 200, "headers": {}, "body": json.loads(state_json)}, None, "", 0.0
             )
-        messages = [{"op": "query", "state": state_json, "params": params}]
-        ((_, result),) = list(self._run("query", messages, warm=True))
+        frames = [encode_frame({"op": "query", "state": state_json, "params": params})]
+        ((_, result),) = list(self._run("query", frames, warm=True))
         return self._call_result(result)
 
     def close(self) -> None:
@@ -262,13 +279,13 @@ class Session:
     def _run(
         self,
         op: str,
-        messages: list[dict[str, Any]],
+        messages: list[bytes],
         *,
         prelude: Callable[[], list[bytes]] | None = None,
         warm: bool = False,
     ) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Run `messages` in order, restarting the child after a limit kills it; yields
-        (index, checked result) for every message."""
+        """Run `messages` (encoded frames) in order, restarting the child after a limit kills
+        it; yields (index, checked result) for every message."""
         index, total = 0, len(messages)
         wall = self.limits.wall_seconds
         while index < total:
@@ -283,7 +300,7 @@ class Session:
                 continue
             frames = itertools.chain(
                 prelude() if prelude is not None else [],
-                (encode_frame(message) for message in messages[index:]),
+                messages[index:],
             )
             started = time.monotonic()
             stream = child.exchange(frames, total - index, timeout=wall)

@@ -319,7 +319,13 @@ class Headers(dict):  # type: ignore[type-arg]
 
     def __init__(self, data: Mapping[str, str] | None = None) -> None:
         super().__init__()
-        for name, value in (data or {}).items():
+        data = data or {}
+        index = {name.lower(): name for name in data if isinstance(name, str)}
+        if len(index) == len(data):  # the usual case: no two names differ only in case
+            dict.update(self, data)
+            self.__dict__["_index"] = index
+            return
+        for name, value in data.items():
             self[name] = value
 
     def _lower(self) -> dict[str, str]:
@@ -418,7 +424,8 @@ def parse_body(content_type: str, raw: bytes) -> Any:
 
 def make_request(data: Mapping[str, Any]) -> Request:
     raw = base64.b64decode(data.get("body_b64") or "")
-    request = Request({name: value for name, value in data.items() if name != "body_b64"})
+    request = Request(data)
+    request.pop("body_b64", None)
     request["headers"] = Headers(data.get("headers") or {})
     request["query"] = MultiDict(data.get("query") or {})
     content_type = data.get("content_type") or request["headers"].get("content-type") or ""
@@ -431,10 +438,17 @@ def make_request(data: Mapping[str, Any]) -> Request:
     return request
 
 
+# Any of these makes a request a binary-mode CloudEvent (or an invalid one: see wr_cloudevents).
+_CE_BINARY_HEADERS = ("ce-specversion", "ce-id", "ce-source", "ce-type")
+
+
 def _cloudevent(headers: Headers, content_type: str, raw: bytes) -> Any:
     """The CloudEvent the request carries (SPEC §2), unless the server already gave it."""
     if _cloudevents is None:
         return None
+    binary = any(name in headers for name in _CE_BINARY_HEADERS)
+    if not binary and not _cloudevents.is_structured(content_type):
+        return None  # neither binary nor structured mode: the common request, decided cheaply
     try:
         return _cloudevents.parse_cloudevent(headers, content_type, raw)
     except (ValueError, TypeError, RecursionError):

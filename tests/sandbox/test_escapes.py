@@ -362,7 +362,10 @@ def test_it_survives_a_recursion_bomb_that_overflows_the_c_stack() -> None:
         """
     )
     assert not result.ok
-    assert result.error["type"] == "SandboxCrash"
+    # The C stack overflow kills the child; on a loaded machine building the list may run out
+    # of CPU time first. Either way the call fails cleanly and the next one works.
+    assert result.error["type"] in ("SandboxCrash", "CpuLimitExceeded", "TimeLimitExceeded")
+    assert hostile("return 'after'").value["body"] == "after"
 
 
 def test_it_bounds_100_mb_of_print() -> None:

@@ -1,0 +1,126 @@
+"""A slice of several batches: the next batch folds in the sandbox (read ahead) while the one
+before it is written. Keys, failures and state must carry across batches exactly as within one,
+and a read-ahead batch must be thrown away when the state moved under it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from hooks import pipeline
+from hooks.models import Hook, Request, State
+from hooks.services import secret_set
+from tests.conftest import write_key
+
+pytestmark = pytest.mark.django_db
+
+CODE = """
+def reducer(state, request, secrets):
+    state = state or {"seqs": [], "names": [], "secret": None}
+    if request.body.get("fail"):
+        raise ValueError("refused")
+    state["seqs"].append(request.seq)
+    state["names"].append(request.body["name"])
+    state["secret"] = secrets.get("TOKEN")
+    return state
+"""
+
+
+def send(client: Client, hook: Hook, name: str, key: str | None = None, fail: bool = False) -> None:
+    headers = {"Idempotency-Key": key} if key else {}
+    body = json.dumps({"name": name, "fail": fail})
+    response = client.post(
+        f"/write/{write_key(hook)}", body, content_type="application/json", headers=headers
+    )
+    assert response.status_code == 202, response.content
+
+
+def live(hook: Hook) -> tuple[int, Any]:
+    hook.refresh_from_db()
+    state = State.objects.get(version_id=hook.live_version_id)
+    return state.seq, json.loads(state.value)
+
+
+def outcomes(hook: Hook) -> list[tuple[str, str, int | None]]:
+    rows = Request.objects.filter(hook=hook).order_by("id")
+    return [(json.loads(bytes(r.body))["name"], r.outcome, r.seq) for r in rows]
+
+
+def test_keys_and_failures_carry_across_read_ahead_batches(
+    make_hook: Any, client: Client, settings: Any
+) -> None:
+    settings.WR_BATCH_SIZE = 3
+    hook = make_hook(CODE)
+    send(client, hook, "a", key="k1")
+    send(client, hook, "b", key="k2", fail=True)
+    send(client, hook, "c")
+    # Next batch (read ahead while the first is written): k1 was applied one batch ago, k2
+    # failed there and so was never applied.
+    send(client, hook, "d", key="k1")
+    send(client, hook, "e", key="k2")
+    send(client, hook, "f")
+    send(client, hook, "g", key="k2")  # a third batch: k2 was applied in the second
+
+    assert pipeline.hook_reduce(hook_id=hook.pk) == 7
+
+    assert outcomes(hook) == [
+        ("a", "applied", 1),
+        ("b", "failed", 2),
+        ("c", "applied", 3),
+        ("d", "duplicate", 4),
+        ("e", "applied", 5),
+        ("f", "applied", 6),
+        ("g", "duplicate", 7),
+    ]
+    seq, state = live(hook)
+    assert seq == 7
+    assert state["seqs"] == [1, 3, 5, 6]
+    assert state["names"] == ["a", "c", "e", "f"]
+    first = Request.objects.get(hook=hook, seq=1)
+    assert Request.objects.get(hook=hook, seq=4).duplicate_of_id == first.pk
+
+
+def test_a_read_ahead_batch_is_dropped_when_another_worker_applied_it(
+    make_hook: Any, client: Client, settings: Any
+) -> None:
+    settings.WR_BATCH_SIZE = 2
+    hook = make_hook(CODE)
+    for name in "abcdef":
+        send(client, hook, name)
+
+    with pipeline.Sandboxes() as sandboxes:
+        count, ahead, drained = pipeline._reduce_batch(hook.pk, 2, sandboxes, read_ahead=True)
+        assert (count, drained) == (2, False)
+        assert ahead is not None and [r.seq for r in ahead.requests] == [3, 4]
+        # Meanwhile another worker applies the next batch (the same requests, c and d).
+        assert pipeline._reduce_batch(hook.pk, 2)[0] == 2
+        # The read-ahead batch is stale: it is dropped, and e and f are folded instead.
+        count, ahead, drained = pipeline._reduce_batch(hook.pk, 2, sandboxes, ahead=ahead)
+        assert (count, ahead) == (2, None)
+
+    assert outcomes(hook) == [(name, "applied", seq) for seq, name in enumerate("abcdef", 1)]
+    assert live(hook) == (6, {"seqs": [1, 2, 3, 4, 5, 6], "names": list("abcdef"), "secret": None})
+
+
+def test_a_read_ahead_batch_is_folded_again_after_a_secret_changes(
+    make_hook: Any, client: Client, settings: Any
+) -> None:
+    settings.WR_BATCH_SIZE = 2
+    hook = make_hook(CODE)
+    secret_set(hook=hook, name="TOKEN", value="old-value")
+    for name in "abcd":
+        send(client, hook, name)
+
+    with pipeline.Sandboxes() as sandboxes:
+        _, ahead, _ = pipeline._reduce_batch(hook.pk, 2, sandboxes, read_ahead=True)
+        assert ahead is not None
+        hook.refresh_from_db()
+        secret_set(hook=hook, name="TOKEN", value="new-value")
+        count, ahead, _ = pipeline._reduce_batch(hook.pk, 2, sandboxes, ahead=ahead)
+        assert (count, ahead) == (2, None)
+
+    seq, state = live(hook)
+    assert (seq, state["names"], state["secret"]) == (4, list("abcd"), "new-value")
