@@ -8,24 +8,31 @@ Two groups per hook:
 - `owner_group`: the owner's live feed (`requests.logged`, `replay.progress`). Log events are
   published only while someone watches the hook (`watch`), so the write path pays nothing for
   them otherwise.
+
+Sync code without an event loop (the Celery worker, gunicorn) sends through one long-lived event
+loop per process, in a daemon thread (`_loop_thread`): channels_redis pools its Redis
+connections per event loop, so they are reused. (`async_to_sync` would start a thread, an event
+loop and new Redis connections for every broadcast.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from asgiref.sync import SyncToAsync, async_to_sync
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
 
 from webreducer.redis import get_redis
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +40,14 @@ logger = logging.getLogger(__name__)
 # within it; publishers cache "watched or not" for WATCH_CACHE_SECONDS per process.
 WATCH_TTL_SECONDS = 60
 WATCH_CACHE_SECONDS = 1.0
+
+# A send still running after this is abandoned (Redis unreachable), so the sends queued behind
+# it do not wait forever.
+SEND_TIMEOUT = 5.0
+# How long a sync caller waits for its broadcast to go out before it goes on (the send goes on
+# too). Waiting costs the caller one send (~1 ms on a local Redis) and keeps "sent when
+# state_changed() returns" true for tests and for code that runs after it.
+BROADCAST_WAIT_SECONDS = 1.0
 
 
 def hook_group(hook_id: str) -> str:
@@ -43,20 +58,131 @@ def owner_group(hook_id: str) -> str:
     return f"hook-owner.{hook_id}"
 
 
+# --- Sending --------------------------------------------------------------------------------
+
+# One lock per event loop: channels_redis's group_send is several Redis commands on pooled
+# connections, so two sends running side by side could arrive in either order. asyncio.Lock
+# serves waiters first come, first served, and each send takes it before its first await.
+_send_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+_in_flight: set[asyncio.Task[None]] = set()
+
+
+async def _send(layer: Any, group: str, message: dict[str, Any]) -> None:
+    """Send in submission order on this loop; never raises (a failure is logged: a lost
+    broadcast only delays an update, every hub re-reads its hook every WR_LIVE_RESYNC_SECONDS)."""
+    loop = asyncio.get_running_loop()
+    lock = _send_locks.get(loop)
+    if lock is None:
+        lock = _send_locks[loop] = asyncio.Lock()
+    try:
+        async with lock:
+            await asyncio.wait_for(layer.group_send(group, message), SEND_TIMEOUT)
+    except Exception:
+        logger.exception("broadcast to %s failed", group)
+
+
+class _LoopThread:
+    """An event loop running forever in a daemon thread."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="wr-broadcast", daemon=True
+        )
+        self.thread.start()
+
+
+_loop_thread_lock = threading.Lock()
+_loop_thread_current: _LoopThread | None = None
+
+
+def _loop_thread() -> _LoopThread:
+    """This process's broadcast loop, started on first use and again in a forked child (a fork
+    copies the loop but not its thread)."""
+    global _loop_thread_current
+    current = _loop_thread_current
+    if current is not None and current.pid == os.getpid():
+        return current
+    with _loop_thread_lock:
+        current = _loop_thread_current
+        if current is None or current.pid != os.getpid():
+            current = _loop_thread_current = _LoopThread()
+        return current
+
+
+def _outer_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop that called this sync code through sync_to_async, if any (ASGI views,
+    database_sync_to_async). asgiref leaves it in the thread afterwards: only a loop that still
+    runs counts."""
+    if getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None) != os.getpid():
+        return None
+    loop: asyncio.AbstractEventLoop | None = getattr(
+        SyncToAsync.threadlocal, "main_event_loop", None
+    )
+    return loop if loop is not None and loop.is_running() else None
+
+
 def broadcast(group: str, message: dict[str, Any]) -> None:
+    """Send `message` to `group` from sync or async code. Never raises; broadcasts from one
+    thread or event loop arrive in the order they were made."""
+    try:
+        _broadcast(group, message)
+    except Exception:
+        logger.exception("broadcast to %s failed", group)
+
+
+def _broadcast(group: str, message: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, message)
-    except Exception:
-        # Subscribers re-read the state on their next message or reconnect; a lost broadcast
-        # delays an update, it never loses data.
-        logger.exception("broadcast to %s failed", group)
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is not None:
+        # Async code (ASGI): a task on this loop, not awaited.
+        task = running.create_task(_send(layer, group, message))
+        _in_flight.add(task)
+        task.add_done_callback(_in_flight.discard)
+        return
+    if isinstance(layer, InMemoryChannelLayer) or _outer_loop() is not None:
+        # Sync code called from an event loop: send on that loop, whose channel-layer
+        # connections are warm. The in-memory layer (the embedded default) must: its queues
+        # belong to the loop its receivers run on.
+        async_to_sync(_send)(layer, group, message)
+        return
+    # Plain sync code (Celery worker, gunicorn): the process's broadcast loop.
+    future = asyncio.run_coroutine_threadsafe(_send(layer, group, message), _loop_thread().loop)
+    if BROADCAST_WAIT_SECONDS > 0:
+        try:
+            future.result(timeout=BROADCAST_WAIT_SECONDS)
+        except concurrent.futures.TimeoutError:
+            logger.warning("broadcast to %s is slow; not waiting for it", group)
 
 
-def state_changed(*, hook_id: str, seq: int) -> None:
-    broadcast(hook_group(hook_id), {"type": "state.changed", "seq": seq})
+def state_changed(
+    *, hook_id: str, seq: int, version_id: int | None = None, value: str | None = None
+) -> None:
+    """The hook's live state changed (call after commit). With `value`, the committed state's
+    JSON text of version `version_id`: up to WR_LIVE_INLINE_STATE_BYTES it travels in the
+    message, and web processes deliver it without reading the database."""
+    message: dict[str, Any] = {"type": "state.changed", "seq": seq}
+    if version_id is not None:
+        message["version_id"] = version_id
+        if value is not None and _inline_fits(value):
+            message["value"] = value
+    broadcast(hook_group(hook_id), message)
+
+
+def _inline_fits(value: str) -> bool:
+    limit: int = settings.WR_LIVE_INLINE_STATE_BYTES
+    # UTF-8 takes 1 to 4 bytes a character: encode only when the length alone cannot tell.
+    if len(value) > limit:
+        return False
+    return len(value) * 4 <= limit or len(value.encode()) <= limit
 
 
 def key_changed(*, hook_id: str, key_id: int | None = None) -> None:

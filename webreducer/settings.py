@@ -344,3 +344,6 @@ WR_LIVE_KEEPALIVE_SECONDS = env_float("WR_LIVE_KEEPALIVE_SECONDS", 15.0)
 WR_LIVE_RESYNC_SECONDS = env_float("WR_LIVE_RESYNC_SECONDS", 10.0)
 # Query runs for live subscribers at the same time in one process.
 WR_LIVE_QUERY_CONCURRENCY = env_int("WR_LIVE_QUERY_CONCURRENCY", 4)
+# A state change notification carries the new state's JSON text up to this size, so web
+# processes deliver it without reading the database; larger states are re-read.
+WR_LIVE_INLINE_STATE_BYTES = env_int("WR_LIVE_INLINE_STATE_BYTES", 64 * 1024)

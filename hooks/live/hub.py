@@ -1,11 +1,16 @@
-"""One hub per hook per process: it re-reads the live state after each change and offers it to
-that process's live connections.
+"""One hub per hook per process: it turns each change of the live state into one offer to that
+process's live connections.
 
-Notifications only say "something changed": the hub re-reads the committed state, so a burst
-coalesces into few reads and every subscriber ends on the latest seq; one read per process and
-one query run per distinct params serve every connection. A timer re-reads every
-WR_LIVE_RESYNC_SECONDS too, in case a notification was lost (Redis restart, full channel): a
-lost broadcast delays an update, it never loses it.
+A `state.changed` notification carries the new state's JSON text (hooks.events.state_changed,
+up to WR_LIVE_INLINE_STATE_BYTES): when it is for the version the hub knows is live, the hub
+builds the snapshot from the message, with no database read. Otherwise (no value, another
+version, a seq older than the last one, keys the hub has not checked yet, a `key.changed`) it
+re-reads the committed state and which of its subscribers' keys are usable, and caches both.
+Notifications that arrive during a refresh coalesce: the hub then handles the newest one, so a
+burst costs few refreshes and every subscriber ends on the latest seq; one refresh per process
+and one query run per distinct params serve every connection. A timer re-reads every
+WR_LIVE_RESYNC_SECONDS too, in case a notification was lost (Redis restart, full channel): a lost
+broadcast delays an update, it never loses it.
 """
 
 from __future__ import annotations
@@ -14,16 +19,21 @@ import asyncio
 import logging
 import weakref
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 
 from hooks.events import hook_group
 from hooks.live import db, listeners
-from hooks.live.state import Params, delivery_for, snapshot_read
+from hooks.live.state import Delivery, Params, Snapshot, delivery_for, snapshot_read
 from hooks.live.subscription import CLOSE_NOT_FOUND, CLOSE_RESET, Subscription
+from hooks.models import Hook
 
 logger = logging.getLogger(__name__)
+
+# A fan-out gives the event loop a turn this often, so notifications keep arriving during it.
+FAN_OUT_SLICE_SECONDS = 0.002
 
 
 class Hub:
@@ -32,13 +42,30 @@ class Hub:
         self.group = hook_group(hook_id)
         self.subscribers: set[Subscription] = set()
         self.last_seq: int | None = None
+        # From the last database read: the hook with its live version, and which of the read
+        # keys checked then are usable.
+        self.hook: Hook | None = None
+        self.checked_key_ids: frozenset[int] = frozenset()
+        self.usable_key_ids: frozenset[int] = frozenset()
+        # What the next refresh does: read the database, or deliver the newest state that a
+        # notification carried.
+        self.must_read = True
+        self.carried: dict[str, Any] | None = None
         self.dirty = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.ready: asyncio.Task[None] = listeners.spawn(self._start())
 
     def on_message(self, message: dict[str, Any]) -> None:
-        if message.get("type") in ("state.changed", "key.changed", "listener.resync"):
-            self.dirty.set()
+        kind = message.get("type")
+        if kind == "state.changed" and isinstance(message.get("value"), str):
+            carried = self.carried
+            if carried is None or message["seq"] >= carried["seq"]:
+                self.carried = message
+        elif kind in ("state.changed", "key.changed", "listener.resync"):
+            self.must_read = True
+        else:
+            return
+        self.dirty.set()
 
     async def _start(self) -> None:
         await listeners.listen(self.group, self.on_message)
@@ -58,11 +85,12 @@ class Hub:
     async def _timer(self) -> None:
         while True:
             await asyncio.sleep(settings.WR_LIVE_RESYNC_SECONDS)
+            self.must_read = True
             self.dirty.set()
 
     async def _refresher(self) -> None:
         # Notifications that arrive during a refresh set `dirty` again: one more refresh then
-        # reads the newest state, however many arrived.
+        # handles the newest state, however many arrived.
         while True:
             await self.dirty.wait()
             self.dirty.clear()
@@ -73,6 +101,7 @@ class Hub:
             except Exception:
                 logger.exception("live hub %s: refresh failed; retrying", self.hook_id)
                 await asyncio.sleep(1)
+                self.must_read = True
                 self.dirty.set()
 
     async def refresh(self) -> None:
@@ -80,14 +109,21 @@ class Hub:
         if not subscribers:
             return
         key_ids = frozenset(s.key_id for s in subscribers)
-        snapshot = await db.reads.run(snapshot_read, self.hook_id, key_ids)
+        carried, self.carried = self.carried, None
+        must_read, self.must_read = self.must_read, False
+        snapshot = None
+        if not must_read and carried is not None:
+            snapshot = self._carried_snapshot(carried, key_ids)
         if snapshot is None:
-            for subscriber in subscribers:
-                subscriber.close(CLOSE_NOT_FOUND, "This read key no longer serves.")
-            return
+            snapshot = await self._read(key_ids)
+            if snapshot is None:
+                for subscriber in subscribers:
+                    subscriber.close(CLOSE_NOT_FOUND, "This read key no longer serves.")
+                return
         if self.last_seq is not None and snapshot.seq < self.last_seq:
-            # Reads are serialised and see committed states only, so a lower seq means the
-            # history was reset (archived): clients must start over.
+            # Only a read gets here (a carried state older than the last one is re-read), and
+            # reads are serialised and see committed states only: a lower seq means the history
+            # was reset (archived). Clients must start over.
             self.last_seq = snapshot.seq
             for subscriber in subscribers:
                 subscriber.close(CLOSE_RESET, "The hook's history was reset; reconnect.")
@@ -100,9 +136,55 @@ class Hub:
             else:
                 subscriber.close(CLOSE_NOT_FOUND, "This read key was paused or revoked.")
         results = await asyncio.gather(*(delivery_for(snapshot, params) for params in groups))
-        for params, delivery in zip(groups, results, strict=True):
-            for subscriber in groups[params]:
-                subscriber.offer(delivery)
+        await self._fan_out(
+            (subscriber, delivery)
+            for params, delivery in zip(groups, results, strict=True)
+            for subscriber in groups[params]
+        )
+
+    async def _fan_out(self, offers: Iterable[tuple[Subscription, Delivery]]) -> None:
+        """Offer each subscriber its delivery, giving the event loop a turn every
+        FAN_OUT_SLICE_SECONDS. A pass over thousands of connections takes tens of milliseconds
+        (more on a busy machine): without the turns, the listener would receive one notification
+        per pass, and a hub that fell behind would send old carried states one after another
+        instead of skipping to the newest (the hub reads only the latest notification)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + FAN_OUT_SLICE_SECONDS
+        for count, (subscriber, delivery) in enumerate(offers, start=1):
+            subscriber.offer(delivery)
+            if count % 32 == 0 and loop.time() > until:
+                await asyncio.sleep(0)
+                until = loop.time() + FAN_OUT_SLICE_SECONDS
+
+    def _carried_snapshot(
+        self, message: dict[str, Any], key_ids: frozenset[int]
+    ) -> Snapshot | None:
+        """The state a notification carried, if it can be delivered without a read: the version
+        the last read found live, a seq no older than the last one, keys all checked."""
+        hook = self.hook
+        if (
+            hook is None
+            or self.last_seq is None
+            or message.get("version_id") != hook.live_version_id
+            or message["seq"] < self.last_seq
+            or not key_ids <= self.checked_key_ids
+        ):
+            return None
+        return Snapshot(
+            hook=hook,
+            seq=message["seq"],
+            value=message["value"],
+            usable_key_ids=self.usable_key_ids,
+        )
+
+    async def _read(self, key_ids: frozenset[int]) -> Snapshot | None:
+        snapshot = await db.reads.run(snapshot_read, self.hook_id, key_ids)
+        if snapshot is None:
+            self.hook, self.checked_key_ids, self.usable_key_ids = None, frozenset(), frozenset()
+        else:
+            self.hook = snapshot.hook
+            self.checked_key_ids, self.usable_key_ids = key_ids, snapshot.usable_key_ids
+        return snapshot
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Hub]] = (

@@ -76,8 +76,9 @@ class Subscription:
     _broken: bool = False
 
     def offer(self, delivery: Delivery) -> None:
-        """Take `delivery` if it is newer than what was sent or is waiting (a new version with
-        the same seq counts as newer: a publish switched the state)."""
+        """Take `delivery` if it is newer than what was sent or is waiting: a higher seq, or the
+        same seq in a later version (a publish or rollback switched the state; each makes a new
+        Version row, so a later live version always has a higher id)."""
         if self.closing is not None:
             return
         ref_seq, ref_version = (
@@ -86,7 +87,7 @@ class Subscription:
             else (self.last_seq, self.last_version)
         )
         if delivery.seq > ref_seq or (
-            delivery.seq == ref_seq and delivery.version_id != ref_version
+            delivery.seq == ref_seq and delivery.version_id > (ref_version or 0)
         ):
             self.pending = delivery
             if self._send is not None:
@@ -96,7 +97,7 @@ class Subscription:
 
     def mark_sent(self, seq: int, version_id: int) -> None:
         """The client already has this state (catch-up with `since`)."""
-        if seq > self.last_seq:
+        if (seq, version_id) > (self.last_seq, self.last_version or 0):
             self.last_seq, self.last_version = seq, version_id
 
     def close(self, code: int, reason: str) -> None:

@@ -22,7 +22,7 @@ from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
 from hooks import events
-from hooks.models import Hook, Key
+from hooks.models import Hook, Key, State
 from tests.conftest import read_key, write_key
 from tests.hooks.realtime_helpers import COUNTER, QUERYING, RAPID, live_slots_clean  # noqa: F401
 from tests.servers import asgi_server, celery_worker
@@ -191,6 +191,42 @@ def test_it_ends_every_subscriber_on_the_last_of_200_rapid_writes(stack, make_ho
     sse.join(60)
     seqs = sse.seqs()
     assert seqs == sorted(set(seqs)) and seqs[-1] == 200
+
+
+def test_it_delivers_states_carried_by_notifications_from_sync_code(stack, make_hook) -> None:
+    # What the pipeline does after a commit, from a plain sync process (as a Celery worker):
+    # the broadcast goes through the process's broadcast loop and Redis, and every server
+    # delivers the state the message carries (the database holds another text here, so the
+    # body shows where it came from).
+    a, b = stack
+    hook = make_hook(COUNTER)
+    token = read_key(hook)
+    version_id = hook.live_version_id
+    assert version_id is not None
+    sse = SseReader(f"{b}/read/{token}/events", until=3)
+    sse.start()
+    assert sse.opened.wait(20)
+    with (
+        ws_connect(ws_url(a, f"/read/{token}/live")) as on_a,
+        ws_connect(ws_url(b, f"/read/{token}/live")) as on_b,
+    ):
+        for ws in (on_a, on_b):
+            assert recv_json(ws)["seq"] == 0
+        assert post(a, hook, {"n": 1}) == 202  # the hubs read the hook once
+        for ws in (on_a, on_b):
+            assert recv_json(ws)["seq"] == 1
+        for seq in (2, 3):
+            State.objects.filter(version_id=version_id).update(seq=seq, value='"database"')
+            events.state_changed(
+                hook_id=str(hook.pk), seq=seq, version_id=version_id, value=f'{{"carried": {seq}}}'
+            )
+        for ws in (on_a, on_b):
+            messages = collect_until(ws, 3, timeout=20)
+            assert messages[-1] == {"type": "state", "seq": 3, "body": {"carried": 3}}
+            assert all(m["body"] != "database" for m in messages)
+    sse.join(30)
+    assert sse.seqs()[-1] == 3
+    assert json.loads(sse.events[-1].data)["body"] == {"carried": 3}
 
 
 def test_it_catches_up_with_since_and_last_event_id(stack, make_hook) -> None:
