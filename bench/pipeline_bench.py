@@ -4,11 +4,13 @@ the same reducer called in process (no sandbox), side by side; then a 100,000-re
 from scratch (the cost of a replay).
 
 Run: `.venv/bin/python bench/pipeline_bench.py` (PostgreSQL; database `webreducer_bench`).
+`WR_BENCH_REPLAY=20000` shortens the from-scratch fold for a quick look.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -19,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from typing import Any
 
 from bench.common import fresh_database, pending_requests
+
+REPLAY = int(os.environ.get("WR_BENCH_REPLAY", "100000"))
 
 CODE = """
 def reducer(state, request, secrets):
@@ -99,13 +103,33 @@ def main() -> None:
         print(f"{batch:>6} | {boxed:>14,.0f} | {plain:>17,.0f} | {boxed / plain:>6.0%}")
 
     hook = hook_create(owner=owner, name="replay", code=CODE)
-    pending_requests(hook, 100_000)
+    pending_requests(hook, REPLAY)
+    backend = database_backend_pid()
+    cpu = time.process_time(), process_cpu(backend)
     started = time.perf_counter()
     count = pipeline.hook_reduce(hook_id=hook.pk)
     elapsed = time.perf_counter() - started
+    worker, database = time.process_time() - cpu[0], process_cpu(backend) - cpu[1]
     print(
-        f"\nFold 100,000 pending requests of one hook from scratch: {elapsed:.2f} s ({count / elapsed:,.0f} requests/s)"
+        f"\nFold {REPLAY:,} pending requests of one hook from scratch: {elapsed:.2f} s "
+        f"({count / elapsed:,.0f} requests/s)\n"
+        f"  CPU per 1,000 requests: worker {worker / count * 1e6:.0f} ms, "
+        f"PostgreSQL backend {database / count * 1e6:.0f} ms (the sandbox child's is the rest)"
     )
+
+
+def database_backend_pid() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process on this machine (PostgreSQL runs here)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

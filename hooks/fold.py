@@ -132,7 +132,9 @@ def fold(
     `sandbox` is a session of this code, secrets and limits to fold in (its child is reused);
     without it, one is opened for this call.
     """
-    if not fold_needs_sandbox(functions) or sandbox is not None:
+    with contextlib.ExitStack() as stack:
+        if sandbox is None and fold_needs_sandbox(functions):
+            sandbox = stack.enter_context(session(code=code, secrets=secrets, limits=limits))
         return fold_start(
             functions=functions,
             secrets=secrets,
@@ -140,15 +142,6 @@ def fold(
             requests=requests,
             seen=seen,
             sandbox=sandbox,
-        ).finish()
-    with session(code=code, secrets=secrets, limits=limits) as own:
-        return fold_start(
-            functions=functions,
-            secrets=secrets,
-            state=state,
-            requests=requests,
-            seen=seen,
-            sandbox=own,
         ).finish()
 
 

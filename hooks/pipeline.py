@@ -115,6 +115,8 @@ class Sandboxes:
                     code=version.code,
                     secrets=hook_secrets(hook.pk, version=hook.secrets_version),
                     limits=key[2],
+                    hook_id=str(hook.pk),
+                    role="reduce",
                 )
             )
             self.key = key
@@ -224,8 +226,12 @@ def _reduce_batch(
         outcomes_save(done, outcomes)
         ledger_record(version, done, outcomes)
         state.save(update_fields=["value", "seq", "updated_at"])
-        seq = state.seq
-        transaction.on_commit(lambda: events.state_changed(hook_id=str(hook_id), seq=seq))
+        seq, value = state.seq, state.value
+        transaction.on_commit(
+            lambda: events.state_changed(
+                hook_id=str(hook_id), seq=seq, version_id=version.pk, value=value
+            )
+        )
         transaction.on_commit(lambda: events.requests_logged(hook_id=str(hook_id), requests=done))
         return len(done), next_batch, drained
 

@@ -245,8 +245,10 @@ def _switch(version: Version, state: State) -> None:
     if version.rolled_back_from is not None:
         changes["draft_code"] = version.code
     Hook.objects.filter(pk=hook.pk).update(**changes)
-    hook_id, seq = str(hook.pk), state.seq
-    transaction.on_commit(lambda: events.state_changed(hook_id=hook_id, seq=seq))
+    hook_id, seq, value = str(hook.pk), state.seq, state.value
+    transaction.on_commit(
+        lambda: events.state_changed(hook_id=hook_id, seq=seq, version_id=version.pk, value=value)
+    )
     _progress(version, done=seq, total=seq)
 
 

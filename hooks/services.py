@@ -87,6 +87,10 @@ def _secret_rows(hook_id: str, version: int) -> tuple[tuple[str, bytes], ...]:
 
 def _secrets_changed(hook: Hook) -> None:
     Hook.objects.filter(pk=hook.pk).update(secrets_version=F("secrets_version") + 1)
+    # Live hubs cache the hook between notifications: make them re-read it, so live `query`
+    # runs get the new secrets at once.
+    hook_id = str(hook.pk)
+    transaction.on_commit(lambda: events.key_changed(hook_id=hook_id))
 
 
 def draft_save(*, hook: Hook, code: str) -> list[str]:

@@ -89,9 +89,16 @@ class Session:
     replaced after a limit kills it. Use through `session()`; not shared between threads."""
 
     def __init__(
-        self, *, code: str, secrets: dict[str, str], limits: Limits, hook_id: str = ""
+        self,
+        *,
+        code: str,
+        secrets: dict[str, str],
+        limits: Limits,
+        hook_id: str = "",
+        role: str = "serve",
     ) -> None:
         self.code = code
+        self.role = role
         self.secrets = {str(name): str(value) for name, value in secrets.items()}
         self.limits = limits
         self.hook_id = hook_id
@@ -121,7 +128,16 @@ class Session:
                 json.dumps(self.secrets, sort_keys=True).encode("utf-8", "surrogatepass")
             )
             code_digest = hashlib.sha256(code.encode("utf-8", "surrogatepass"))
-            self._key = (hook_id, code_digest.hexdigest(), secrets_digest.hexdigest(), limits)
+            self._key = (
+                role,
+                hook_id,
+                code_digest.hexdigest(),
+                secrets_digest.hexdigest(),
+                limits,
+            )
+        # Reducer children are pooled apart from responder/query ones ("serve"): a reducer's
+        # module-level globals never meet the functions on the request path.
+        self._reducing = role == "reduce"
 
     # ---- public calls ---------------------------------------------------------------------------
     # A request is a dict, or the same as JSON text (hooks.stored builds it without parsing).
@@ -133,14 +149,15 @@ class Session:
                 )
                 for r in requests
             ]
-        self._tainted = True
+        self._tainted |= not self._reducing
         frames = [_request_frame("idem", r) for r in requests]
-        return [self._call_result(result) for _, result in self._run("idem", frames)]
+        results = self._run("idem", frames, warm=self._reducing)
+        return [self._call_result(result) for _, result in results]
 
     def reduce(self, state_json: str, requests: Sequence[Payload]) -> list[ReduceStep]:
         if self._init_error is None and "reducer" not in self._functions:
             return [ReduceStep(True, state_json, None, "", 0.0) for _ in requests]
-        self._tainted = True
+        self._tainted |= not self._reducing
         current = state_json
         steps: list[ReduceStep] = []
 
@@ -148,7 +165,7 @@ class Session:
             return [encode_frame({"op": "state", "state": current})]
 
         frames = [_request_frame("reduce", r) for r in requests]
-        for _, result in self._run("reduce", frames, prelude=prelude):
+        for _, result in self._run("reduce", frames, prelude=prelude, warm=self._reducing):
             if result["ok"]:
                 current = result["state"]
                 steps.append(ReduceStep(True, current, None, result["console"], result["ms"]))
@@ -404,6 +421,7 @@ class Session:
         if not isinstance(text, str):
             raise ChildProtocolError("expected JSON text")
         try:
+            # Encoding also refuses lone surrogates, which PostgreSQL could not store.
             if len(text.encode("utf-8")) > limit:
                 raise ChildProtocolError("over the size limit")
             return json.loads(text)
@@ -411,8 +429,8 @@ class Session:
             raise ChildProtocolError(f"invalid JSON text: {error}") from None
 
     def _bound_console(self, text: Any) -> str:
-        if not isinstance(text, str):
-            return ""
+        if not text or not isinstance(text, str):
+            return ""  # the usual case: nothing printed
         text = text.encode("utf-8", "replace").decode("utf-8")
         limit = self.limits.output_bytes
         # The child truncates; re-check with room for its marker and a module-level prefix.
@@ -440,15 +458,21 @@ class Session:
 
 @contextmanager
 def session(
-    *, code: str, secrets: dict[str, str], limits: Limits, hook_id: str = ""
+    *,
+    code: str,
+    secrets: dict[str, str],
+    limits: Limits,
+    hook_id: str = "",
+    role: str = "serve",
 ) -> Iterator[Session]:
     """Run one hook's code; calls made through the yielded Session share one sandboxed child.
 
     Raises SandboxUnavailable when an isolation layer is missing (unless WR_SANDBOX_ALLOW_WEAK) or
-    the sandbox cannot start. With a `hook_id`, respond()/query() reuse a warm child of the same
-    hook, code, secrets and limits (see docs/sandbox.md).
+    the sandbox cannot start. With a `hook_id`, calls reuse a warm child of the same hook, code,
+    secrets, limits and `role` (see docs/sandbox.md): "serve" for respond()/query(), "reduce"
+    for the live pipeline's idempotency_keys()/reduce() (each reduce() sends its state first).
     """
-    current = Session(code=code, secrets=secrets, limits=limits, hook_id=hook_id)
+    current = Session(code=code, secrets=secrets, limits=limits, hook_id=hook_id, role=role)
     try:
         yield current
     finally:

@@ -124,3 +124,31 @@ def test_a_read_ahead_batch_is_folded_again_after_a_secret_changes(
 
     seq, state = live(hook)
     assert (seq, state["names"], state["secret"]) == (4, list("abcd"), "new-value")
+
+
+COUNTING = """
+CALLS = [0]
+
+def reducer(state, request, secrets):
+    CALLS[0] += 1
+    return {"calls_in_this_child": CALLS[0]}
+
+def responder(request, secrets):
+    return {"reducer_calls_seen_here": CALLS[0]}
+"""
+
+
+def test_the_next_slice_reuses_the_warm_reducer_child_but_responders_never_share_it(
+    make_hook: Any, client: Client
+) -> None:
+    hook = make_hook(COUNTING)
+    url = f"/write/{write_key(hook)}"
+    first = client.post(url, "{}", content_type="application/json")
+    assert pipeline.hook_reduce(hook_id=hook.pk) == 1
+    second = client.post(url, "{}", content_type="application/json")
+    assert pipeline.hook_reduce(hook_id=hook.pk) == 1
+
+    # One child folded both slices (no fork, no module load for the second) ...
+    assert live(hook) == (2, {"calls_in_this_child": 2})
+    # ... and the responder's warm child is another one, which never ran the reducer.
+    assert first.json() == second.json() == {"reducer_calls_seen_here": 0}
