@@ -77,8 +77,10 @@ def main() -> None:
     from accounts.models import User
     from hooks import fold, pipeline
     from hooks.services import hook_create
+    from webreducer.celery import tune_gc
 
     owner = User.objects.create_user(username="bench")
+    tune_gc()  # as a Celery worker process does at start
 
     def run(batch: int, batches: int, sandboxed: bool) -> float:
         hook = hook_create(owner=owner, name=f"b{batch}", code=CODE)

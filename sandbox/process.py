@@ -123,7 +123,8 @@ class Child:
         payload = bytes(self.buffer[4 : 4 + size])
         del self.buffer[: 4 + size]
         try:
-            message = json.loads(payload)
+            # Strict UTF-8 (json.loads(bytes) would sniff the encoding and pass surrogates).
+            message = json.loads(payload.decode("utf-8"))
         except (ValueError, RecursionError) as error:
             raise ChildProtocolError(f"frame is not JSON: {error}") from None
         if not isinstance(message, dict):

@@ -143,6 +143,10 @@ CODECS = (
     "unicode-escape",
 )
 
+# Made once: json.dumps() with options builds a new encoder on every call.
+_FRAME_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_STATE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
 MAX_MESSAGE_CHARS = 4096
 MAX_TRACEBACK_CHARS = 16384
 _NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
@@ -220,7 +224,7 @@ class Channel:
                 return None
         payload = bytes(self.buffer[4 : 4 + size])
         del self.buffer[: 4 + size]
-        message: dict[str, Any] = json.loads(payload)
+        message: dict[str, Any] = json.loads(payload.decode("utf-8", "surrogatepass"))
         return message
 
     def _fill(self) -> bool:
@@ -237,9 +241,7 @@ class Channel:
         return len(self.buffer) >= 4 + int.from_bytes(self.buffer[:4], "big")
 
     def send(self, message: dict[str, Any], *, flush: bool = True) -> None:
-        data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode(
-            "utf-8", "replace"
-        )
+        data = _FRAME_ENCODER.encode(message).encode("utf-8", "replace")
         if not self.out:
             self.oldest = time.perf_counter()
         self.out += len(data).to_bytes(4, "big")
@@ -401,7 +403,7 @@ def describe(exc: BaseException) -> dict[str, str]:
 def dump_json(value: Any, *, what: str, limit: int) -> str:
     """Compact JSON text of `value`, or _Failed: not JSON, not UTF-8, a NUL character, too big."""
     try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _STATE_ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError) as error:
         kind = "StateNotSerializable" if what == "state" else "ResponseNotSerializable"
         raise _Failed(kind, f"{what} must be JSON-serialisable: {error}") from None

@@ -139,14 +139,14 @@ def make_request(data: Mapping[str, Any]) -> Request:
 
 
 # Any of these makes a request a binary-mode CloudEvent (or an invalid one: see wr_cloudevents).
-_CE_BINARY_HEADERS = ("ce-specversion", "ce-id", "ce-source", "ce-type")
+_CE_BINARY_HEADERS = frozenset({"ce-specversion", "ce-id", "ce-source", "ce-type"})
 
 
 def _cloudevent(headers: Headers, content_type: str, raw: bytes) -> Any:
     """The CloudEvent the request carries (SPEC §2), unless the server already gave it."""
     if _cloudevents is None:
         return None
-    binary = any(name in headers for name in _CE_BINARY_HEADERS)
+    binary = not _CE_BINARY_HEADERS.isdisjoint(headers._lower())
     if not binary and not _cloudevents.is_structured(content_type):
         return None  # neither binary nor structured mode: the common request, decided cheaply
     try:
