@@ -4,7 +4,8 @@ the same reducer called in process (no sandbox), side by side; then a 100,000-re
 from scratch (the cost of a replay).
 
 Run: `.venv/bin/python bench/pipeline_bench.py` (PostgreSQL; database `webreducer_bench`).
-`WR_BENCH_REPLAY=20000` shortens the from-scratch fold for a quick look.
+`WR_BENCH_REPLAY=20000` shortens the from-scratch fold for a quick look; `WR_BENCH_READ_AHEAD=0`
+turns the pipeline's read-ahead off for an A/B.
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ def main() -> None:
 
     hook = hook_create(owner=owner, name="replay", code=CODE)
     pending_requests(hook, REPLAY)
+    if os.environ.get("WR_BENCH_READ_AHEAD") == "0":  # A/B: each batch folds after the last
+        batch = pipeline._reduce_batch
+        pipeline._reduce_batch = lambda *a, **k: batch(*a, **{**k, "read_ahead": False})  # type: ignore[assignment]
     backend = database_backend_pid()
     cpu = time.process_time(), process_cpu(backend)
     started = time.perf_counter()
