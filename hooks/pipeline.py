@@ -8,6 +8,11 @@ second worker cannot lock the row (NOWAIT) and retries later; a worker killed mi
 connection, PostgreSQL rolls the batch back, and the requests are still pending for the next
 one. The sandbox runs inside the transaction on purpose: the lock must cover the fold, and the
 sandbox's wall-time limits bound how long it is held.
+
+A slice (one task) runs batch after batch in one sandbox child and reads ahead: before batch n
+is written, batch n+1 is fetched and starts folding in a background thread, so the child works
+while PostgreSQL writes. Batch n+1 is used only if, under the lock again, the state is exactly
+where batch n left it (`Ahead`); nothing is written without the lock. docs/pipeline.md.
 """
 
 from __future__ import annotations
