@@ -108,10 +108,10 @@ class Sandboxes:
         self.background.shutdown(wait=True)  # before the child goes: a fold may be using it
         self.stack.close()
 
-    def get(self, hook: Hook, version: Version) -> Session | None:
+    def get(self, hook: Hook, version: Version, key: tuple[int, int, Limits]) -> Session | None:
+        """The session for `key` (from `key_for`), or None when the code needs no sandbox."""
         if not fold_needs_sandbox(version.functions):
             return None
-        key = self.key_for(hook, version)
         if key != self.key:
             self.background.submit(lambda: None).result()  # the old child may still be folding
             self.stack.close()
@@ -170,17 +170,15 @@ def _reduce_batch(
             != version.pk
         ):
             raise HookBusy(str(hook_id))
-        if ahead is not None and (ahead.seq, ahead.sandbox) != (
-            state.seq,
-            sandboxes.key_for(hook, version),
-        ):
+        key = sandboxes.key_for(hook, version)
+        if ahead is not None and (ahead.seq, ahead.sandbox) != (state.seq, key):
             # Another worker or a publish moved the state meanwhile, or the secrets or limits
             # changed: fold that batch again from scratch.
             ahead.folding.abandon()
             ahead = None
 
-        secrets = hook_secrets(hook_id, version=hook.secrets_version) if version.functions else {}
-        sandbox = sandboxes.get(hook, version)
+        sandbox = sandboxes.get(hook, version, key)
+        secrets = sandbox.secrets if sandbox is not None else {}  # for masking the log
         applied: dict[str, int] = {}  # keys this batch applies, not in the ledger table yet
 
         def seen(keys: list[str]) -> dict[str, int]:
@@ -224,7 +222,7 @@ def _reduce_batch(
             if following:
                 _number(following, after=state.seq)
                 upcoming = start(following, background=True)
-                next_batch = Ahead(following, upcoming, state.seq, sandboxes.key_for(hook, version))
+                next_batch = Ahead(following, upcoming, state.seq, key)
             else:
                 drained = True
 

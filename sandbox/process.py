@@ -60,11 +60,14 @@ class ChildProtocolError(Exception):
     pass
 
 
-def _frame(message: dict[str, Any]) -> bytes:
-    data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode(
-        "utf-8", "surrogatepass"
-    )
+def frame_text(text: str) -> bytes:
+    """A frame of JSON text that is already encoded as JSON."""
+    data = text.encode("utf-8", "surrogatepass")
     return len(data).to_bytes(4, "big") + data
+
+
+def _frame(message: dict[str, Any]) -> bytes:
+    return frame_text(json.dumps(message, ensure_ascii=False, separators=(",", ":")))
 
 
 encode_frame = _frame

@@ -25,6 +25,7 @@ from sandbox.process import (
     ChildTimeout,
     encode_frame,
     fork_server,
+    frame_text,
     require_layers,
     spawn,
     warm_pool,
@@ -71,8 +72,7 @@ def _as_dict(request: Payload) -> dict[str, Any]:
 
 def _request_frame(op: str, request: Payload) -> bytes:
     if isinstance(request, str):
-        data = f'{{"op":"{op}","request":{request}}}'.encode("utf-8", "surrogatepass")
-        return len(data).to_bytes(4, "big") + data
+        return frame_text(f'{{"op":"{op}","request":{request}}}')
     return encode_frame({"op": op, "request": request})
 
 
@@ -98,7 +98,6 @@ class Session:
         role: str = "serve",
     ) -> None:
         self.code = code
-        self.role = role
         self.secrets = {str(name): str(value) for name, value in secrets.items()}
         self.limits = limits
         self.hook_id = hook_id
