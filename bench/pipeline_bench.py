@@ -39,6 +39,7 @@ class InProcessSession:
     Benchmark only — user code never runs in process in the product."""
 
     def __init__(self, code: str):
+        self.secrets: dict[str, str] = {}
         self.namespace: dict[str, Any] = {}
         exec(compile(code, "hook.py", "exec"), self.namespace)  # the baseline runs our own code
 
