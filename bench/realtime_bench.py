@@ -6,8 +6,11 @@ and Redis; uses the database `webreducer_rtbench` and Redis db 6).
    few (seq, time) pairs in the state, and every subscriber computes, for every write its
    message covers, receive time - send time. So a write coalesced into a later message counts
    with its real (longer) delay, never drops out.
-2. The most idle subscribers one uvicorn process holds (then one write, and how many of them
-   received it).
+2. How many idle subscribers one uvicorn process holds (`--idle N`, 50,000 by default; then one
+   write, and how many of them received it, how soon) and its memory per connection. The
+   clients spread over loopback source addresses (127.1.x.y), so the ephemeral port range does
+   not cap the count; the bench raises the file descriptor limit to fit where it may (root with
+   CAP_SYS_RESOURCE), otherwise the hard limit caps the count and the bench says so.
 
 The subscribers run in child processes (--clients, 2 by default), lean WebSocket readers on
 uvloop (LeanSubscriber below), so that the load generator costs less CPU than the server it
@@ -129,6 +132,9 @@ def write_steadily(url: str, rate: float, seconds: float) -> int:
 # "stop" line, and prints its results as one JSON line.
 
 
+PER_SOURCE = 20_000
+
+
 class LeanSubscriber(asyncio.Protocol):
     bodies: dict[int, bytes] = {}  # seq -> one frame with that seq (the same for all)
 
@@ -195,7 +201,7 @@ class LeanSubscriber(asyncio.Protocol):
                 self.transport.write(bytes([0x8A, 0x80 | length]) + b"\0\0\0\0" + payload)
 
 
-async def client_main(url: str, count: int) -> None:
+async def client_main(url: str, count: int, index: int) -> None:
     parsed = urlsplit(url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 80
     path = parsed.path + (f"?{parsed.query}" if parsed.query else "")
@@ -206,7 +212,14 @@ async def client_main(url: str, count: int) -> None:
         size = min(batch, count - len(subscribers))
         opened = await asyncio.gather(
             *(
-                loop.create_connection(lambda: LeanSubscriber(f"{host}:{port}", path), host, port)
+                loop.create_connection(
+                    lambda: LeanSubscriber(f"{host}:{port}", path),
+                    host,
+                    port,
+                    # One loopback source address per PER_SOURCE sockets: a source address has
+                    # only ~28,000 ephemeral ports towards one server port.
+                    local_addr=(f"127.1.{index}.{1 + len(subscribers) // PER_SOURCE}", 0),
+                )
                 for _ in range(size)
             ),
             return_exceptions=True,
@@ -274,12 +287,15 @@ class Clients:
         shares = [count // processes + (i < count % processes) for i in range(processes)]
         self.children = [
             subprocess.Popen(
-                [PY, __file__, "--client", url, str(share), "deflate" if DEFLATE else "plain"],
+                [
+                    *(PY, __file__, "--client", url, str(share)),
+                    *("deflate" if DEFLATE else "plain", str(index)),
+                ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
             )
-            for share in shares
+            for index, share in enumerate(shares)
             if share
         ]
         self.opened = 0
@@ -393,7 +409,7 @@ def main() -> None:
     global DEFLATE
     if sys.argv[1:2] == ["--client"]:  # a subscriber process (see Clients)
         DEFLATE = sys.argv[4:5] == ["deflate"]
-        uvloop.run(client_main(sys.argv[2], int(sys.argv[3])))
+        uvloop.run(client_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[5])))
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=20, help="steady writes/s")
@@ -403,8 +419,8 @@ def main() -> None:
     parser.add_argument(
         "--idle",
         type=int,
-        default=0,
-        help="idle subscribers to open (0: as many as file descriptors allow, -1: skip)",
+        default=50_000,
+        help="idle subscribers to open (-1: skip)",
     )
     parser.add_argument("--clients", type=int, default=2, help="subscriber processes")
     parser.add_argument(
@@ -416,10 +432,16 @@ def main() -> None:
     options = parser.parse_args()
     DEFLATE = options.deflate
 
-    # Every connection is a file descriptor, in the server and in this client.
+    # Every connection is a file descriptor, in the server and in the clients (who inherit this
+    # limit). Root may raise the hard limit; anyone else gets what the hard limit allows.
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    idle_target = options.idle or hard - 500
+    wanted = max(hard, options.idle + 1000)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+        hard = wanted
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    idle_target = min(options.idle, hard - 500)
 
     sh("dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", DB)
     sh("createdb", "-h", "127.0.0.1", "-U", "postgres", DB, check=True)
@@ -501,7 +523,7 @@ def main() -> None:
             f"{'live p50':>10}{'live p99':>10}"
             f"{'srv us/d':>10}{'srv CPU':>10}{'bench CPU':>10}  last seq (min..max)"
         )
-        for count in (int(n) for n in options.subscribers.split(",")):
+        for count in (int(n) for n in options.subscribers.split(",") if n):
             result = latency_run(
                 ws_url,
                 write_url,
@@ -527,6 +549,8 @@ def main() -> None:
         print(
             f"\nIdle subscribers on one uvicorn process (target {idle_target}, file descriptor limit {hard})"
         )
+        if idle_target < options.idle:
+            print(f"  the target is capped by the file descriptor limit (asked for {options.idle})")
         result = idle_run(ws_url, write_url, idle_target, server.pid, options.clients)
         per_conn = (result["rss_after"] - result["rss_before"]) * 1024 / max(1, result["held"])
         print(
