@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from hooks.models import Hook, Key, Request, Secret, Version
-from hooks.services import hooks_set_paused, keys_update
+from hooks.services import hooks_set_paused, keys_update, live_recheck
 
 BODY_PREVIEW_BYTES = 4096
 
@@ -17,6 +18,10 @@ BODY_PREVIEW_BYTES = 4096
 def _masked(token: str) -> str:
     # Enough to match a key a user quotes; not enough to write to or read from the hook.
     return f"{token[:6]}…" if token else ""
+
+
+def _key_edited(form: forms.ModelForm) -> bool:
+    return bool({"is_paused", "revoked_at"} & set(form.changed_data))
 
 
 class KeyInline(admin.TabularInline):
@@ -78,6 +83,25 @@ class HookAdmin(admin.ModelAdmin):
     ]
     inlines = [KeyInline, SecretInline]
     actions = ["pause", "unpause"]
+
+    def save_model(
+        self, request: HttpRequest, obj: Hook, form: forms.ModelForm, change: bool
+    ) -> None:
+        live = ("is_paused", "limits")
+        before = Hook.objects.filter(pk=obj.pk).values(*live).first()
+        super().save_model(request, obj, form, change)
+        # Pausing closes the hook's live connections; new limits reach its live queries. (Compared
+        # with the stored row: a JSON field's form reports "changed" for an equal value.)
+        if before is not None and any(before[name] != getattr(obj, name) for name in live):
+            live_recheck(hook_id=obj.pk)
+
+    def save_formset(
+        self, request: HttpRequest, form: forms.ModelForm, formset: Any, change: bool
+    ) -> None:
+        super().save_formset(request, form, formset, change)
+        for key_form in formset.forms:
+            if isinstance(key_form.instance, Key) and _key_edited(key_form):
+                live_recheck(hook_id=key_form.instance.hook_id, key_id=key_form.instance.pk)
 
     @admin.display(description="visitor", boolean=True, ordering="owner__is_visitor")
     def owner_is_visitor(self, hook: Hook) -> bool:
@@ -141,6 +165,13 @@ class KeyAdmin(admin.ModelAdmin):
     @admin.display(description="token")
     def masked_token(self, key: Key) -> str:
         return _masked(key.token)
+
+    def save_model(
+        self, request: HttpRequest, obj: Key, form: forms.ModelForm, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        if change and _key_edited(form):  # open connections on a paused or revoked key close
+            live_recheck(hook_id=obj.hook_id, key_id=obj.pk)
 
     @admin.action(description="Pause the selected keys", permissions=["change"])
     def pause_keys(self, request: HttpRequest, queryset: QuerySet[Key]) -> None:

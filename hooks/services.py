@@ -89,8 +89,7 @@ def _secrets_changed(hook: Hook) -> None:
     Hook.objects.filter(pk=hook.pk).update(secrets_version=F("secrets_version") + 1)
     # Live hubs cache the hook between notifications: make them re-read it, so live `query`
     # runs get the new secrets at once.
-    hook_id = str(hook.pk)
-    transaction.on_commit(lambda: events.key_changed(hook_id=hook_id))
+    live_recheck(hook_id=hook.pk)
 
 
 def draft_save(*, hook: Hook, code: str) -> list[str]:
@@ -150,9 +149,15 @@ def key_revoke(*, key: Key) -> None:
 
 
 def _key_changed(key: Key) -> None:
-    # Open websocket/SSE connections on this key re-check it and close (hooks.events).
-    hook_id, key_id = str(key.hook_id), key.pk
-    transaction.on_commit(lambda: events.key_changed(hook_id=hook_id, key_id=key_id))
+    live_recheck(hook_id=key.hook_id, key_id=key.pk)
+
+
+def live_recheck(*, hook_id: uuid.UUID | str, key_id: int | None = None) -> None:
+    """After commit, open websocket/SSE connections on the hook (or on one of its keys) re-check
+    their key, and live hubs re-read the hook: its pause, limits and secrets (hooks.events).
+    Call from within the transaction that made the change."""
+    hook, key = str(hook_id), key_id
+    transaction.on_commit(lambda: events.key_changed(hook_id=hook, key_id=key))
 
 
 SECRET_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -233,7 +238,7 @@ def hooks_set_paused(*, hook_ids: list[uuid.UUID], paused: bool) -> int:
     with transaction.atomic():
         count = Hook.objects.filter(pk__in=hook_ids).update(is_paused=paused)
         for hook_id in hook_ids:
-            transaction.on_commit(functools.partial(events.key_changed, hook_id=str(hook_id)))
+            live_recheck(hook_id=hook_id)
     return count
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.forms import CheckboxInput
 from django.test import Client
 
 from accounts.models import ApiToken, User
 from accounts.services import api_token_create
+from hooks import events
 from hooks import secrets as crypto
 from hooks.models import Hook, Key, Request, Secret
 from hooks.services import hook_create
@@ -139,3 +141,80 @@ def test_it_searches_by_id_name_and_owner(operator: Client, hook: Hook) -> None:
         "/admin/hooks/secret/",
     ]:
         assert operator.get(url, {"q": "not-a-uuid"}).status_code == 200, url
+
+
+def _form_data(response: Any) -> dict[str, Any]:
+    """The admin change form's current values as POST data (its inlines' included)."""
+    forms = [response.context["adminform"].form]
+    data: dict[str, Any] = {}
+    for inline in response.context["inline_admin_formsets"]:
+        formset = inline.formset
+        management = formset.management_form
+        data.update(
+            {management.add_prefix(name): management[name].value() for name in management.fields}
+        )
+        forms += formset.forms
+    for form in forms:
+        for field in form:
+            value = field.value()
+            if isinstance(field.field.widget, CheckboxInput):
+                if value:
+                    data[field.html_name] = "on"
+            else:
+                data[field.html_name] = field.field.widget.format_value(value) or ""
+    return data
+
+
+def test_editing_a_hooks_pause_or_limits_in_its_form_reaches_live_connections(
+    operator: Client, hook: Hook, django_capture_on_commit_callbacks: Any, monkeypatch: Any
+) -> None:
+    rechecked: list[tuple[str, int | None]] = []
+    monkeypatch.setattr(
+        events, "key_changed", lambda hook_id, key_id=None: rechecked.append((hook_id, key_id))
+    )
+    url = f"/admin/hooks/hook/{hook.pk}/change/"
+    data = _form_data(operator.get(url))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert operator.post(url, {**data, "description": "renamed"}).status_code == 302
+    assert rechecked == []  # nothing live changed
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = operator.post(url, {**data, "is_paused": "on", "limits": '{"query_cpu_ms": 50}'})
+    assert response.status_code == 302
+    hook.refresh_from_db()
+    assert hook.is_paused and hook.limits == {"query_cpu_ms": 50}
+    assert rechecked == [(str(hook.pk), None)]
+
+
+def test_pausing_a_key_in_the_admin_closes_its_live_connections(
+    operator: Client, hook: Hook, django_capture_on_commit_callbacks: Any, monkeypatch: Any
+) -> None:
+    rechecked: list[tuple[str, int | None]] = []
+    monkeypatch.setattr(
+        events, "key_changed", lambda hook_id, key_id=None: rechecked.append((hook_id, key_id))
+    )
+    read = Key.objects.get(hook=hook, kind="read")
+
+    # In the hook's form (the keys inline)...
+    url = f"/admin/hooks/hook/{hook.pk}/change/"
+    data = _form_data(operator.get(url))
+    row = next(
+        name for name, value in data.items() if name.endswith("-id") and str(value) == str(read.pk)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert (
+            operator.post(url, {**data, row.replace("-id", "-is_paused"): "on"}).status_code == 302
+        )
+    assert Key.objects.get(pk=read.pk).is_paused
+    assert rechecked == [(str(hook.pk), read.pk)]
+
+    # ... and in the key's own form.
+    rechecked.clear()
+    url = f"/admin/hooks/key/{read.pk}/change/"
+    data = _form_data(operator.get(url))
+    data.pop("is_paused")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert operator.post(url, data).status_code == 302
+    assert not Key.objects.get(pk=read.pk).is_paused
+    assert rechecked == [(str(hook.pk), read.pk)]
