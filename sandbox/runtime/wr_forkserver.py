@@ -90,6 +90,28 @@ def _check(result: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint32) for name in ("effective", "permitted", "inheritable")]
+
+
+def _capabilities_drop() -> None:
+    """Empty this process's effective, permitted and inheritable capability sets (capset(2),
+    version 3: two 32-bit words each). Nothing can raise them again without an exec."""
+    header = _CapHeader(0x20080522, 0)
+    _check(_libc.capset(ctypes.byref(header), (_CapData * 2)()), "capset")
+
+
+def _capabilities() -> tuple[int, int]:
+    """(effective, permitted) capability sets, from /proc/self/status."""
+    with open("/proc/self/status") as status:
+        fields = dict(line.split(":", 1) for line in status if line.startswith("Cap"))
+    return int(fields["CapEff"], 16), int(fields["CapPrm"], 16)
+
+
 def build_seccomp() -> Any:
     """The filter, compiled once here; each child loads its copy-on-write copy."""
     import seccompy
@@ -182,15 +204,19 @@ def lockdown(
             resource.setrlimit(limit, (value, value))
 
     def unprivileged_uid() -> None:
-        if root:
+        if root:  # leaving uid 0 clears every capability
             os.setgroups([])
             os.setresgid(NOBODY, NOBODY, NOBODY)
             os.setresuid(NOBODY, NOBODY, NOBODY)
+        else:  # the user namespace gave this process every capability inside it: drop them
+            _capabilities_drop()
         if os.getuid() == 0 or os.geteuid() == 0:
             raise OSError("still running as root")
+        if _capabilities() != (0, 0):
+            raise OSError("capabilities left")
         try:
             os.setuid(0)
-        except PermissionError:
+        except OSError:  # EPERM; EINVAL in a user namespace that maps no root
             return
         raise OSError("could regain root")
 
