@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import httpx
+
+from tests.servers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,3 +78,57 @@ def test_the_embedded_default_applies_writes_on_sqlite(tmp_path: Path) -> None:
         [3, "failed", "", "1"],
         [4, "applied", "adding 4\n", "5"],
     ]
+
+
+def test_run_stops_its_server_when_it_is_terminated(tmp_path: Path) -> None:
+    """`make run` under a process manager: SIGTERM to it must not leave the server behind."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", PYTHONUNBUFFERED="1")
+    port = free_port()
+    run = subprocess.Popen(
+        [sys.executable, "manage.py", "runstack", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server_pids: list[int] = []
+    try:
+        wait_for(lambda: _answers(port), timeout=60, what="make run to serve")
+        server_pids += _children(run.pid)
+        assert server_pids, "runstack started no server process"
+
+        run.send_signal(signal.SIGTERM)
+
+        assert run.wait(timeout=30) == 128 + signal.SIGTERM
+        wait_for(
+            lambda: not any(_alive(pid) for pid in server_pids),
+            timeout=15,
+            what="the server to stop",
+        )
+        assert not _answers(port)
+    finally:
+        for pid in [run.pid, *server_pids]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        run.wait()
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/read/none", timeout=1).status_code == 404
+    except httpx.TransportError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -52,6 +52,10 @@ class Command(BaseCommand):
                     [*celery, "beat", "-l", "info", "-s", str(settings.BASE_DIR / "var" / "beat")]
                 )
             )
+        # A process manager's SIGTERM (or a closed terminal's SIGHUP) stops the children too:
+        # by default Python would die at once and leave them running.
+        for stop in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(stop, _exit)
         self.stdout.write(f"WebReducer on http://{host}:{port}/  (Ctrl-C stops it)")
         server = subprocess.Popen(web)
         processes.append(server)
@@ -68,3 +72,7 @@ class Command(BaseCommand):
                     process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     process.kill()
+
+
+def _exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds through handle()'s finally, which stops the children
