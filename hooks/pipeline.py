@@ -141,6 +141,7 @@ class Ahead:
     folding: Folding
     seq: int
     sandbox: tuple[int, int, Limits]  # Sandboxes.key_for(): version, secrets, limits
+    exhausted: bool  # its fetch found fewer requests than it asked for
 
 
 def _reduce_batch(
@@ -198,11 +199,12 @@ def _reduce_batch(
             )
 
         if ahead is not None:
-            pending, folding = ahead.requests, ahead.folding
+            pending, folding, exhausted = ahead.requests, ahead.folding, ahead.exhausted
         else:
             pending = pending_fetch(hook_id, batch_size)
             if not pending:
                 return 0, None, True
+            exhausted = len(pending) < batch_size
             _number(pending, after=state.seq)
             folding = start(pending, background=False)
         outcomes, state.value = folding.finish()
@@ -218,11 +220,17 @@ def _reduce_batch(
                 for r, o in zip(done, outcomes, strict=True)
                 if o.outcome == Request.Outcome.APPLIED and o.idempotency_key is not None
             )
-            following = pending_fetch(hook_id, batch_size, exclude=[r.id for r in done])
+            if exhausted and len(done) == len(pending):
+                # The fetch found fewer than it asked for: nothing else was pending. A request
+                # stored since then has queued a task of its own (hooks.wakeup).
+                following = []
+            else:
+                following = pending_fetch(hook_id, batch_size, exclude=[r.id for r in done])
             if following:
                 _number(following, after=state.seq)
                 upcoming = start(following, background=True)
-                next_batch = Ahead(following, upcoming, state.seq, key)
+                exhausted = len(following) < batch_size
+                next_batch = Ahead(following, upcoming, state.seq, key, exhausted)
             else:
                 drained = True
 

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import gc
 import os
+from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import task_prerun, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webreducer.settings")
 
@@ -30,6 +31,18 @@ def tune_gc() -> None:
 @worker_process_init.connect
 def _tune_gc(**kwargs: object) -> None:
     tune_gc()
+
+
+@task_prerun.connect
+def _check_connections(task: Any, **kwargs: object) -> None:
+    # Connections outlive tasks (settings.CELERY_DB_REUSE_MAX): like Django before a request,
+    # close the ones that errored or are past CONN_MAX_AGE, and health-check the rest (a task
+    # interrupted mid-query, e.g. by a time limit, can leave one unusable). Not for a task run
+    # eagerly: that one runs inside its caller, perhaps inside its transaction.
+    from django.db import close_old_connections
+
+    if not getattr(task.request, "is_eager", False):
+        close_old_connections()
 
 
 @worker_process_init.connect

@@ -8,7 +8,9 @@ import json
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from hooks import pipeline
 from hooks.models import Hook, Request, State
@@ -152,3 +154,30 @@ def test_the_next_slice_reuses_the_warm_reducer_child_but_responders_never_share
     assert live(hook) == (2, {"calls_in_this_child": 2})
     # ... and the responder's warm child is another one, which never ran the reducer.
     assert first.json() == second.json() == {"reducer_calls_seen_here": 0}
+
+
+def test_a_short_batch_ends_the_slice_without_looking_again(make_hook: Any, client: Client) -> None:
+    """A fetch that found fewer requests than it asked for saw everything pending: the slice
+    ends without a second fetch (a request stored later queues its own task)."""
+    hook = make_hook(CODE)
+    for name in "abc":
+        send(client, hook, name)
+
+    def fetches(queries: Any) -> int:
+        return sum('FROM "hooks_request"' in q["sql"] and "pending" in q["sql"] for q in queries)
+
+    with pipeline.Sandboxes() as sandboxes:
+        with CaptureQueriesContext(connection) as captured:
+            count, ahead, drained = pipeline._reduce_batch(hook.pk, 5, sandboxes, read_ahead=True)
+        assert (count, ahead, drained) == (3, None, True)
+        assert fetches(captured.captured_queries) == 1
+
+        send(client, hook, "d")
+        send(client, hook, "e")
+        # A full batch (2 of 2) may have more behind it: that one looks ahead.
+        with CaptureQueriesContext(connection) as captured:
+            count, ahead, drained = pipeline._reduce_batch(hook.pk, 2, sandboxes, read_ahead=True)
+        assert (count, ahead, drained) == (2, None, True)
+        assert fetches(captured.captured_queries) == 2
+
+    assert outcomes(hook) == [(name, "applied", seq) for seq, name in enumerate("abcde", 1)]
