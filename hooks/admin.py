@@ -91,7 +91,8 @@ class HookAdmin(admin.ModelAdmin):
         before = Hook.objects.filter(pk=obj.pk).values(*live).first()
         super().save_model(request, obj, form, change)
         # Pausing closes the hook's live connections; new limits reach its live queries. (Compared
-        # with the stored row: a JSON field's form reports "changed" for an equal value.)
+        # with the stored row, not the form's changed_data: for `limits`, a field with a callable
+        # default, that depends on a hidden initial value the client posts back.)
         if before is not None and any(before[name] != getattr(obj, name) for name in live):
             live_recheck(hook_id=obj.pk)
 

@@ -64,6 +64,8 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             pass
         finally:
+            for stop in (signal.SIGTERM, signal.SIGHUP):
+                signal.signal(stop, signal.SIG_IGN)  # a second signal must not cut this short
             for process in processes:
                 if process.poll() is None:
                     process.send_signal(signal.SIGTERM)
