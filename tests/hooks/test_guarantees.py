@@ -17,7 +17,7 @@ from django.utils import timezone
 from hooks.models import Hook, Request, State
 from hooks.tasks import reduce_hook
 from tests.conftest import read_key, write_key
-from tests.servers import celery_worker, wait_for, wsgi_server
+from tests.servers import celery_worker, child_env, wait_for, wsgi_server
 from webreducer.redis import get_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -196,12 +196,13 @@ def test_a_worker_keeps_its_database_connection_and_replaces_a_cut_one(
     def worker_backends() -> set[int]:
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()"
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [application]
             )
             return {pid for (pid,) in cursor.fetchall()}
 
-    with celery_worker(tmp_path, concurrency=1, name="reuse"):
+    application = f"wr-reuse-{uuid.uuid4().hex[:8]}"  # tells the worker's connections apart
+    database = f"{child_env()['DATABASE_URL']}?application_name={application}"
+    with celery_worker(tmp_path, concurrency=1, name="reuse", DATABASE_URL=database):
         write_and_wait(1)
         first = worker_backends()
         write_and_wait(2)
