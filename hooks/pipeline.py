@@ -229,8 +229,8 @@ def _reduce_batch(
             if following:
                 _number(following, after=state.seq)
                 upcoming = start(following, background=True)
-                exhausted = len(following) < batch_size
-                next_batch = Ahead(following, upcoming, state.seq, key, exhausted)
+                short = len(following) < batch_size
+                next_batch = Ahead(following, upcoming, state.seq, key, exhausted=short)
             else:
                 drained = True
 

@@ -229,7 +229,7 @@ def hook_delete(*, hook: Hook) -> None:
             # One statement: the ORM's delete would fetch every row to null duplicate_of.
             cursor.execute(f"DELETE FROM {Request._meta.db_table} WHERE hook_id = %s", [hook.pk])  # noqa: S608
         Hook.objects.filter(pk=hook.pk).delete()
-        transaction.on_commit(lambda: events.key_changed(hook_id=hook_id))
+        live_recheck(hook_id=hook_id)
 
 
 def hooks_set_paused(*, hook_ids: list[uuid.UUID], paused: bool) -> int:

@@ -26,10 +26,11 @@ NOBODY = 65534
 ESCAPES = "tests/sandbox/test_escapes.py"
 
 
+SYSTEM_PYTHON = f"python{sys.version_info.major}.{sys.version_info.minor}"
+
+
 def _as_nobody(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    python = shutil.which(
-        f"python{sys.version_info.major}.{sys.version_info.minor}", path="/usr/bin"
-    )
+    python = shutil.which(SYSTEM_PYTHON, path="/usr/bin")
     assert python is not None
     return subprocess.run(
         [python, *args],
@@ -53,9 +54,8 @@ def _as_nobody(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
 def _skip_unless_possible() -> None:
     if os.geteuid() != 0:
         pytest.skip("the suite already runs without root: test_escapes.py covers this path")
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if shutil.which(f"python{version}", path="/usr/bin") is None:
-        pytest.skip(f"no /usr/bin/python{version} for a process started as nobody")
+    if shutil.which(SYSTEM_PYTHON, path="/usr/bin") is None:
+        pytest.skip(f"no /usr/bin/{SYSTEM_PYTHON} for a process started as nobody")
     probe = _as_nobody(
         "-c", "import json, sandbox; print(json.dumps(sandbox.isolation_report()))", timeout=60
     )
