@@ -78,10 +78,18 @@ class ApiTokenAdmin(admin.ModelAdmin):
 class MagicLinkAdmin(admin.ModelAdmin):
     """Read-only, to answer "I never got my link"; the token hash is never shown."""
 
-    list_display = ["email", "created_at", "expires_at", "used_at", "visitor"]
+    list_display = ["email", "created_at", "requested_ip", "expires_at", "used_at", "visitor"]
     list_filter = [("used_at", admin.EmptyFieldListFilter)]
     search_fields = ["email"]
-    fields = ["email", "visitor", "created_at", "expires_at", "used_at"]
+    fields = [
+        "email",
+        "visitor",
+        "requested_ip",
+        "requested_browser",
+        "created_at",
+        "expires_at",
+        "used_at",
+    ]
     readonly_fields = fields  # type: ignore[assignment]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

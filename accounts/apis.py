@@ -7,6 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -58,6 +59,21 @@ def _throttled(exc: RateLimited) -> exceptions.Throttled:
 
 def _visitor(user: Any) -> User | None:
     return user if isinstance(user, User) and user.is_visitor else None
+
+
+def _csrf_verified(request: Request) -> bool:
+    """Whether the request carries Django's CSRF proof (cookie and X-CSRFToken, right Origin).
+
+    DRF checks CSRF only for requests its session authentication let in; an anonymous request
+    goes unchecked. Logging an anonymous browser in is a change to that browser, though: a form
+    on another site posting the attacker's own link would sign the victim's browser in as the
+    attacker (login CSRF), and what the victim does next lands in the attacker's account.
+    """
+    try:
+        SessionAuthentication().enforce_csrf(request)
+    except exceptions.PermissionDenied:
+        return False
+    return True
 
 
 class VisitorCreateApi(APIView):
@@ -154,6 +170,7 @@ class MagicLinkRequestApi(APIView):
                 email=serializer.validated_data["email"],
                 ip=client_ip(request._request),
                 visitor=_visitor(request.user),
+                user_agent=request.headers.get("User-Agent", ""),
             )
         except RateLimited as exc:
             raise _throttled(exc) from None
@@ -162,16 +179,23 @@ class MagicLinkRequestApi(APIView):
 
 
 class MagicLinkConfirmApi(APIView):
-    """POST /api/auth/magic-link/confirm/: spend a link, sign in, merge the visitor."""
+    """POST /api/auth/magic-link/confirm/: spend a link, sign in, maybe merge the caller's visitor.
+
+    The caller's visitor (session or token) is merged when it asked for the link, or with
+    `merge_visitor: true` (accounts.services.magic_link_confirm_merges). The session is logged
+    in only when the request proves it comes from our own pages (_csrf_verified).
+    """
 
     permission_classes = [AllowAny]
 
     class InputSerializer(serializers.Serializer):
         token = serializers.CharField(max_length=128)
         api_token_name = serializers.CharField(max_length=100, required=False)
+        merge_visitor = serializers.BooleanField(required=False, default=False)
 
     class OutputSerializer(serializers.Serializer):
         user = UserSerializer()
+        session = serializers.BooleanField()
         api_token = serializers.CharField(required=False)
 
     @extend_schema(request=InputSerializer, responses={200: OutputSerializer})
@@ -183,13 +207,16 @@ class MagicLinkConfirmApi(APIView):
                 token=serializer.validated_data["token"],
                 ip=client_ip(request._request),
                 visitor=_visitor(request.user),
+                merge_visitor=serializer.validated_data["merge_visitor"],
             )
         except MagicLinkRefused as exc:
             raise LinkRefused(detail=exc.message, code=exc.code) from None
         except RateLimited as exc:
             raise _throttled(exc) from None
-        session_login(request._request, account)
-        data: dict[str, Any] = {"user": UserSerializer(account).data}
+        session = _csrf_verified(request)
+        if session:
+            session_login(request._request, account)
+        data: dict[str, Any] = {"user": UserSerializer(account).data, "session": session}
         if name := serializer.validated_data.get("api_token_name"):
             _, data["api_token"] = api_token_create(user=account, name=name)
         return Response(data)

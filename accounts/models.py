@@ -56,11 +56,17 @@ class MagicLink(models.Model):
 
     email = models.EmailField()
     token_hash = models.CharField(max_length=64, unique=True)
-    # The visitor who asked for the link, so its hooks move to the account even when the link
-    # is opened in another browser.
+    # The visitor whose browser (or token) asked for the link. Never merged on its own say-so:
+    # only a confirmation made as this same visitor brings its hooks along (otherwise anyone
+    # could ask for a link to a victim's address and receive the victim's account when the
+    # victim signs in). Kept to recognise that case and to tell the person which browser asked.
     visitor = models.ForeignKey(
         User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Who asked, shown in the email and on the confirm page: an address and a summary from a
+    # fixed vocabulary (accounts.useragent), never the raw header.
+    requested_ip = models.GenericIPAddressField(null=True, blank=True)
+    requested_browser = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
@@ -71,3 +77,7 @@ class MagicLink(models.Model):
 
     def __str__(self) -> str:
         return f"sign-in link for {self.email}"
+
+    def asked_by(self, visitor: User | None) -> bool:
+        """Whether `visitor` (the confirming session's or token's) is the one that asked."""
+        return visitor is not None and visitor.is_visitor and self.visitor_id == visitor.pk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import secrets
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from accounts import ratelimit
 from accounts.emails import email_send
 from accounts.models import ApiToken, MagicLink, User
 from accounts.ratelimit import RateLimited
+from accounts.useragent import user_agent_summary
 from hooks.models import Hook, Version
 
 logger = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ __all__ = [
     "email_normalize",
     "magic_link_check",
     "magic_link_confirm",
+    "magic_link_confirm_merges",
     "magic_link_request",
     "magic_links_delete_expired",
     "session_login",
@@ -183,11 +186,22 @@ def magic_link_url(token: str) -> str:
     return settings.SITE_ROOT.rstrip("/") + reverse("accounts:confirm", kwargs={"token": token})
 
 
-def magic_link_request(*, email: str, ip: str, visitor: User | None = None) -> None:
-    """Email a single-use sign-in link to `email`.
+def _ip_or_none(ip: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(ip))
+    except ValueError:
+        return None
+
+
+def magic_link_request(
+    *, email: str, ip: str, visitor: User | None = None, user_agent: str = ""
+) -> None:
+    """Email a single-use sign-in link to `email`, saying which browser asked for it.
 
     The same happens whether or not an account exists (it is created on first confirmed
-    sign-in), so the answer cannot be used to find out who has an account.
+    sign-in), so the answer cannot be used to find out who has an account. `visitor` (the
+    requesting session's or token's) is recorded only to recognise the same visitor when the
+    link is confirmed: asking for a link gives the asker nothing (magic_link_confirm).
     """
     email = email_normalize(email)
     ratelimit.hit(
@@ -205,15 +219,18 @@ def magic_link_request(*, email: str, ip: str, visitor: User | None = None) -> N
         message="Too many sign-in links were sent to this address. Use the latest one, or try again later.",
     )
     token = secrets.token_urlsafe(32)
-    MagicLink.objects.create(
+    link = MagicLink.objects.create(
         email=email,
         token_hash=token_hash(token),
         visitor=visitor if visitor is not None and visitor.is_visitor else None,
+        requested_ip=_ip_or_none(ip),
+        requested_browser=user_agent_summary(user_agent),
         expires_at=timezone.now() + timedelta(seconds=settings.WR_MAGIC_LINK_MAX_AGE_SECONDS),
     )
     context = {
         "url": magic_link_url(token),
         "email": email,
+        "link": link,
         "minutes": settings.WR_MAGIC_LINK_MAX_AGE_SECONDS // 60,
         "site_root": settings.SITE_ROOT,
     }
@@ -254,11 +271,31 @@ def magic_link_check(*, token: str) -> MagicLink:
     return link
 
 
-def magic_link_confirm(*, token: str, ip: str, visitor: User | None = None) -> User:
-    """Spend the link, sign in (creating the account on first sign-in), merge visitors into it.
+def magic_link_confirm_merges(
+    *, link: MagicLink, visitor: User | None, merge_visitor: bool = False
+) -> bool:
+    """Whether confirming `link` as `visitor` moves that visitor's hooks and tokens.
 
-    Visitors merged: the one that asked for the link and the one confirming it (`visitor`),
-    which are usually the same browser session. The caller logs the returned user in.
+    Only the confirming visitor is ever merged: the visitor that asked for the link holds
+    nothing the email proves, so its own things never ride along (finding 2 of issue 13: an
+    attacker's token asked for a link to the victim's address, the victim confirmed it, the
+    attacker's token became the victim). The confirming visitor moves when it is the one that
+    asked (same browser or token), or when the person confirming says so (`merge_visitor`):
+    someone opening a link another browser asked for may be a victim opening the attacker's
+    link, and their hooks must not go to the attacker's account unasked.
+    """
+    if visitor is None or not visitor.is_visitor:
+        return False
+    return link.asked_by(visitor) or merge_visitor
+
+
+def magic_link_confirm(
+    *, token: str, ip: str, visitor: User | None = None, merge_visitor: bool = False
+) -> User:
+    """Spend the link, sign in (creating the account on first sign-in), maybe merge `visitor`.
+
+    `visitor` is the confirming session's or token's visitor; it is merged as
+    magic_link_confirm_merges says. The caller logs the returned user in.
     """
     ratelimit.hit(
         "confirm-ip",
@@ -283,11 +320,12 @@ def magic_link_confirm(*, token: str, ip: str, visitor: User | None = None) -> U
         account = account_get_or_create(email=link.email)
         if not account.is_active:
             raise MagicLinkRefused("account_disabled", "This account is disabled.")
-        visitor_ids = {link.visitor_id}
-        if visitor is not None and visitor.is_visitor:
-            visitor_ids.add(visitor.pk)
-        for merged in User.objects.filter(pk__in=visitor_ids - {None}, is_visitor=True):
-            if merged.pk != account.pk:
+        if visitor is not None and magic_link_confirm_merges(
+            link=link, visitor=visitor, merge_visitor=merge_visitor
+        ):
+            # Re-read under the transaction: the visitor may have been merged meanwhile.
+            merged = User.objects.filter(pk=visitor.pk, is_visitor=True).first()
+            if merged is not None and merged.pk != account.pk:
                 visitor_merge(visitor=merged, into=account)
         User.objects.filter(pk=account.pk).update(last_seen_at=now)
     return account

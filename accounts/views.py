@@ -11,7 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.decorators import rate_limited_response
 from accounts.forms import EmailForm
-from accounts.models import User
+from accounts.models import MagicLink, User
 from accounts.ratelimit import RateLimited
 from accounts.services import (
     MagicLinkRefused,
@@ -24,6 +24,8 @@ from accounts.services import (
 )
 
 SESSION_EMAIL_KEY = "accounts_magic_link_email"
+# The confirm form's checkbox: "also move this browser's visitor hooks" (value "yes").
+MERGE_FIELD = "merge_visitor"
 
 
 def _session_visitor(request: HttpRequest) -> User | None:
@@ -47,7 +49,10 @@ def login_view(request: HttpRequest) -> HttpResponse:
         email = form.cleaned_data["email"]
         try:
             magic_link_request(
-                email=email, ip=client_ip(request), visitor=_session_visitor(request)
+                email=email,
+                ip=client_ip(request),
+                visitor=_session_visitor(request),
+                user_agent=request.headers.get("User-Agent", ""),
             )
         except RateLimited as exc:
             response = render(
@@ -72,18 +77,41 @@ def check_email_view(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/check-email.html", context)
 
 
+def _confirm_page(request: HttpRequest, link: MagicLink, token: str) -> HttpResponse:
+    visitor = _session_visitor(request)
+    asked_here = link.asked_by(visitor)
+    context = {
+        "link": link,
+        "token": token,
+        "asked_here": asked_here,
+        # Offered, never ticked for them: this may be a victim opening an attacker's link.
+        "offer_merge": visitor is not None and not asked_here,
+        "visitor_hooks": visitor.hooks.count() if visitor is not None else 0,
+        "merge_field": MERGE_FIELD,
+    }
+    return render(request, "accounts/confirm.html", context)
+
+
 @require_http_methods(["GET", "POST"])
 def confirm_view(request: HttpRequest, token: str) -> HttpResponse:
+    """GET: who asked for the link, and a button. POST (CSRF-protected, like every form): sign in.
+
+    The session's own visitor is merged when it asked for the link, or when the person ticks
+    the box the page offers otherwise (accounts.services.magic_link_confirm_merges).
+    """
     if request.method == "GET":
         # Only shows the button: link scanners in mail systems GET every link they see.
         try:
             link = magic_link_check(token=token)
         except MagicLinkRefused as exc:
             return render(request, "accounts/confirm.html", {"refusal": exc.message}, status=400)
-        return render(request, "accounts/confirm.html", {"link": link, "token": token})
+        return _confirm_page(request, link, token)
     try:
         account = magic_link_confirm(
-            token=token, ip=client_ip(request), visitor=_session_visitor(request)
+            token=token,
+            ip=client_ip(request),
+            visitor=_session_visitor(request),
+            merge_visitor=request.POST.get(MERGE_FIELD) == "yes",
         )
     except MagicLinkRefused as exc:
         return render(request, "accounts/confirm.html", {"refusal": exc.message}, status=400)

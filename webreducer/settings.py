@@ -68,7 +68,8 @@ SITE_ROOT = env_str("SITE_ROOT", "http://localhost:8000")
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # django.contrib.admin, whose site refuses filters and sorting on secrets (admin_site.py).
+    "webreducer.apps.AdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -37,7 +37,10 @@ def test_it_keeps_a_visitors_hook_through_sign_in(db: Any) -> None:
 
     # 3. Asks for a link.
     login_page = browser.get("/accounts/login/")
-    assert b"The hooks you made as a visitor will move to your account." in login_page.content
+    assert (
+        b"The hooks you made as a visitor will move to your account when you open the link "
+        b"in this browser." in login_page.content
+    )
     asked = browser.post(
         "/accounts/login/",
         {"email": "erin@example.com", "csrfmiddlewaretoken": csrf_token(login_page)},
@@ -52,6 +55,7 @@ def test_it_keeps_a_visitors_hook_through_sign_in(db: Any) -> None:
     confirm_page = browser.get(link_path(url))
     assert confirm_page.status_code == 200
     assert b"Sign in as erin@example.com" in confirm_page.content
+    assert b"You asked for this link from this browser" in confirm_page.content
     assert Hook.objects.get(pk=hook.pk).owner == visitor
 
     # 5. Confirms.

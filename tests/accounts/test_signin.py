@@ -299,15 +299,74 @@ def test_it_moves_the_visitors_tokens(alice: User, visitor: User) -> None:
     assert api.get("/api/me/").json() == {"kind": "user", "id": alice.pk, "email": alice.email}
 
 
-def test_it_moves_the_hooks_of_the_visitor_that_asked_when_confirmed_elsewhere(
+def test_it_leaves_the_hooks_of_the_visitor_that_asked_when_confirmed_elsewhere(
     alice: User, visitor: User
 ) -> None:
+    # Asking for a link proves nothing (anyone can type alice's address): only the browser that
+    # confirms it is signed in, and the asker's hooks stay where they were.
     hook = hook_create(owner=visitor, name="made on the laptop")
     laptop = visitor_client(visitor)
     token = ask_for_link(laptop, alice.email)
 
     phone = APIClient()
     assert confirm(phone, token).status_code == 200
+
+    hook.refresh_from_db()
+    assert hook.owner == visitor
+    assert phone.get("/api/me/").json()["id"] == alice.pk
+    assert laptop.get("/api/me/").json() == {"kind": "visitor", "id": visitor.pk, "email": None}
+
+
+def test_it_moves_the_confirming_browsers_visitor_only_when_asked_to(alice: User) -> None:
+    laptop_visitor = User.objects.create_user(username="visitor-laptop", is_visitor=True)
+    phone_visitor = User.objects.create_user(username="visitor-phone", is_visitor=True)
+    laptop_hook = hook_create(owner=laptop_visitor, name="laptop")
+    phone_hook = hook_create(owner=phone_visitor, name="phone")
+    token = ask_for_link(visitor_client(laptop_visitor), alice.email)
+    phone = visitor_client(phone_visitor)
+
+    response = phone.post(
+        "/api/auth/magic-link/confirm/", {"token": token, "merge_visitor": True}, format="json"
+    )
+
+    assert response.status_code == 200
+    laptop_hook.refresh_from_db()
+    phone_hook.refresh_from_db()
+    assert phone_hook.owner == alice
+    assert laptop_hook.owner == laptop_visitor
+    assert not User.objects.filter(pk=phone_visitor.pk).exists()
+
+
+def test_it_offers_and_does_not_tick_the_move_on_a_link_asked_for_elsewhere(
+    alice: User, visitor: User
+) -> None:
+    hook = hook_create(owner=visitor, name="phone's")
+    ask_for_link(APIClient(), alice.email)
+    path = link_path(sent_links()[0])
+    browser = Client()
+    session_login_client(browser, visitor)
+
+    page = browser.get(path)
+    unticked = browser.post(path)
+
+    assert b"Also move the 1 hook this browser made as a visitor to alice@example.com" in (
+        page.content
+    )
+    assert b'name="merge_visitor" value="yes">' in page.content  # not `checked`
+    assert unticked.status_code == 302
+    hook.refresh_from_db()
+    assert hook.owner == visitor
+    assert browser.get("/api/me/").json()["id"] == alice.pk
+
+
+def test_it_moves_this_browsers_hooks_when_the_box_is_ticked(alice: User, visitor: User) -> None:
+    hook = hook_create(owner=visitor, name="phone's")
+    ask_for_link(APIClient(), alice.email)
+    path = link_path(sent_links()[0])
+    browser = Client()
+    session_login_client(browser, visitor)
+
+    browser.post(path, {"merge_visitor": "yes"})
 
     hook.refresh_from_db()
     assert hook.owner == alice
