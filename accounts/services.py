@@ -12,7 +12,7 @@ from allauth.account.adapter import get_adapter
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth import login
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -26,6 +26,7 @@ from accounts.models import ApiToken, MagicLink, User
 from accounts.ratelimit import RateLimited
 from accounts.useragent import user_agent_summary
 from hooks.models import Hook, Version
+from webreducer.clientip import client_ip  # the one reader of X-Forwarded-For
 
 logger = logging.getLogger(__name__)
 
@@ -59,15 +60,6 @@ SESSION_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def client_ip(request: HttpRequest) -> str:
-    # allauth's helper honours ALLAUTH_TRUSTED_PROXY_COUNT / ALLAUTH_TRUSTED_CLIENT_IP_HEADER,
-    # so X-Forwarded-For is only believed behind proxies the operator declared.
-    try:
-        return get_adapter(request).get_client_ip(request)
-    except PermissionDenied:
-        return "unknown"
 
 
 def session_login(request: HttpRequest, user: User) -> None:

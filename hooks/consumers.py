@@ -19,19 +19,13 @@ from hooks import events, live
 from hooks.live import db, listeners
 from hooks.live.subscription import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND
 from hooks.models import Hook
+from webreducer.clientip import scope_client_ip
 
 logger = logging.getLogger(__name__)
 
 # A WebSocket close reason must fit in 123 bytes.
 MAX_REASON = 120
 OUTBOX_SIZE = 1000
-
-
-def client_ip(scope: dict[str, Any]) -> str:
-    # uvicorn puts the X-Forwarded-For address here when the proxy is trusted
-    # (--forwarded-allow-ips); otherwise it is the peer's address.
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
 
 
 class LiveStateConsumer(AsyncWebsocketConsumer):
@@ -54,7 +48,7 @@ class LiveStateConsumer(AsyncWebsocketConsumer):
                 token=self.scope["url_route"]["kwargs"]["token"],
                 query=params,
                 since=live.since_parse(query.get("since")),
-                ip=client_ip(self.scope),
+                ip=scope_client_ip(self.scope),
             )
         except live.Refused as refused:
             await self.close(code=refused.close_code, reason=refused.message[:MAX_REASON])

@@ -147,6 +147,33 @@ def body_check(content_type: str, body: bytes) -> None:
             json.loads(body)
         except (ValueError, UnicodeDecodeError) as error:
             raise PublicError(400, "invalid_json", f"The body is not valid JSON: {error}") from None
+        except RecursionError:
+            raise PublicError(400, "invalid_json", "The body is nested too deeply.") from None
+
+
+def idempotency_key_check(headers: dict[str, str]) -> None:
+    """Refuse an Idempotency-Key over the documented limit at write time: the ledger could
+    not keep it, and a key cut to fit would make different keys one (SPEC "Trust boundaries")."""
+    limit = settings.WR_MAX_IDEMPOTENCY_KEY_BYTES
+    for name, value in headers.items():
+        if (
+            name.lower() == "idempotency-key"
+            and len(value.encode("utf-8", "surrogateescape")) > limit
+        ):
+            raise PublicError(
+                400,
+                "idempotency_key_too_long",
+                f"The Idempotency-Key header is over {limit} bytes.",
+            )
+
+
+def cloudevent_check(headers: dict[str, str], content_type: str, body: bytes) -> None:
+    """Refuse a request that declares a CloudEvent (structured content type or ce- headers)
+    and is not a valid CloudEvents 1.0 event: nothing of it is stored (SPEC §2)."""
+    try:
+        wr_cloudevents.parse_cloudevent(headers, content_type, body)
+    except (ValueError, RecursionError) as error:
+        raise PublicError(400, "invalid_cloudevents", str(error)) from None
 
 
 def request_ingest(
@@ -166,6 +193,10 @@ def request_ingest(
     """
     hook = key.hook
     body_check(content_type, body)
+    idempotency_key_check(headers)
+    batch = wr_cloudevents.is_batch(content_type)
+    if not batch:
+        cloudevent_check(headers, content_type, body)
     received_at = timezone.now()
 
     def new(content_type: str, body: bytes, headers: dict[str, str]) -> Request:
@@ -182,11 +213,10 @@ def request_ingest(
             received_at=received_at,
         )
 
-    batch = wr_cloudevents.is_batch(content_type)
     if batch:
         try:
             events_bodies = wr_cloudevents.split_batch(body)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
             raise PublicError(400, "invalid_cloudevents", str(error)) from None
         single = {k: v for k, v in headers.items() if k.lower() != "content-type"}
         single["Content-Type"] = wr_cloudevents.STRUCTURED_CONTENT_TYPE

@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from hooks import live
 from hooks.responses import CORS_HEADERS, json_error, preflight, retry_after
+from webreducer.clientip import client_ip
 
 
 async def live_events(request: HttpRequest, token: str) -> HttpResponse | StreamingHttpResponse:
@@ -34,7 +35,7 @@ async def live_events(request: HttpRequest, token: str) -> HttpResponse | Stream
     since = live.since_parse(request.headers.get("Last-Event-ID") or request.GET.get("since"))
     try:
         subscription = await live.subscribe(
-            token=token, query=params, since=since, ip=request.META.get("REMOTE_ADDR") or "unknown"
+            token=token, query=params, since=since, ip=client_ip(request)
         )
     except live.Refused as refused:
         error = json_error(refused.status, refused.code, refused.message)

@@ -124,8 +124,9 @@ def asgi_server(tmp_path: Path, *, port: int | None = None, **env: str) -> Itera
     """uvicorn (HTTP and websockets); pass `port` when SITE_ROOT must name it in advance."""
     port = port or free_port()
     args = [
-        sys.executable, "-m", "uvicorn", "webreducer.asgi:application",
-        "--host", "127.0.0.1", "--port", str(port),
+        # The production launcher: uvicorn with the input backstops and proxy trust of
+        # webreducer.asgiserver.
+        sys.executable, "-m", "webreducer.asgiserver", "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
     process = Process(args, child_env(**env), tmp_path / f"uvicorn-{port}.log")
     url = f"http://127.0.0.1:{port}"

@@ -16,6 +16,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import re_path  # noqa: E402
 
 from hooks.routing import owner_websocket_urlpatterns, public_websocket_urlpatterns  # noqa: E402
+from webreducer.inputs.asgi import InputLimits  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -37,3 +38,7 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Outermost: oversized, malformed or slow input is refused before Django or Channels read any
+# of it (webreducer.inputs).
+application = InputLimits(application)

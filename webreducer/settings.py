@@ -279,6 +279,35 @@ WR_LOG_STATE_MAX_BYTES = env_int("WR_LOG_STATE_MAX_BYTES", 64 * 1024)
 # Development only: run user code with whatever isolation layers exist (see docs/sandbox.md).
 WR_SANDBOX_ALLOW_WEAK = env_bool("WR_SANDBOX_ALLOW_WEAK", False)
 
+# --- Proxies and request input (docs/security.md, "Proxies" and "Request input") ------------
+# How many proxies in front of the app append to X-Forwarded-For; every per-IP limit takes the
+# address that many hops from the right (webreducer.clientip), 0 the TCP peer. Also decides
+# whether X-Forwarded-Proto is believed, by Django and by gunicorn alike.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more")
+if TRUSTED_PROXY_COUNT:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Checked by webreducer.inputs on every request, before the body is read, on both servers; the
+# servers' own limits (gunicorn.conf.py, webreducer.asgiserver, deploy/nginx.conf) sit a little
+# above these as a backstop.
+WR_MAX_HEADER_BYTES = env_int("WR_MAX_HEADER_BYTES", 8 * 1024)  # one header, name and value
+WR_MAX_HEADERS_BYTES = env_int("WR_MAX_HEADERS_BYTES", 32 * 1024)  # all headers together
+WR_MAX_HEADERS = env_int("WR_MAX_HEADERS", 100)
+WR_MAX_PATH_BYTES = env_int("WR_MAX_PATH_BYTES", 2 * 1024)
+WR_MAX_QUERY_BYTES = env_int("WR_MAX_QUERY_BYTES", 4 * 1024)
+WR_MAX_QUERY_FIELDS = env_int("WR_MAX_QUERY_FIELDS", 256)
+# Any request's body; a hook's own limit (WR_MAX_BODY_BYTES or Hook.limits) is checked by the
+# write endpoint below this ceiling, so an operator who raises a hook's limit raises this too.
+WR_MAX_REQUEST_BODY_BYTES = env_int("WR_MAX_REQUEST_BODY_BYTES", WR_MAX_BODY_BYTES)
+# The whole body must arrive within this many seconds of the request head (a stalled or
+# trickling client otherwise holds a web worker as long as it likes).
+WR_BODY_READ_SECONDS = env_float("WR_BODY_READ_SECONDS", 10.0)
+# The Idempotency-Key header of a write (the ledger keeps keys up to 255 characters).
+WR_MAX_IDEMPOTENCY_KEY_BYTES = env_int("WR_MAX_IDEMPOTENCY_KEY_BYTES", 255)
+# Django's own count stays above ours, so its TooManyFieldsSent (an HTML 400) is never reached.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = max(1000, WR_MAX_QUERY_FIELDS)
+
 # --- Secrets encryption ---------------------------------------------------------------------
 # Comma-separated Fernet keys (`python -c "from cryptography.fernet import Fernet;
 # print(Fernet.generate_key().decode())"`). The first encrypts; all decrypt, so a new key can be
@@ -311,9 +340,8 @@ ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_EMAIL_VERIFICATION = "none"  # following the emailed link is the verification
 ACCOUNT_PREVENT_ENUMERATION = True
 ACCOUNT_LOGIN_BY_CODE_ENABLED = False  # replaced by the link flow (codes are session-bound)
-# How many proxies in front of the app may set X-Forwarded-For (0: use REMOTE_ADDR). The
-# per-IP limits below trust exactly this many.
-ALLAUTH_TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# allauth's rate limits ask accounts.adapter for the address, which reads TRUSTED_PROXY_COUNT.
+ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT
 
 WR_MAGIC_LINK_MAX_AGE_SECONDS = env_int("WR_MAGIC_LINK_MAX_AGE_SECONDS", 3600)
 WR_MAGIC_LINKS_PER_EMAIL_PER_HOUR = env_int("WR_MAGIC_LINKS_PER_EMAIL_PER_HOUR", 5)

@@ -84,6 +84,11 @@ _RESERVED = frozenset({"data", "data_base64"})
 _JSON_TYPE_RE = re.compile(r"^(application|text)/([a-z0-9!#$&^_.+-]+\+)?json$")
 _RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _CE_PREFIX = "ce-"
+# CloudEvents 1.0 §3.1.1: attribute names are lower-case ASCII letters and digits only.
+_NAME_RE = re.compile(r"^[a-z0-9]+$")
+# RFC 2046 / RFC 9110 §8.3.1: type "/" subtype *( ";" parameter ), tokens and quoted strings.
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_MEDIA_TYPE_RE = re.compile(rf'^{_TOKEN}/{_TOKEN}(\s*;\s*{_TOKEN}=({_TOKEN}|"([^"\\]|\\.)*"))*\s*$')
 
 
 def _media_type(content_type: str | None) -> str:
@@ -189,12 +194,39 @@ def _check_attributes(attributes: dict[str, Any], where: str) -> None:
             raise ValueError(
                 f"invalid CloudEvent{where}: attribute '{name}' must be a non-empty string"
             )
+    media_type = attributes.get("datacontenttype")
+    if media_type is not None and not _MEDIA_TYPE_RE.match(media_type):
+        raise ValueError(
+            f"invalid CloudEvent{where}: attribute 'datacontenttype' {media_type!r} is not "
+            "a media type such as 'application/json'"
+        )
     time_value = attributes.get("time")
     if time_value is not None and not _is_rfc3339(time_value):
         raise ValueError(
             f"invalid CloudEvent{where}: attribute 'time' {time_value!r} is not an "
             "RFC 3339 timestamp such as '2024-05-01T12:00:00Z'"
         )
+
+
+def _check_names(names: Any, where: str) -> None:
+    for name in names:
+        if not _NAME_RE.match(name):
+            raise ValueError(
+                f"invalid CloudEvent{where}: attribute name {name!r} is not lower-case "
+                "letters and digits (a-z, 0-9)"
+            )
+
+
+def _check_extension_value(name: str, value: Any, where: str) -> None:
+    # CloudEvents types in JSON (json-format §2.2): strings, booleans and integers only.
+    if value is None or isinstance(value, (str, bool)):
+        return
+    if isinstance(value, int) and -(2**31) <= value < 2**31:
+        return
+    raise ValueError(
+        f"invalid CloudEvent{where}: extension attribute '{name}' must be a string, a "
+        f"boolean or a 32-bit integer, not {_json_kind(value)}"
+    )
 
 
 def _is_rfc3339(value: str) -> bool:
@@ -234,6 +266,7 @@ def _from_structured(document: Any, where: str = "") -> dict[str, Any]:
             f"invalid CloudEvent{where}: a structured-mode event must be a JSON object, "
             f"not {_json_kind(document)}"
         )
+    _check_names((name for name in document if name not in _RESERVED), where)
     _check_attributes(document, where)
     if "data" in document and "data_base64" in document:
         raise ValueError(
@@ -245,6 +278,8 @@ def _from_structured(document: Any, where: str = "") -> dict[str, Any]:
         for name, value in document.items()
         if name not in _CONTEXT and name not in _RESERVED
     }
+    for name, value in extensions.items():
+        _check_extension_value(name, value, where)
     data: Any = document.get("data")
     data_b64: str | None = None
     if "data_base64" in document and document["data_base64"] is not None:
@@ -268,8 +303,7 @@ def _from_binary(headers: dict[str, str], content_type: str | None, body: bytes)
         if not name.startswith(_CE_PREFIX):
             continue
         attribute = name[len(_CE_PREFIX) :]
-        if not attribute or attribute in _RESERVED:
-            continue
+        _check_names([attribute], " (binary mode, ce-* headers)")
         decoded = unquote(value, encoding="utf-8", errors="replace")
         if attribute in _CONTEXT:
             attributes[attribute] = decoded
@@ -325,8 +359,12 @@ def parse_cloudevent(
         ValueError: the request claims to be a CloudEvent but is not a valid
             one: a required attribute (``specversion``, ``id``, ``source``,
             ``type``) is missing or empty, ``specversion`` is not ``"1.0"``,
-            ``time`` is not RFC 3339, the structured body is not a JSON object,
-            or the event format is not JSON.
+            ``time`` is not RFC 3339, an attribute name is not lower-case
+            letters and digits, ``datacontenttype`` is not a media type, an
+            extension value is not a string, boolean or integer, both ``data``
+            and ``data_base64`` are present, the structured body is not a JSON
+            object, or the event format is not JSON. The server refuses such a
+            write with 400 (``hooks.ingest``), so stored requests never raise.
 
     A request is in binary mode when it has a ``ce-specversion`` header, or
     any of ``ce-id``, ``ce-source``, ``ce-type`` (then a missing

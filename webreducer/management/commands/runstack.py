@@ -28,19 +28,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, host: str, port: int, workers: int, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         python = sys.executable
-        web = [
-            python,
-            "-m",
-            "uvicorn",
-            "webreducer.asgi:application",
-            "--host",
-            host,
-            "--port",
-            str(port),
-            # Small frames to many subscribers: compression costs ~30% more CPU per frame.
-            "--ws-per-message-deflate",
-            "false",
-        ]
+        # uvicorn with the input backstops and proxy trust the settings ask for.
+        web = [python, "-m", "webreducer.asgiserver", "--host", host, "--port", str(port)]
         processes = []
         if settings.REDIS_URL:
             celery = [python, "-m", "celery", "-A", "webreducer"]
