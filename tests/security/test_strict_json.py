@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 # How a hook takes over the child's encoder: find the runtime's module globals through the
 # frames of a traceback and replace `dump_json`, which the runtime calls on every state,
 # response and key it sends, with one that answers the forged text.
-ESCAPE = '''
+ESCAPE = """
 def forge(text):
     try:
         raise RuntimeError
@@ -31,7 +31,7 @@ def forge(text):
     while frame is not None and "dump_json" not in frame.f_globals:
         frame = frame.f_back
     frame.f_globals["dump_json"] = lambda value, **options: text
-'''
+"""
 
 FORGED_STATES = {
     "nan": '{"count":NaN}',
@@ -111,7 +111,9 @@ def test_it_fails_a_forged_non_json_state_and_keeps_serving_valid_json(
     assert {e["outcome"] for e in entries} == {"applied", "failed"}
 
 
-def test_a_forged_query_answer_is_a_json_500_not_invalid_json(make_hook: Any, client: Client) -> None:
+def test_a_forged_query_answer_is_a_json_500_not_invalid_json(
+    make_hook: Any, client: Client
+) -> None:
     hook = make_hook(
         ESCAPE
         + """
