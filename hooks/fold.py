@@ -20,8 +20,10 @@ from hooks.stored import StoredRequest
 from sandbox import Limits, ReduceStep, Session, session
 from sandbox.runtime import wr_cloudevents
 
-# Keys longer than this are stored as their hash: the ledger's unique index stays small.
+# Keys longer than this are stored as their hash: the ledger's unique index stays small, and
+# Request.idempotency_key (255 characters) holds every stored key.
 MAX_LEDGER_KEY = 200
+HASHED_PREFIX = "sha256:"
 
 
 class Stored(Protocol):
@@ -53,7 +55,7 @@ class Stored(Protocol):
 @dataclass
 class Outcome:
     outcome: str  # Request.Outcome: applied, duplicate or failed
-    idempotency_key: str | None = None
+    idempotency_key: str | None = None  # the stored form: ledger_key() of the request's key
     duplicate_of: int | None = None  # Request.id of the original
     error: dict[str, Any] | None = None
     console: str = ""
@@ -84,9 +86,28 @@ def request_json(request: Stored) -> str:
 
 
 def ledger_key(key: str) -> str:
-    if len(key) <= MAX_LEDGER_KEY:
+    """The one form in which a key is looked up and stored (the ledger and the request log),
+    always made from the request's full key: the key itself, or its SHA-256 when the key is
+    longer than MAX_LEDGER_KEY, holds what PostgreSQL cannot store (U+0000 or a lone surrogate,
+    which a CloudEvent id or a user's idempotency_key() can carry), or starts like a hashed key.
+    Apply it exactly once (Outcome.idempotency_key holds its result): a hashed key is not a
+    fixed point."""
+    if (
+        len(key) <= MAX_LEDGER_KEY
+        and not key.startswith(HASHED_PREFIX)
+        and "\x00" not in key
+        and _encodes(key)
+    ):
         return key
-    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return HASHED_PREFIX + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _encodes(key: str) -> bool:
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def default_key(request: Stored) -> str | None:
@@ -238,16 +259,16 @@ def _mark_duplicates(
     duplicate depends on whether the first one's reducer succeeds (a failed request was never
     applied, so a retry with its key must be). The rest stays pending for the next batch.
     """
-    wanted = [ledger_key(k) for k in keys if k is not None]
+    stored_keys = [None if k is None else ledger_key(k) for k in keys]
+    wanted = [k for k in stored_keys if k is not None]
     applied = seen(wanted) if wanted else {}
     in_batch: set[str] = set()
-    for i, (outcome, key) in enumerate(zip(outcomes, keys, strict=True)):
-        if key is None or outcome.outcome != Request.Outcome.APPLIED:
+    for i, (outcome, stored) in enumerate(zip(outcomes, stored_keys, strict=True)):
+        if stored is None or outcome.outcome != Request.Outcome.APPLIED:
             continue
-        stored = ledger_key(key)
         if stored in in_batch:
             return i
-        outcome.idempotency_key = key[:255]
+        outcome.idempotency_key = stored  # looked up, logged and recorded in this one form
         if stored in applied:
             outcome.outcome = Request.Outcome.DUPLICATE
             outcome.duplicate_of = applied[stored]

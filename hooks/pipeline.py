@@ -35,8 +35,9 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from hooks import events
-from hooks.fold import Folding, Outcome, Stored, fold_needs_sandbox, fold_start, ledger_key
+from hooks.fold import Folding, Outcome, Stored, fold_needs_sandbox, fold_start
 from hooks.models import Hook, LedgerEntry, Request, State, Version
+from hooks.refusals import commit_error, constraints_check, refusal_check
 from hooks.services import hook_limits, hook_secrets
 from hooks.stored import StoredRequest, stored_fetch
 from sandbox import Limits, Session, session
@@ -46,6 +47,23 @@ logger = logging.getLogger(__name__)
 
 class HookBusy(Exception):
     """Another worker holds this hook's state; it will apply what is pending."""
+
+
+class HookFailing(Exception):
+    """The hook's batches fail for a reason that is not one request: even recording its oldest
+    pending request as failed was refused (e.g. the database refuses the hook's state row). Its
+    task backs off (hooks.tasks)."""
+
+
+class BatchRefused(Exception):
+    """The database refused to commit a batch: its `count` requests, from the oldest pending one
+    (`first_id`), stay pending; the transaction was rolled back."""
+
+    def __init__(self, *, first_id: int, count: int, error: BaseException) -> None:
+        super().__init__(f"batch of {count} from request {first_id} refused: {error}")
+        self.first_id = first_id
+        self.count = count
+        self.error = error
 
 
 # The first batch of a slice is small: a hostile or slow reducer then holds the hook's lock
@@ -68,20 +86,49 @@ def hook_reduce(*, hook_id: uuid.UUID | str) -> int:
 def hook_reduce_slice(
     *, hook_id: uuid.UUID | str, seconds: float | None = None
 ) -> tuple[int, bool]:
-    """Apply pending requests for up to `seconds`; return (how many, whether any may be left)."""
+    """Apply pending requests for up to `seconds`; return (how many, whether any may be left).
+
+    A batch the database refuses to commit is folded again in halves until the request that
+    causes it is alone; that request is recorded as failed (`_refused_fail`) and the rest are
+    applied. Raises HookFailing when even that record is refused: the fault is not one request.
+    """
     deadline = time.monotonic() + (seconds or settings.WR_REDUCE_SLICE_SECONDS)
     size = min(FIRST_BATCH, settings.WR_BATCH_SIZE)
     total = 0
     ahead: Ahead | None = None
+    # How many of the oldest pending requests are known to hold one the database refuses.
+    suspect = 0
     with Sandboxes() as sandboxes:
         while True:
             started = time.monotonic()
-            count, ahead, drained = _reduce_batch(
-                hook_id, size, sandboxes, ahead=ahead, read_ahead=started < deadline
-            )
+            try:
+                count, ahead, drained = _reduce_batch(
+                    hook_id,
+                    size,
+                    sandboxes,
+                    ahead=ahead,
+                    read_ahead=started < deadline and not suspect,
+                )
+            except BatchRefused as refused:
+                ahead = None
+                if refused.count > 1:
+                    suspect, size = refused.count, max(1, refused.count // 2)
+                    continue
+                total += _refused_fail(hook_id, request_id=refused.first_id, error=refused.error)
+                suspect, size = 0, min(FIRST_BATCH, settings.WR_BATCH_SIZE)
+                if time.monotonic() >= deadline:
+                    return total, True  # a flood of poison requests still gets its slice only
+                continue
             total += count
             if drained or (count == 0 and ahead is None):
                 return total, False
+            if suspect:
+                # The refused request is still among the next `suspect`: keep halving there
+                # rather than folding the whole window again.
+                suspect = max(0, suspect - count)
+                if suspect:
+                    size = max(1, suspect // 2)
+                    continue
             now = time.monotonic()
             if now >= deadline and ahead is None:
                 return total, True
@@ -216,7 +263,7 @@ def _reduce_batch(
         drained = False
         if read_ahead and sandbox is not None:
             applied.update(
-                (ledger_key(o.idempotency_key), r.id)
+                (o.idempotency_key, r.id)
                 for r, o in zip(done, outcomes, strict=True)
                 if o.outcome == Request.Outcome.APPLIED and o.idempotency_key is not None
             )
@@ -234,9 +281,18 @@ def _reduce_batch(
             else:
                 drained = True
 
-        outcomes_save(done, outcomes)
-        ledger_record(version, done, outcomes)
-        state.save(update_fields=["value", "seq", "updated_at"])
+        try:
+            outcomes_save(done, outcomes)
+            ledger_record(version, done, outcomes)
+            state.save(update_fields=["value", "seq", "updated_at"])
+            constraints_check()
+        except Exception as error:
+            if not refusal_check(error):
+                raise
+            if next_batch is not None:
+                next_batch.folding.abandon()  # it was folded from a state that will not exist
+            # Raised through the atomic block: the batch rolls back and the lock is released.
+            raise BatchRefused(first_id=done[0].id, count=len(done), error=error) from error
         seq, value = state.seq, state.value
         transaction.on_commit(
             lambda: events.state_changed(
@@ -245,6 +301,58 @@ def _reduce_batch(
         )
         transaction.on_commit(lambda: events.requests_logged(hook_id=str(hook_id), requests=done))
         return len(done), next_batch, drained
+
+
+def _refused_fail(hook_id: uuid.UUID | str, *, request_id: int, error: BaseException) -> int:
+    """Record the oldest pending request, alone in a batch the database refused, as failed
+    with a CommitError: it takes its seq, the state stays as it was, and nothing it produced
+    (state, console output, idempotency key) is written. Returns 1, or 0 when the hook moved
+    meanwhile (another worker, a publish, a delete); raises HookFailing when this is refused
+    too."""
+    try:
+        with transaction.atomic():
+            hook = Hook.objects.filter(pk=hook_id).select_related("live_version").first()
+            if hook is None or hook.live_version is None:
+                return 0
+            try:
+                state = State.objects.select_for_update(nowait=True).get(version=hook.live_version)
+            except DatabaseError as busy:
+                raise HookBusy(str(hook_id)) from busy
+            pending = pending_fetch(hook_id, 1)
+            if not pending or pending[0].id != request_id:
+                return 0
+            _number(pending, after=state.seq)
+            failed = Outcome(
+                outcome=Request.Outcome.FAILED, error=commit_error(error), state_after=state.value
+            )
+            outcomes_save(pending, [failed])
+            state.seq = pending[0].seq or state.seq
+            state.save(update_fields=["seq", "updated_at"])
+            constraints_check()
+            seq, value, version_id = state.seq, state.value, hook.live_version.pk
+            transaction.on_commit(
+                lambda: events.state_changed(
+                    hook_id=str(hook_id), seq=seq, version_id=version_id, value=value
+                )
+            )
+            transaction.on_commit(
+                lambda: events.requests_logged(hook_id=str(hook_id), requests=pending)
+            )
+    except HookBusy:
+        raise
+    except Exception as again:
+        if refusal_check(again):
+            raise HookFailing(
+                f"hook {hook_id}: recording request {request_id} as failed was refused too: {again}"
+            ) from again
+        raise
+    logger.warning(
+        "hook %s: request %s failed: the database refused its outcome (%s)",
+        hook_id,
+        request_id,
+        error,
+    )
+    return 1
 
 
 def _number(requests: list[StoredRequest], *, after: int) -> None:
@@ -275,9 +383,7 @@ def ledger_record(
 ) -> None:
     LedgerEntry.objects.bulk_create(
         [
-            LedgerEntry(
-                version=version, key=ledger_key(outcome.idempotency_key), request_id=request.id
-            )
+            LedgerEntry(version=version, key=outcome.idempotency_key, request_id=request.id)
             for request, outcome in zip(requests, outcomes, strict=True)
             if outcome.outcome == Request.Outcome.APPLIED and outcome.idempotency_key is not None
         ]

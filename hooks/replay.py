@@ -20,9 +20,10 @@ from django.utils import timezone
 
 from accounts.models import User
 from hooks import events
-from hooks.fold import Outcome, fold, ledger_key
+from hooks.fold import Outcome, fold
 from hooks.models import Hook, LedgerEntry, ReplayOutcome, Request, State, Version
 from hooks.pipeline import HookBusy, ledger_lookup, ledger_record
+from hooks.refusals import commit_error, constraints_check, refusal_check
 from hooks.services import code_check, hook_limits, hook_secrets
 from hooks.stored import StoredRequest, stored_fetch
 
@@ -158,6 +159,38 @@ def _progress(version: Version, *, done: int, total: int) -> None:
 
 
 def _fold_into(version: Version, state: State, requests: Sequence[StoredRequest]) -> int:
+    """Fold and stage `requests` (or the first of them, when a repeated key cuts the batch);
+    return how many. Each piece is written under a savepoint: a piece the database refuses is
+    folded again in halves, down to the request that causes it, which is staged as failed with
+    a CommitError (as the live pipeline does), so no stored request can stop a publish."""
+    before = (state.value, state.seq, version.replay_failures)
+    try:
+        with transaction.atomic():
+            return _fold_write(version, state, requests)
+    except Exception as error:
+        if not refusal_check(error):
+            raise
+        state.value, state.seq, version.replay_failures = before
+        if len(requests) > 1:
+            half = len(requests) // 2
+            done = _fold_into(version, state, requests[:half])
+            if done < half:
+                return done  # cut by a repeated key: the caller goes on from there
+            return done + _fold_into(version, state, requests[half:])
+        failed = Outcome(
+            outcome=Request.Outcome.FAILED, error=commit_error(error), state_after=state.value
+        )
+        _fold_record(version, state, requests, [failed], state.value)
+        logger.warning(
+            "replay of version %s: request %s failed: the database refused its outcome (%s)",
+            version.pk,
+            requests[0].id,
+            error,
+        )
+        return 1
+
+
+def _fold_write(version: Version, state: State, requests: Sequence[StoredRequest]) -> int:
     outcomes, new_state = fold(
         code=version.code,
         functions=version.functions,
@@ -168,6 +201,17 @@ def _fold_into(version: Version, state: State, requests: Sequence[StoredRequest]
         seen=lambda keys: ledger_lookup(version, keys),
     )
     done = requests[: len(outcomes)]
+    _fold_record(version, state, done, outcomes, new_state)
+    return len(done)
+
+
+def _fold_record(
+    version: Version,
+    state: State,
+    done: Sequence[StoredRequest],
+    outcomes: Sequence[Outcome],
+    new_state: str,
+) -> None:
     _outcomes_stage(version, done, outcomes)
     ledger_record(version, done, outcomes)
     failures = sum(1 for o in outcomes if o.outcome == Request.Outcome.FAILED)
@@ -179,7 +223,7 @@ def _fold_into(version: Version, state: State, requests: Sequence[StoredRequest]
     state.value = new_state
     state.seq = done[-1].seq or state.seq
     state.save(update_fields=["value", "seq", "updated_at"])
-    return len(done)
+    constraints_check()
 
 
 def _outcomes_stage(
@@ -299,7 +343,7 @@ def hook_dry_run(*, hook: Hook, code: str, last: int | None = None) -> dict[str,
         )
         for request, outcome in zip(chunk, outcomes, strict=False):
             if outcome.outcome == Request.Outcome.APPLIED and outcome.idempotency_key is not None:
-                ledger[ledger_key(outcome.idempotency_key)] = request.id
+                ledger[outcome.idempotency_key] = request.id
             if outcome.error or outcome.console:
                 report.append(
                     {

@@ -118,8 +118,8 @@ def hook_archive(*, hook: Hook) -> None:
     from hooks.models import LedgerEntry, ReplayOutcome, Request
 
     with transaction.atomic():
-        # The live worker holds this lock while it folds: wait for its batch, then reset.
-        State.objects.select_for_update().filter(version_id=hook.live_id).first()
+        # The live worker (and a rebuild) hold these locks while they fold: wait for the batch.
+        states_lock(hook_id=hook.pk)
         Version.objects.filter(hook=hook, status=Version.Status.BUILDING).update(
             status=Version.Status.FAILED, replay_error="The history was archived."
         )
@@ -222,7 +222,11 @@ def hook_delete(*, hook: Hook) -> None:
 
     hook_id = str(hook.pk)
     with transaction.atomic():
-        Hook.objects.select_for_update().filter(pk=hook.pk).update(live_version=None)
+        # First, before any row a batch writes: a worker folding this hook holds its state and
+        # then updates its requests, so taking the requests (or the hook row, which a publish's
+        # switch updates under the state locks) first deadlocked with it.
+        states_lock(hook_id=hook.pk)
+        Hook.objects.filter(pk=hook.pk).update(live_version=None)
         ReplayOutcome.objects.filter(version__hook_id=hook.pk).delete()
         LedgerEntry.objects.filter(version__hook_id=hook.pk).delete()
         with connection.cursor() as cursor:
@@ -230,6 +234,20 @@ def hook_delete(*, hook: Hook) -> None:
             cursor.execute(f"DELETE FROM {Request._meta.db_table} WHERE hook_id = %s", [hook.pk])  # noqa: S608
         Hook.objects.filter(pk=hook.pk).delete()
         live_recheck(hook_id=hook_id)
+
+
+def states_lock(*, hook_id: uuid.UUID | str) -> None:
+    """Lock every State row of the hook, in the order batches take them (hooks.replay: a
+    rebuilding version's state, then the live one), waiting for batches in flight. Call first
+    in a transaction that then rewrites or deletes the hook's requests, ledger or states: a
+    batch holds its state lock while it writes those, so any other order can deadlock."""
+    live_id = Hook.objects.filter(pk=hook_id).values_list("live_version_id", flat=True).first()
+    states = State.objects.select_for_update().filter(hook_id=hook_id)
+    if live_id is None:
+        list(states.order_by("version_id").values_list("pk", flat=True))
+        return
+    list(states.exclude(version_id=live_id).order_by("version_id").values_list("pk", flat=True))
+    list(states.filter(version_id=live_id).values_list("pk", flat=True))
 
 
 def hooks_set_paused(*, hook_ids: list[uuid.UUID], paused: bool) -> int:

@@ -15,18 +15,31 @@ from hooks.models import Request, Version
 logger = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, ignore_result=True, acks_late=True, max_retries=None)
-def reduce_hook(self, hook_id: str) -> int:  # type: ignore[no-untyped-def]
-    """Apply a hook's pending requests. Safe to run twice or concurrently: the pipeline locks."""
-    wakeup.clear(hook_id)
+@shared_task(ignore_result=True, acks_late=True)
+def reduce_hook(hook_id: str, busy: int = 0) -> int:
+    """Apply a hook's pending requests. Safe to run twice or concurrently: the pipeline locks.
+    `busy` counts the retries after finding the hook locked by another worker."""
+    run, failures = wakeup.claim(hook_id)
+    if not run:
+        return 0  # backing off (hooks.wakeup): queued again when the pause is over
     try:
         count, more = pipeline.hook_reduce_slice(hook_id=hook_id)
     except pipeline.HookBusy:
         # The worker holding the lock folds until nothing is pending, but a request that
-        # committed just after its last look would wait for the reconciler: look again soon.
-        if self.request.retries < settings.WR_BUSY_RETRIES:
-            raise self.retry(countdown=settings.WR_BUSY_RETRY_SECONDS) from None
+        # committed just after its last look would wait for the reconciler: look again soon
+        # (unless a task is queued already: that one will look).
+        if busy < settings.WR_BUSY_RETRIES:
+            wakeup.wake(hook_id, countdown=settings.WR_BUSY_RETRY_SECONDS, busy=busy + 1)
         return 0
+    except Exception:
+        # Not one request (the pipeline isolates those): the hook's state cannot be written,
+        # the database is away, its secrets cannot be read... Retrying at once would only
+        # flood the queue and take workers from other hooks.
+        delay = wakeup.back_off(hook_id)
+        logger.exception("reducing hook %s failed; it is paused for %.1f s", hook_id, delay)
+        return 0
+    if failures:
+        wakeup.recovered(hook_id)
     if more:
         # The slice ran out of time: queue the rest behind other hooks' work (fairness).
         wakeup.wake(hook_id)
@@ -44,8 +57,8 @@ def reconcile() -> int:
     )
     count = 0
     for hook_id in hook_ids:
-        reduce_hook.delay(str(hook_id))
-        count += 1
+        # Through the wake-up flag: a hook that has a task queued, or is backing off, gets none.
+        count += wakeup.wake(str(hook_id))
     # A rebuild whose state has not moved for a while lost its task (a running one moves every
     # batch; a duplicate task is harmless, it finds the state locked and retries).
     stalled = Version.objects.filter(

@@ -24,6 +24,7 @@ from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import Any
 
+from sandbox import strict_json
 from sandbox.errors import SandboxUnavailable
 from sandbox.limits import setting
 
@@ -127,7 +128,7 @@ class Child:
         del self.buffer[: 4 + size]
         try:
             # Strict UTF-8 (json.loads(bytes) would sniff the encoding and pass surrogates).
-            message = json.loads(payload.decode("utf-8"))
+            message = strict_json.loads(payload.decode("utf-8"))  # no NaN/Infinity either
         except (ValueError, RecursionError) as error:
             raise ChildProtocolError(f"frame is not JSON: {error}") from None
         if not isinstance(message, dict):

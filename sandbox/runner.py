@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox import strict_json
 from sandbox.check import check_code
 from sandbox.errors import CodeError, SandboxUnavailable
 from sandbox.limits import Limits
@@ -56,6 +57,30 @@ class ReduceStep:
 
 def _error(kind: str, message: str, traceback: str = "") -> dict[str, str]:
     return {"type": kind, "message": message, "traceback": traceback}
+
+
+def _storable_text(text: str) -> str:
+    """Console output and error text as PostgreSQL can store it: a lone surrogate or a NUL
+    (print("\\x00") is all it takes) would make the request's outcome impossible to commit."""
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+
+
+class ValueRefused(ChildProtocolError):
+    """A value from the child that is not strict, storable JSON (NaN, Infinity, a number out of
+    range, U+0000, a lone surrogate, too big): only a child whose encoder user code replaced
+    sends one. The call fails with this error; the child is replaced."""
+
+    KINDS = {
+        "reduce": ("StateNotSerializable", "the new state"),
+        "idem": ("IdempotencyKeyNotSerializable", "the idempotency key"),
+        "respond": ("ResponseNotSerializable", "the response"),
+        "query": ("ResponseNotSerializable", "the response"),
+    }
+
+    def __init__(self, op: str, reason: str) -> None:
+        self.kind, what = self.KINDS.get(op, ("SandboxError", "the value"))
+        self.message = f"{what} is not valid JSON that can be stored: {reason}"
+        super().__init__(self.message)
 
 
 @functools.lru_cache(maxsize=256)
@@ -190,9 +215,11 @@ class Session:
 
     def query(self, state_json: str, params: dict[str, list[str]]) -> CallResult:
         if self._init_error is None and "query" not in self._functions:
-            return CallResult(
-                True, {"status": 200, "headers": {}, "body": json.loads(state_json)}, None, "", 0.0
-            )
+            try:
+                body = strict_json.loads(state_json)
+            except (ValueError, RecursionError) as error:  # a state stored before it was checked
+                return CallResult(False, None, _error("StateNotSerializable", str(error)), "", 0.0)
+            return CallResult(True, {"status": 200, "headers": {}, "body": body}, None, "", 0.0)
         frames = [encode_frame({"op": "query", "state": state_json, "params": params})]
         ((_, result),) = list(self._run("query", frames, warm=True))
         return self._call_result(result)
@@ -369,6 +396,8 @@ class Session:
                 "SandboxCrash",
                 f"the sandbox process died (over the memory limit of {mib:g} MiB, or it crashed)",
             )
+        if isinstance(error, ValueRefused):
+            return _error(error.kind, error.message)
         return _error("SandboxError", f"the sandbox answered with an invalid message ({error})")
 
     # ---- never trust the child: check every field of every result ----------------------------------
@@ -391,10 +420,10 @@ class Session:
             return result
         if op == "reduce":
             state = frame.get("state")
-            self._parse_json(state, self.limits.state_bytes)
+            self._parse_json(state, self.limits.state_bytes, op)
             result["state"] = state
             return result
-        value = self._parse_json(frame.get("value"), self._value_bytes)
+        value = self._parse_json(frame.get("value"), self._value_bytes, op)
         if op == "idem":
             if value is not None and not isinstance(value, str):
                 raise ChildProtocolError("idempotency key is not a string")
@@ -416,21 +445,18 @@ class Session:
         return result
 
     @staticmethod
-    def _parse_json(text: Any, limit: int) -> Any:
+    def _parse_json(text: Any, limit: int, op: str) -> Any:
         if not isinstance(text, str):
             raise ChildProtocolError("expected JSON text")
         try:
-            # Encoding also refuses lone surrogates, which PostgreSQL could not store.
-            if len(text.encode("utf-8")) > limit:
-                raise ChildProtocolError("over the size limit")
-            return json.loads(text)
-        except (ValueError, RecursionError) as error:  # UnicodeEncodeError is a ValueError
-            raise ChildProtocolError(f"invalid JSON text: {error}") from None
+            return strict_json.loads_storable(text, max_bytes=limit)
+        except (ValueError, RecursionError) as error:
+            raise ValueRefused(op, str(error) or type(error).__name__) from None
 
     def _bound_console(self, text: Any) -> str:
         if not text or not isinstance(text, str):
             return ""  # the usual case: nothing printed
-        text = text.encode("utf-8", "replace").decode("utf-8")
+        text = _storable_text(text)
         limit = self.limits.output_bytes
         # The child truncates; re-check with room for its marker and a module-level prefix.
         if len(text) > 2 * limit + 200:
@@ -446,7 +472,7 @@ class Session:
             value = error.get(name)
             if not isinstance(value, str):
                 return ""
-            return value[:limit].encode("utf-8", "replace").decode("utf-8")
+            return _storable_text(value[:limit])
 
         return _error(
             field("type", MAX_TYPE_CHARS) or "Error",

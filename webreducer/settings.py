@@ -321,6 +321,10 @@ WR_SECRETS_KEYS = env_list("WR_SECRETS_KEYS", [DEV_SECRETS_KEY])
 WR_REDUCE_SLICE_SECONDS = env_float("WR_REDUCE_SLICE_SECONDS", 5.0)
 WR_BUSY_RETRIES = env_int("WR_BUSY_RETRIES", 20)
 WR_BUSY_RETRY_SECONDS = env_float("WR_BUSY_RETRY_SECONDS", 0.25)
+# A hook whose reduce task fails (for a reason that is not one request) pauses this long, twice
+# as long after every further failure in a row, at most the maximum (hooks/wakeup.py).
+WR_REDUCE_BACKOFF_SECONDS = env_float("WR_REDUCE_BACKOFF_SECONDS", 1.0)
+WR_REDUCE_BACKOFF_MAX_SECONDS = env_float("WR_REDUCE_BACKOFF_MAX_SECONDS", 60.0)
 # The reconciler queues hooks whose oldest pending request is older than this.
 WR_RECONCILE_AFTER = env_float("WR_RECONCILE_AFTER", 2.0)
 WHITENOISE_USE_FINDERS = DEBUG
