@@ -26,7 +26,7 @@ from hooks.fold import request_payload
 from hooks.masking import mask, mask_error
 from hooks.models import Hook, Key, Request, State, Version
 from hooks.services import hook_limits, hook_secrets
-from sandbox import SandboxUnavailable, Session, session
+from sandbox import SandboxUnavailable, Session, session, strict_json
 from sandbox.runtime import wr_cloudevents
 
 logger = logging.getLogger(__name__)
@@ -139,12 +139,14 @@ def max_body_bytes(key: Key) -> int:
 
 
 def body_check(content_type: str, body: bytes) -> None:
-    """Refuse a body that says it is JSON but is not: nothing could read it later."""
+    """Refuse a body that says it is JSON but is not: nothing could read it later. Strict, as
+    for what the sandbox sends: NaN and Infinity are not JSON, and a reducer's state made of them
+    could never be served."""
     if content_type == "application/json" or content_type.endswith("+json"):
         if not body.strip():
             return
         try:
-            json.loads(body)
+            strict_json.loads(body.decode())
         except (ValueError, UnicodeDecodeError) as error:
             raise PublicError(400, "invalid_json", f"The body is not valid JSON: {error}") from None
         except RecursionError:

@@ -256,11 +256,14 @@ def test_it_refuses_an_idempotency_key_over_the_limit(server: str, make_hook: An
     assert stored(hook) == 1
 
 
-@pytest.fixture
-def uvicorn_only(server: str, request: Any) -> str:
-    if request.node.callspec.params.get("server") != "uvicorn":
-        pytest.skip("websockets are served by the ASGI server only")
-    return server
+@pytest.fixture(scope="module")
+def uvicorn_only(
+    django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any
+) -> Iterator[str]:
+    """Websockets are served by the ASGI server only."""
+    logs = tmp_path_factory.mktemp("inputs-live")
+    with django_db_blocker.unblock(), asgi_server(logs) as url:
+        yield url
 
 
 def test_it_refuses_a_live_socket_handshake_with_too_many_headers(

@@ -181,3 +181,17 @@ def reducer(state, request, secrets):
     assert rows["last"].idempotency_key == "last"
     state = State.objects.get(version_id=hook.live_version_id)
     assert strict(state.value) == ["first", "last"]
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"n": NaN}', b'{"n": Infinity}', b"[-Infinity]", b'{"n": 1e999999}']
+)
+def test_a_write_whose_json_body_is_not_json_is_refused_and_not_stored(
+    make_hook: Any, body: bytes
+) -> None:
+    # Python's json takes these; a reducer that kept such a value could never be served.
+    hook = make_hook("def reducer(state, request, secrets):\n    return request.body\n")
+    response = Client().post(f"/write/{write_key(hook)}", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert not Request.objects.filter(hook=hook).exists()
