@@ -25,7 +25,10 @@ from webreducer.redis import get_redis
 
 logger = logging.getLogger(__name__)
 
-FLAG_TTL_SECONDS = 60
+# How long a "queued" flag outlives a lost message: the reconciler queues the hook again after
+# it. Short, so a lost message costs seconds; a task that waits longer in a deep queue may get a
+# twin, which is harmless (the pipeline locks) and bounded (one per hook per this many seconds).
+FLAG_TTL_SECONDS = 15
 QUEUED = b"q"
 BACKING_OFF = b"b"
 
