@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import User
 from hooks.models import Key
 from hooks.services import hook_create
 from sandbox import CodeError
+from webreducer.origins import public_root
 
 
 class Command(BaseCommand):
@@ -31,7 +31,7 @@ class Command(BaseCommand):
             )
         except CodeError as error:
             raise CommandError(str(error)) from error
-        root = settings.SITE_ROOT.rstrip("/")
+        root = public_root()  # where the write and read URLs are served
         write = hook.keys.get(kind=Key.Kind.WRITE).token
         read = hook.keys.get(kind=Key.Kind.READ).token
         self.stdout.write(f"hook  {hook.pk}  {hook.name}")

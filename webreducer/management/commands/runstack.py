@@ -2,6 +2,10 @@
 
 Embedded default (no REDIS_URL): one ASGI process serves HTTP and websockets, tasks run in
 process. With REDIS_URL: the ASGI server, a Celery worker and Celery beat, stopped together.
+
+Two origins on one port unless SITE_ROOT or WR_PUBLIC_ORIGIN is set: the app on
+http://localhost:PORT, the write and read URLs on http://127.0.0.1:PORT. Different host names,
+so the app's host-only cookies never reach users' content (docs/security.md).
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, host: str, port: int, workers: int, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
+        origins = two_origins(port)
+        # The children read their settings from the environment.
+        os.environ.update(origins)
         python = sys.executable
         web = [
             python,
@@ -56,7 +63,11 @@ class Command(BaseCommand):
         # by default Python would die at once and leave them running.
         for stop in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(stop, _exit)
-        self.stdout.write(f"WebReducer on http://{host}:{port}/  (Ctrl-C stops it)")
+        app = origins.get("SITE_ROOT", settings.SITE_ROOT)
+        public = origins.get("WR_PUBLIC_ORIGIN", settings.WR_PUBLIC_ORIGIN or app)
+        self.stdout.write(f"WebReducer on {host}:{port}  (Ctrl-C stops it)")
+        self.stdout.write(f"  app:            {app}/")
+        self.stdout.write(f"  write and read: {public}/write/…, {public}/read/…")
         server = subprocess.Popen(web)
         processes.append(server)
         try:
@@ -74,6 +85,13 @@ class Command(BaseCommand):
                     process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     process.kill()
+
+
+def two_origins(port: int) -> dict[str, str]:
+    """SITE_ROOT and WR_PUBLIC_ORIGIN for a local run, unless the operator chose either."""
+    if os.environ.get("SITE_ROOT") or os.environ.get("WR_PUBLIC_ORIGIN"):
+        return {}
+    return {"SITE_ROOT": f"http://localhost:{port}", "WR_PUBLIC_ORIGIN": f"http://127.0.0.1:{port}"}
 
 
 def _exit(signum: int, frame: Any) -> None:
