@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 # Content metadata and caching that act on this response only.
 ALLOWED = frozenset(
     {
-        "allow",
         "cache-control",
         "content-disposition",
         "content-language",
