@@ -26,12 +26,13 @@ from channels.testing import WebsocketCommunicator
 from django.core import mail
 from django.core.management import call_command
 from django.test import Client
+from playwright.sync_api import expect
 from rest_framework.test import APIClient
 
 from accounts.models import User
-from hooks.models import Hook
+from hooks.models import Hook, Request
 from tests.conftest import read_key, write_key
-from tests.servers import ROOT, free_port, wait_for
+from tests.servers import ROOT, asgi_server, free_port, wait_for
 from webreducer.asgi import application
 
 APP, PUBLIC = "https://wr.example.com", "https://hooks.example.net"
@@ -264,3 +265,30 @@ def test_make_run_serves_two_origins_on_one_port(make_run: tuple[int, list[str]]
     assert on_public.status_code == 404 and on_public.json()["error"]["code"] == "wrong_origin"
     assert on_app.status_code == 404 and on_app.json()["error"]["code"] == "wrong_origin"
     assert served.status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_ui_works_across_the_two_origins_in_chromium(browser: Any, tmp_path: Path) -> None:
+    port = free_port()
+    app, public = f"http://localhost:{port}", f"http://127.0.0.1:{port}"
+    with asgi_server(tmp_path, port=port, SITE_ROOT=app, WR_PUBLIC_ORIGIN=public):
+        context = browser.new_context()
+        context.set_default_timeout(20_000)
+        try:
+            page = context.new_page()
+            page.goto(app + "/")
+            # The owners' feed opens from the app's origin; the page shows public URLs.
+            expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")
+            expect(page.locator("#write-url")).to_have_text(re.compile(rf"^{public}/write/\S+$"))
+            form = page.locator("#test-request")
+            form.get_by_label("Body").fill('{"number": 2}')
+            form.get_by_role("button", name="Send").click()
+            # The form's write goes to the public origin (CORS, no credentials) and is logged.
+            expect(page.locator("#tr-status")).to_contain_text("Answered 2")
+            expect(page.locator(".log-row").first).to_be_visible()
+            cookies = {c["name"]: c["domain"] for c in context.cookies()}
+        finally:
+            context.close()
+
+    assert cookies["sessionid"] == "localhost"  # host-only, never sent to 127.0.0.1
+    assert not Request.objects.filter(headers__has_key="Cookie").exists()
