@@ -14,6 +14,7 @@ guards that enforce these rules are in webreducer/origin_guards.py.
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -95,3 +96,11 @@ def misrouted(*, host: str, path: str) -> str | None:
     if not is_public_path(path) and public_host:
         return f"This host serves only the write and read URLs; the app is at {app_root()}."
     return None
+
+
+def local_origins(port: int) -> dict[str, str]:
+    """SITE_ROOT and WR_PUBLIC_ORIGIN of a local run on one port (`make run`), unless the
+    operator chose either: two host names for one loopback server."""
+    if os.environ.get("SITE_ROOT") or os.environ.get("WR_PUBLIC_ORIGIN"):
+        return {}
+    return {"SITE_ROOT": f"http://localhost:{port}", "WR_PUBLIC_ORIGIN": f"http://127.0.0.1:{port}"}

@@ -1,4 +1,5 @@
-"""Issue 13, finding 6: a hook's code sets only the response headers on the allow-list.
+"""Issue 13, finding 6: a hook's code sets only the response headers on the allow-list, and
+every public answer is sandboxed user content (finding 1's CSP and nosniff).
 
 Each test sends a hostile header through the real path (the sandboxed responder or query, the
 public view, the middleware) and fails if it reaches the client. docs/functions.md, "Response
@@ -175,3 +176,37 @@ def test_it_ignores_the_case_of_a_hostile_name(make_hook: Any, client: Client) -
 
     assert "Strict-Transport-Security" not in response.headers
     assert "X-Accel-Redirect" not in response.headers
+
+
+RAISING = """
+def responder(request, secrets):
+    raise ValueError("no")
+
+def query(state, params, secrets):
+    raise ValueError("no")
+"""
+
+
+def test_every_public_answer_is_sandboxed_errors_included(make_hook: Any, settings: Any) -> None:
+    settings.WR_MAX_BODY_BYTES = 10
+    hook = make_hook(RAISING)
+    client = Client()
+    write, read = f"/write/{write_key(hook)}", f"/read/{read_key(hook)}"
+
+    answers = {
+        "unknown key": client.get("/read/nope"),
+        "unknown write key": client.post("/write/nope", "{}", content_type="application/json"),
+        "no such route": client.get("/read/a/b/c"),
+        "responder raised": client.post(write, "{}", content_type="application/json"),
+        "query raised": client.get(read),
+        "too large": client.post(write, "x" * 100, content_type="text/plain"),
+        "invalid JSON": client.post(write, "{", content_type="application/json"),
+        "preflight": client.options(write, headers={"Access-Control-Request-Method": "POST"}),
+        "SSE on WSGI": client.get(f"{read}/events"),
+        "SSE wrong method": client.post(f"{read}/events"),
+    }
+
+    for what, response in answers.items():
+        assert response["Content-Security-Policy"] == "sandbox", what
+        assert response["X-Content-Type-Options"] == "nosniff", what
+        assert response.status_code >= 200, what

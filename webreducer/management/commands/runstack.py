@@ -20,6 +20,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from webreducer.origins import local_origins
+
 
 class Command(BaseCommand):
     help = "Migrate and serve WebReducer (web, and with REDIS_URL a worker and beat too)."
@@ -31,7 +33,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, host: str, port: int, workers: int, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
-        origins = two_origins(port)
+        origins = local_origins(port)
         # The children read their settings from the environment.
         os.environ.update(origins)
         python = sys.executable
@@ -85,13 +87,6 @@ class Command(BaseCommand):
                     process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     process.kill()
-
-
-def two_origins(port: int) -> dict[str, str]:
-    """SITE_ROOT and WR_PUBLIC_ORIGIN for a local run, unless the operator chose either."""
-    if os.environ.get("SITE_ROOT") or os.environ.get("WR_PUBLIC_ORIGIN"):
-        return {}
-    return {"SITE_ROOT": f"http://localhost:{port}", "WR_PUBLIC_ORIGIN": f"http://127.0.0.1:{port}"}
 
 
 def _exit(signum: int, frame: Any) -> None:
