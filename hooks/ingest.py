@@ -25,6 +25,7 @@ from hooks import events, ratelimit, wakeup
 from hooks.fold import request_payload
 from hooks.masking import mask, mask_error
 from hooks.models import Hook, Key, Request, State, Version
+from hooks.response_headers import headers_filter, status_allowed
 from hooks.services import hook_limits, hook_secrets
 from sandbox import SandboxUnavailable, Session, session, strict_json
 from sandbox.runtime import wr_cloudevents
@@ -36,8 +37,9 @@ logger = logging.getLogger(__name__)
 class Reply:
     status: int
     body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # the hook's (filtered again at render)
     raw_json: str | None = None  # the body as JSON text, when it is already serialised
+    server_headers: dict[str, str] = field(default_factory=dict)  # ours: X-WebReducer-Seq
 
 
 class PublicError(Exception):
@@ -269,11 +271,16 @@ def _respond(key: Key, requests: list[Request]) -> list[Reply]:
             result = sandbox.respond(request_payload(request))
             request.console = mask(result.console, secrets)
             request.duration_ms = result.duration_ms
+            error = result.error
             if result.ok:
                 value = result.value
-                replies.append(Reply(value["status"], value["body"], value["headers"]))
-                continue
-            request.error = mask_error(result.error, secrets)
+                if status_allowed(value["status"]):
+                    allowed = headers_filter(value["headers"])
+                    request.console += allowed.note()
+                    replies.append(Reply(value["status"], value["body"], allowed.headers))
+                    continue
+                error = invalid_status("responder", value["status"])
+            request.error = mask_error(error, secrets)
             replies.append(
                 Reply(
                     status=500,
@@ -338,13 +345,33 @@ def state_read(*, key: Key, params: dict[str, list[str]]) -> Reply:
         raise database_unavailable() from error
     seq_header = {"X-WebReducer-Seq": str(state.seq)}
     if not version.defines("query"):
-        return Reply(status=200, headers=seq_header, raw_json=state.value)
+        return Reply(status=200, server_headers=seq_header, raw_json=state.value)
     result = query_run(key=key, state_json=state.value, params=params)
+    if not result.ok:
+        return Reply(status=500, body=query_error(result.error), server_headers=seq_header)
+    if not status_allowed(result.value["status"]):
+        invalid = invalid_status("query", result.value["status"])
+        return Reply(status=500, body=query_error(invalid), server_headers=seq_header)
+    allowed = headers_filter(result.value["headers"])
+    if allowed.dropped:
+        # No request log for reads: the server's log is where an operator can see it.
+        logger.info("hook %s: query headers not sent: %s", hook.pk, ", ".join(allowed.dropped))
     return Reply(
-        status=result.value["status"] if result.ok else 500,
-        body=result.value["body"] if result.ok else query_error(result.error),
-        headers={**(result.value["headers"] if result.ok else {}), **seq_header},
+        status=result.value["status"],
+        body=result.value["body"],
+        headers=allowed.headers,
+        server_headers=seq_header,
     )
+
+
+def invalid_status(function: str, status: object) -> dict[str, str]:
+    # The sandbox refuses these already; a child that got around its own checks is refused
+    # again here, before anything is rendered (issue 13, finding 5).
+    return {
+        "type": "InvalidResponse",
+        "message": f"{function} answered with status {status!r}; a hook may answer 200-599",
+        "traceback": "",
+    }
 
 
 def query_run(*, key: Key, state_json: str, params: dict[str, list[str]]) -> Any:

@@ -18,7 +18,13 @@ def _error(error: ingest.PublicError) -> HttpResponse:
 
 
 def _reply(reply: ingest.Reply) -> HttpResponse:
-    return render(reply.status, reply.headers, reply.body, raw_json=reply.raw_json)
+    return render(
+        reply.status,
+        reply.headers,
+        reply.body,
+        raw_json=reply.raw_json,
+        server_headers=reply.server_headers,
+    )
 
 
 def stored_headers(request: HttpRequest) -> dict[str, str]:

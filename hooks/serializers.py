@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from hooks.models import Key, Request, Version
+from webreducer.origins import public_root
 
 OUTCOMES = [choice for choice, _ in Request.Outcome.choices]
 # hooks.replay.replay_progress's names for a version's status during and after its replay.
@@ -30,7 +30,8 @@ class StringField(serializers.CharField):
 
 
 def key_url(key: Key) -> str:
-    return f"{settings.SITE_ROOT.rstrip('/')}/{key.kind}/{key.token}"
+    # The public origin: a hook's answers never run as the app's (webreducer/origins.py).
+    return f"{public_root()}/{key.kind}/{key.token}"
 
 
 def code_sha256(code: str) -> str:

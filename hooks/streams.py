@@ -19,7 +19,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from hooks import live
-from hooks.responses import CORS_HEADERS, json_error, preflight, retry_after
+from hooks.responses import SERVER_HEADERS, json_error, preflight, retry_after
 from webreducer.clientip import client_ip
 
 
@@ -45,7 +45,7 @@ async def live_events(request: HttpRequest, token: str) -> HttpResponse | Stream
     response = StreamingHttpResponse(_stream(subscription), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass events through as they come
-    for name, value in CORS_HEADERS.items():
+    for name, value in SERVER_HEADERS.items():
         response[name] = value
     return response
 

@@ -431,7 +431,7 @@ class Session:
             isinstance(value, dict)
             and set(value) == {"status", "headers", "body"}
             and type(value["status"]) is int
-            and 100 <= value["status"] <= 599
+            and 200 <= value["status"] <= 599  # no 1xx, even from a child that patched itself
             and isinstance(value["headers"], dict)
             and all(
                 isinstance(k, str)

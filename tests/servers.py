@@ -110,8 +110,11 @@ def wsgi_server(tmp_path: Path, *, workers: int = 2, **env: str) -> Iterator[str
         sys.executable, "-m", "gunicorn", "webreducer.wsgi:application",
         "-b", f"127.0.0.1:{port}", "-w", str(workers), "--access-logfile", "-",
     ]  # fmt: skip
-    process = Process(args, child_env(**env), tmp_path / f"gunicorn-{port}.log")
     url = f"http://127.0.0.1:{port}"
+    # The server's own address is its app origin unless a test says otherwise: the owners'
+    # websocket only accepts pages of SITE_ROOT.
+    env.setdefault("SITE_ROOT", url)
+    process = Process(args, child_env(**env), tmp_path / f"gunicorn-{port}.log")
     try:
         wait_for(lambda: _answers(url), 60, "gunicorn to start")
         yield url
@@ -128,8 +131,9 @@ def asgi_server(tmp_path: Path, *, port: int | None = None, **env: str) -> Itera
         # webreducer.asgiserver.
         sys.executable, "-m", "webreducer.asgiserver", "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
-    process = Process(args, child_env(**env), tmp_path / f"uvicorn-{port}.log")
     url = f"http://127.0.0.1:{port}"
+    env.setdefault("SITE_ROOT", url)  # as for wsgi_server
+    process = Process(args, child_env(**env), tmp_path / f"uvicorn-{port}.log")
     try:
         wait_for(lambda: _answers(url), 60, "uvicorn to start")
         yield url

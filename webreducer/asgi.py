@@ -12,29 +12,32 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from hooks.routing import owner_websocket_urlpatterns, public_websocket_urlpatterns  # noqa: E402
 from webreducer.inputs.asgi import InputLimits  # noqa: E402
+from webreducer.origin_guards import AppOriginValidator, WebsocketHostGuard  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": URLRouter(
-            [
-                # Public and CORS-open like GET /read/<key>: pages of any origin may subscribe,
-                # the key in the URL is the credential.
-                *public_websocket_urlpatterns,
-                # Authenticated by the session cookie, so only pages of this site (Origin in
-                # ALLOWED_HOSTS): another site must not ride on a signed-in browser's cookie.
-                re_path(
-                    r"^ws/",
-                    AllowedHostsOriginValidator(
-                        AuthMiddlewareStack(URLRouter(owner_websocket_urlpatterns))
+        # Each route on its own origin's host only (webreducer/origins.py).
+        "websocket": WebsocketHostGuard(
+            URLRouter(
+                [
+                    # Public and CORS-open like GET /read/<key>: pages of any origin may
+                    # subscribe, the key in the URL is the credential.
+                    *public_websocket_urlpatterns,
+                    # Authenticated by the session cookie, so only pages of the app's own origin
+                    # (SITE_ROOT), checked on every connection whatever DEBUG says.
+                    re_path(
+                        r"^ws/",
+                        AppOriginValidator(
+                            AuthMiddlewareStack(URLRouter(owner_websocket_urlpatterns))
+                        ),
                     ),
-                ),
-            ]
+                ]
+            )
         ),
     }
 )

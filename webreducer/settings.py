@@ -13,6 +13,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from webreducer.origins import LOOPBACK_HOSTS, host_of, origin_parse
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -62,9 +64,28 @@ DEBUG = env_bool("DEBUG", default=True)
 # The development default is refused by the `webreducer.E001` system check when DEBUG is off.
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"  # noqa: S105
 SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY)
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-SITE_ROOT = env_str("SITE_ROOT", "http://localhost:8000")
+# Two origins (webreducer/origins.py, docs/security.md): the app, and the public endpoints that
+# serve users' content. Empty: the public origin is SITE_ROOT (one origin, as in development);
+# read it through webreducer.origins.public_root().
+SITE_ROOT = origin_parse(env_str("SITE_ROOT", "http://localhost:8000"), name="SITE_ROOT")
+WR_PUBLIC_ORIGIN = env_str("WR_PUBLIC_ORIGIN") and origin_parse(
+    env_str("WR_PUBLIC_ORIGIN"), name="WR_PUBLIC_ORIGIN"
+)
+# Never `*`, not even in development: the hosts the two origins name, and loopback.
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS",
+    sorted({host_of(SITE_ROOT), host_of(WR_PUBLIC_ORIGIN or SITE_ROOT)} | LOOPBACK_HOSTS)
+    if DEBUG
+    else [],
+)
+# Host-only (no Domain), so the public host never receives them; Lax, so no other site's page
+# can post with them; Secure whenever the app is served over https.
+SESSION_COOKIE_DOMAIN = None
+CSRF_COOKIE_DOMAIN = None
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SITE_ROOT.startswith("https://")
 
 INSTALLED_APPS = [
     "daphne",
@@ -88,6 +109,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: refuses the other origin's routes, and its headers go on every public answer.
+    "webreducer.origin_guards.OriginsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

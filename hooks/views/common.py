@@ -7,10 +7,9 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-
 from hooks.models import Hook, Key, Request, State
 from hooks.serializers import key_url
+from webreducer import origins
 
 LOG_PAGE = 40
 # The state panel and request details show at most this much pretty-printed JSON; the read URL
@@ -108,5 +107,7 @@ def human_bytes(size: int | None) -> str:
     return f"{size / (1024 * 1024):.1f} MiB"
 
 
-def site_root() -> str:
-    return settings.SITE_ROOT.rstrip("/")
+def public_root() -> str:
+    """Where the write and read URLs live (webreducer/origins.py): not the app's origin when
+    WR_PUBLIC_ORIGIN is set."""
+    return origins.public_root()

@@ -14,8 +14,9 @@ from django.shortcuts import render
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET
 
-from hooks.views.common import human_bytes
+from hooks.views.common import human_bytes, public_root
 from hooks.views.starters import STARTERS
+from webreducer.origins import websocket_url
 
 DOCS = settings.BASE_DIR / "docs"
 SOURCES = ("functions.md", "helpers.md")
@@ -88,6 +89,7 @@ def docs(request: HttpRequest) -> HttpResponse:
             "documents": documents,
             "limits": limits(),
             "starters": [s for s in STARTERS if s.code],
-            "site_root": settings.SITE_ROOT.rstrip("/"),
+            "public_root": public_root(),
+            "public_ws_root": websocket_url(public_root()),
         },
     )

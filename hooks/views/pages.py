@@ -26,6 +26,7 @@ from hooks.services import EXAMPLE_CODE, hook_archive, hook_create, hook_update
 from hooks.views import common
 from hooks.views.forms import HookCreateForm, HookSettingsForm, KeyCreateForm, SecretForm
 from hooks.views.starters import STARTERS, STARTERS_BY_SLUG
+from webreducer.origins import websocket_url
 
 EXAMPLE_NAME = "Counter example"
 TEST_METHODS = ["POST", "PUT", "PATCH", "DELETE", "GET"]
@@ -127,7 +128,6 @@ def detail_context(request: HttpRequest, hook: Hook) -> dict[str, Any]:
         (s for s in STARTERS if s.code and s.code == (live.code if live else None)), None
     )
     sample = (starter or STARTERS[0]).sample
-    write_path = f"/write/{write_key.token}" if write_key else ""
     return {
         "hook": hook,
         "live": live,
@@ -136,6 +136,7 @@ def detail_context(request: HttpRequest, hook: Hook) -> dict[str, Any]:
         "read_key": read_key,
         "write_url": key_url(write_key) if write_key else "",
         "read_url": key_url(read_key) if read_key else "",
+        "live_url": websocket_url(key_url(read_key)) + "/live" if read_key else "",
         "curl": common.curl_line(write_key, sample[3]),
         "sample": sample,
         "state": common.live_state(hook),
@@ -153,7 +154,7 @@ def detail_context(request: HttpRequest, hook: Hook) -> dict[str, Any]:
         "methods": TEST_METHODS,
         "content_types": TEST_CONTENT_TYPES,
         "visitor_days": settings.WR_VISITOR_MAX_AGE_DAYS,
-        "site_root": common.site_root(),
+        "public_root": common.public_root(),
         "settings_form": HookSettingsForm(
             initial={"name": hook.name, "description": hook.description}
         ),
@@ -165,7 +166,8 @@ def detail_context(request: HttpRequest, hook: Hook) -> dict[str, Any]:
             "stateUrl": reverse("hooks:state", kwargs={"hook_id": hook.pk}),
             "versionsUrl": reverse("hooks:versions", kwargs={"hook_id": hook.pk}),
             "wsPath": f"/ws/hooks/{hook.pk}/",
-            "writePath": write_path,
+            # Absolute: on split origins the write URL is on the public host (CORS is open).
+            "writeUrl": key_url(write_key) if write_key else "",
             "liveVersion": live.number if live else None,
             "building": building.number if building else None,
         },

@@ -174,7 +174,7 @@ def _keys_panel(request: HttpRequest, hook: Hook, error: str = "") -> HttpRespon
             "keys": keys,
             "key_form": KeyCreateForm(),
             "keys_error": error,
-            "site_root": common.site_root(),
+            "public_root": common.public_root(),
         },
     )
 

@@ -432,8 +432,9 @@ def response_json(result: Any, *, limit: int) -> str:
         status, headers, body = result.status, result.headers, result.body
     else:
         status, headers, body = 200, {}, result
-    if type(status) is not int or not 100 <= status <= 599:
-        raise TypeError(f"Response status must be an int from 100 to 599, not {status!r}")
+    # 1xx are interim answers: a server would send the real one after them, from this body.
+    if type(status) is not int or not 200 <= status <= 599:
+        raise TypeError(f"Response status must be an int from 200 to 599, not {status!r}")
     if not isinstance(headers, Mapping):
         raise TypeError(f"Response headers must be a dict, not {type(headers).__name__}")
     clean: dict[str, str] = {}

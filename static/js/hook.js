@@ -638,7 +638,7 @@
     const path = $("#tr-path").value.trim().replace(/^\/+/, "");
     const contentType = $("#tr-content-type").value;
     const body = $("#tr-body").value;
-    const url = config.writePath + (path ? "/" + path : "");
+    const url = config.writeUrl + (path ? "/" + path : "");
     const options = {
       method,
       // The write URL needs no credentials: never send this site's cookies to the hook's log.

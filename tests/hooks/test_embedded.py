@@ -22,6 +22,9 @@ import django
 
 django.setup()
 from django.core.management import call_command
+from django.test.utils import setup_test_environment
+
+setup_test_environment()  # as Django's test runner does: the test client's host is allowed
 
 call_command("migrate", verbosity=0)
 

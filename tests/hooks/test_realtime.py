@@ -12,6 +12,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.testing import ApplicationCommunicator, WebsocketCommunicator
+from django.conf import settings
 from django.test import Client, override_settings
 from django.utils import timezone
 
@@ -320,7 +321,7 @@ def _session_cookie(user: Any) -> list[tuple[bytes, bytes]]:
     client = Client()
     client.force_login(user)
     cookie = client.cookies["sessionid"].value
-    return [(b"cookie", f"sessionid={cookie}".encode()), (b"origin", b"http://testserver")]
+    return [(b"cookie", f"sessionid={cookie}".encode()), (b"origin", settings.SITE_ROOT.encode())]
 
 
 def test_it_streams_the_request_log_to_the_hooks_owner(make_hook, alice, eager_tasks) -> None:
@@ -353,7 +354,7 @@ def test_it_refuses_the_owners_feed_to_outsiders_and_anonymous_visitors(make_hoo
         outsider = await connect(f"/ws/hooks/{hook.pk}/", headers=bobs)
         assert await closed_with(outsider) == 4404
         anonymous = await connect(
-            f"/ws/hooks/{hook.pk}/", headers=[(b"origin", b"http://testserver")]
+            f"/ws/hooks/{hook.pk}/", headers=[(b"origin", settings.SITE_ROOT.encode())]
         )
         assert await closed_with(anonymous) == 4403
 

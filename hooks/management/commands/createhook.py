@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from accounts.models import User
 from hooks.models import Key
 from hooks.services import hook_create
 from sandbox import CodeError
+from webreducer.origins import local_origins, public_root
 
 
 class Command(BaseCommand):
@@ -21,8 +23,16 @@ class Command(BaseCommand):
         parser.add_argument("code", nargs="?", help="a Python file with the hook's functions")
         parser.add_argument("--name", default="")
         parser.add_argument("--email", default="local@localhost", help="owner (created if needed)")
+        parser.add_argument(
+            "--port",
+            type=int,
+            default=int(os.environ.get("PORT", "8000")),
+            help="the port of `make run`, for its URLs when no origin is configured",
+        )
 
-    def handle(self, *args: Any, code: str | None, name: str, email: str, **options: Any) -> None:
+    def handle(
+        self, *args: Any, code: str | None, name: str, email: str, port: int, **options: Any
+    ) -> None:
         source = Path(code).read_text() if code else ""
         owner, _ = User.objects.get_or_create(email=email, defaults={"username": email})
         try:
@@ -31,7 +41,11 @@ class Command(BaseCommand):
             )
         except CodeError as error:
             raise CommandError(str(error)) from error
-        root = settings.SITE_ROOT.rstrip("/")
+        # Where the write and read URLs are served: `make run`'s public origin when nothing
+        # is configured (it serves them on 127.0.0.1 only), else the configured one.
+        root = public_root()
+        if not settings.WR_PUBLIC_ORIGIN:
+            root = local_origins(port).get("WR_PUBLIC_ORIGIN", root)
         write = hook.keys.get(kind=Key.Kind.WRITE).token
         read = hook.keys.get(kind=Key.Kind.READ).token
         self.stdout.write(f"hook  {hook.pk}  {hook.name}")

@@ -2,6 +2,10 @@
 
 Embedded default (no REDIS_URL): one ASGI process serves HTTP and websockets, tasks run in
 process. With REDIS_URL: the ASGI server, a Celery worker and Celery beat, stopped together.
+
+Two origins on one port unless SITE_ROOT or WR_PUBLIC_ORIGIN is set: the app on
+http://localhost:PORT, the write and read URLs on http://127.0.0.1:PORT. Different host names,
+so the app's host-only cookies never reach users' content (docs/security.md).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from webreducer.origins import local_origins
+
 
 class Command(BaseCommand):
     help = "Migrate and serve WebReducer (web, and with REDIS_URL a worker and beat too)."
@@ -27,6 +33,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, host: str, port: int, workers: int, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
+        origins = local_origins(port)
+        # The children read their settings from the environment.
+        os.environ.update(origins)
         python = sys.executable
         # uvicorn with the input backstops and proxy trust the settings ask for.
         web = [python, "-m", "webreducer.asgiserver", "--host", host, "--port", str(port)]
@@ -45,7 +54,11 @@ class Command(BaseCommand):
         # by default Python would die at once and leave them running.
         for stop in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(stop, _exit)
-        self.stdout.write(f"WebReducer on http://{host}:{port}/  (Ctrl-C stops it)")
+        app = origins.get("SITE_ROOT", settings.SITE_ROOT)
+        public = origins.get("WR_PUBLIC_ORIGIN", settings.WR_PUBLIC_ORIGIN or app)
+        self.stdout.write(f"WebReducer on {host}:{port}  (Ctrl-C stops it)")
+        self.stdout.write(f"  app:            {app}/")
+        self.stdout.write(f"  write and read: {public}/write/…, {public}/read/…")
         server = subprocess.Popen(web)
         processes.append(server)
         try:
