@@ -31,7 +31,7 @@ from hooks.services import (
     key_set_paused,
     secret_set,
 )
-from hooks.views import common
+from hooks.views import common, samples
 from hooks.views.forms import KeyCreateForm, SecretForm
 from sandbox import CodeError
 
@@ -46,7 +46,12 @@ def log(request: HttpRequest, hook_id: str) -> HttpResponse:
     """Rows of the request log, newest first: the first page, or the one before `?before=<id>`."""
     hook = hook_get_for_user(user=request.user, hook_id=hook_id)
     before = request.GET.get("before", "")
-    rows, more = common.log_page(hook, before=int(before) if before.isdigit() else None)
+    rows, more = common.log_page(
+        hook,
+        before=int(before) if before.isdigit() else None,
+        outcome=request.GET.get("status", ""),
+        path=request.GET.get("path", "")[:2000],
+    )
     return render(request, "hooks/_log_page.html", {"hook": hook, "rows": rows, "more": more})
 
 
@@ -59,6 +64,12 @@ def request_detail(request: HttpRequest, hook_id: str, request_id: str) -> HttpR
         raise Http404("No such request.")
     (entry,) = log_entries(hook, [row])
     error = entry.error if isinstance(entry.error, dict) else None
+    answer = entry.response if isinstance(entry.response, dict) else None
+    resent_from = (
+        Request.objects.filter(pk=entry.resent_from_id).values("seq", "uuid").first()
+        if entry.resent_from_id
+        else None
+    )
     return render(
         request,
         "hooks/_request_detail.html",
@@ -71,8 +82,44 @@ def request_detail(request: HttpRequest, hook_id: str, request_id: str) -> HttpR
             if entry.state_after is not None
             else "",
             "diff": _diff_display(entry.state_diff),  # type: ignore[attr-defined]
+            "answer": answer,
+            "answer_body": _answer_pretty(answer),
+            "resent_from": resent_from,
         },
     )
+
+
+def _answer_pretty(answer: dict[str, Any] | None) -> str:
+    if answer is None:
+        return ""
+    body = answer.get("body")
+    if isinstance(body, str):
+        return body[: common.MAX_SHOWN_CHARS]
+    return common.pretty_json(body)
+
+
+@login_required
+@require_POST
+def sign(request: HttpRequest, hook_id: str) -> HttpResponse:
+    """The signed headers of a test request's body for the hook's starter, computed with the
+    hook's own secret: the page gets the signature, never the secret."""
+    hook = hook_get_for_user(user=request.user, hook_id=hook_id)
+    try:
+        payload = json.loads(request.body or b"{}")
+        body, slug = payload["body"], payload["starter"]
+        if not isinstance(body, str) or not isinstance(slug, str):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        return JsonResponse(
+            {"error": {"code": "invalid", "message": 'Send {"starter": "…", "body": "…"}.'}},
+            status=400,
+        )
+    headers = samples.sample_headers(hook=hook, slug=slug, body=body)
+    if headers is None:
+        name = samples.signer_secret(slug)
+        message = f"Set the secret {name} first." if name else "This starter signs nothing."
+        return JsonResponse({"error": {"code": "no_secret", "message": message}}, status=400)
+    return JsonResponse({"headers": headers})
 
 
 def _diff_display(ops: list[dict[str, Any]] | None) -> list[dict[str, str]] | None:
