@@ -16,6 +16,8 @@ from accounts.models import User
 from accounts.selectors import api_token_get_for_user, api_token_list
 from accounts.services import api_token_create, api_token_revoke
 
+NEW_TOKEN = "accounts:new-api-token"  # noqa: S105 (a session key, not a secret)
+
 
 class TokenCreateForm(forms.Form):
     name = forms.CharField(
@@ -37,16 +39,22 @@ def tokens_view(request: HttpRequest) -> HttpResponse:
     if user is None:
         return render(request, "accounts/tokens.html", {"visitor": True})
     form = TokenCreateForm(request.POST or None)
-    created = None
     if request.method == "POST" and form.is_valid():
-        _, created = api_token_create(user=user, name=form.cleaned_data["name"])
-        form = TokenCreateForm()
+        _, token = api_token_create(user=user, name=form.cleaned_data["name"])
+        # Post/redirect/get, so a reload does not make a second token: the clear token waits
+        # in the (server-side) session for the one page that shows it, and leaves it there.
+        request.session[NEW_TOKEN] = token
+        return redirect("accounts:tokens")
     response = render(
         request,
         "accounts/tokens.html",
-        {"form": form, "created": created, "tokens": list(api_token_list(user=user))},
+        {
+            "form": form,
+            "created": request.session.pop(NEW_TOKEN, None),
+            "tokens": list(api_token_list(user=user)),
+        },
     )
-    # The one page that shows a new token: never cached, never kept in the browser's history.
+    # The one page that shows a new token: never cached.
     response["Cache-Control"] = "no-store"
     return response
 
