@@ -140,6 +140,15 @@ class RequestLogApi(HookApi):
 
     renderer_classes = [renderers.JSONRenderer, NdjsonRenderer]
 
+    def finalize_response(self, request: Any, response: Any, *args: Any, **kwargs: Any) -> Any:
+        # Only the export itself is NDJSON: a page or an error (a bad filter, 404) stays JSON.
+        if isinstance(response, Response) and isinstance(
+            getattr(request, "accepted_renderer", None), NdjsonRenderer
+        ):
+            request.accepted_renderer = renderers.JSONRenderer()
+            request.accepted_media_type = "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
+
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=OUTCOMES, required=False)
         path = serializers.CharField(
@@ -171,7 +180,18 @@ class RequestLogApi(HookApi):
                 description="With format=ndjson: only numbered entries with seq > since.",
             ),
         ],
-        responses=responses({200: paginated(RequestLogSerializer, "PaginatedRequestLogList")}, 400),
+        responses=responses(
+            {
+                (200, "application/json"): paginated(
+                    RequestLogSerializer, "PaginatedRequestLogList"
+                ),
+                (200, "application/x-ndjson"): OpenApiResponse(
+                    OpenApiTypes.STR,
+                    description="With format=ndjson: one RequestLog entry (JSON) a line.",
+                ),
+            },
+            400,
+        ),
     )
     def get(self, request: DrfRequest, hook_id: str) -> Any:
         hook = self.hook(hook_id)

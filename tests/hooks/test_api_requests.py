@@ -372,7 +372,10 @@ def test_it_exports_every_entry_once_oldest_first_as_ndjson(
     assert entries[-1] == log(api, hook)["results"][0]
     assert [e["seq"] for e in ndjson(api, hook, "&since=25")] == [26, 27, 28, 29]
     assert [e["outcome"] for e in ndjson(api, hook, "&status=rejected")] == ["rejected"]
-    assert api.get(url(hook, "requests") + "?format=ndjson&since=-1").status_code == 400
+    refused = api.get(url(hook, "requests") + "?format=ndjson&since=-1")
+    assert refused.status_code == 400
+    assert refused["Content-Type"] == "application/json"
+    assert "since" in refused.json()["error"]["fields"]
 
 
 def test_it_exports_each_entry_once_while_a_burst_of_writes_goes_on(
