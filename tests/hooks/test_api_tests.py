@@ -311,3 +311,21 @@ def test_it_publishes_despite_failing_tests_that_are_not_required(api, make_hook
     draft_save(hook=hook, code="")
 
     assert call(api, "post", url(hook, "publish"), {}).status_code == 202
+
+
+def test_it_passes_the_example_in_the_docs_on_the_counter(api, make_hook) -> None:
+    import re
+
+    from django.conf import settings
+
+    from hooks.services import EXAMPLE_CODE
+
+    text = (settings.BASE_DIR / "docs" / "functions.md").read_text()
+    section = text[text.index("## Test cases") :]
+    example = json.loads(re.search(r"```json\n(.*?)```", section, re.DOTALL)[1])  # type: ignore[index]
+    hook = make_hook(EXAMPLE_CODE)
+
+    outcome = run(api, hook, {"cases": example})
+
+    assert (outcome["passed"], outcome["failed"]) == (3, 0), outcome
+    assert call(api, "put", url(hook, "tests"), {"cases": example}).status_code == 200
