@@ -173,7 +173,12 @@ class Request(models.Model):
     response = models.JSONField(null=True, blank=True)
     # Set on a copy made by "resend" (hooks.resend): the request it was copied from.
     resent_from = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,  # the partial index below: writes that are not copies never touch it
     )
     error = models.JSONField(null=True, blank=True)
     console = models.TextField(blank=True, default="")
@@ -203,6 +208,11 @@ class Request(models.Model):
             # The request log, newest first, optionally filtered by outcome.
             models.Index(fields=["hook", "-id"], name="hooks_request_log"),
             models.Index(fields=["hook", "outcome", "-id"], name="hooks_request_log_outcome"),
+            models.Index(
+                fields=["resent_from"],
+                condition=Q(resent_from__isnull=False),
+                name="hooks_request_resent_from",
+            ),
         ]
 
     def __str__(self) -> str:
