@@ -218,11 +218,13 @@ class RequestAdmin(admin.ModelAdmin):
         "received_at",
         "outcome",
         "response_status",
+        "response",
         "error",
         "console",
         "duration_ms",
         "idempotency_key",
         "duplicate_of",
+        "resent_from",
         "state_after",
         "applied_at",
     ]

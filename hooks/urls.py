@@ -23,6 +23,7 @@ urlpatterns = [
     path(HOOK + "log/", panels.log, name="log"),
     path(HOOK + "log/<uuid:request_id>/", panels.request_detail, name="request"),
     path(HOOK + "state/", panels.state, name="state"),
+    path(HOOK + "sign/", panels.sign, name="sign"),
     path(HOOK + "versions/", panels.versions, name="versions"),
     path(HOOK + "keys/", panels.key_new, name="key-new"),
     path(HOOK + "keys/<int:key_id>/<str:action>/", panels.key_action, name="key-action"),

@@ -10,13 +10,13 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webreducer.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from accounts.websocket import OwnerSocketAuth  # noqa: E402
 from hooks.routing import owner_websocket_urlpatterns, public_websocket_urlpatterns  # noqa: E402
 from webreducer.inputs.asgi import InputLimits  # noqa: E402
-from webreducer.origin_guards import AppOriginValidator, WebsocketHostGuard  # noqa: E402
+from webreducer.origin_guards import WebsocketHostGuard  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -28,14 +28,10 @@ application = ProtocolTypeRouter(
                     # Public and CORS-open like GET /read/<key>: pages of any origin may
                     # subscribe, the key in the URL is the credential.
                     *public_websocket_urlpatterns,
-                    # Authenticated by the session cookie, so only pages of the app's own origin
-                    # (SITE_ROOT), checked on every connection whatever DEBUG says.
-                    re_path(
-                        r"^ws/",
-                        AppOriginValidator(
-                            AuthMiddlewareStack(URLRouter(owner_websocket_urlpatterns))
-                        ),
-                    ),
+                    # An API token (no Origin needed), or the session cookie from pages of the
+                    # app's own origin (SITE_ROOT) only, checked on every connection whatever
+                    # DEBUG says (accounts/websocket.py).
+                    re_path(r"^ws/", OwnerSocketAuth(URLRouter(owner_websocket_urlpatterns))),
                 ]
             )
         ),

@@ -119,9 +119,9 @@ ERROR_TEXT = {
 }
 
 
-def responses(ok: dict[int, Any], *errors: int) -> dict[int, Any]:
+def responses(ok: dict[Any, Any], *errors: int) -> dict[Any, Any]:
     """The documented answers of a route: its successes and every error it can give."""
-    answers: dict[int, Any] = dict(ok)
+    answers: dict[Any, Any] = dict(ok)
     for code in sorted({401, 403, 404, *errors}):
         answers[code] = OpenApiResponse(ErrorSerializer, description=ERROR_TEXT[code])
     return answers

@@ -86,9 +86,16 @@ def body_preview(row: Request) -> str:
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
 
 
-def log_page(hook: Hook, *, before: int | None = None) -> tuple[list[Request], bool]:
-    """The newest LOG_PAGE rows (older than id `before`), and whether there are more."""
-    rows = Request.objects.filter(hook=hook).defer("state_after", "console", "headers")
+def log_page(
+    hook: Hook, *, before: int | None = None, outcome: str = "", path: str = ""
+) -> tuple[list[Request], bool]:
+    """The newest LOG_PAGE rows (older than id `before`; of one outcome, under a path prefix),
+    and whether there are more."""
+    rows = Request.objects.filter(hook=hook).defer("state_after", "console", "headers", "response")
+    if outcome in Request.Outcome.values:
+        rows = rows.filter(outcome=outcome)
+    if path:
+        rows = rows.filter(path__startswith=path.lstrip("/"))
     if before is not None:
         rows = rows.filter(id__lt=before)
     page = list(rows.order_by("-id")[: LOG_PAGE + 1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.conf import settings
@@ -21,9 +22,10 @@ from hooks import services
 from hooks.models import Hook, Key, Request, Secret, State, Version
 from hooks.replay import replay_progress
 from hooks.selectors import hook_get_for_user, hook_list_for_user
-from hooks.serializers import key_url
+from hooks.serializers import OUTCOMES, key_url
 from hooks.services import EXAMPLE_CODE, hook_archive, hook_create, hook_update
-from hooks.views import common
+from hooks.testcases import tests_get
+from hooks.views import common, samples
 from hooks.views.forms import HookCreateForm, HookSettingsForm, KeyCreateForm, SecretForm
 from hooks.views.starters import STARTERS, STARTERS_BY_SLUG
 from webreducer.origins import websocket_url
@@ -128,6 +130,10 @@ def detail_context(request: HttpRequest, hook: Hook) -> dict[str, Any]:
         (s for s in STARTERS if s.code and s.code == (live.code if live else None)), None
     )
     sample = (starter or STARTERS[0]).sample
+    slug = starter.slug if starter else None
+    signs_with = samples.signer_secret(slug)
+    headers = samples.sample_headers(hook=hook, slug=slug, body=sample[3]) if signs_with else None
+    tests = tests_get(hook=hook)
     return {
         "hook": hook,
         "live": live,
@@ -139,6 +145,13 @@ def detail_context(request: HttpRequest, hook: Hook) -> dict[str, Any]:
         "live_url": websocket_url(key_url(read_key)) + "/live" if read_key else "",
         "curl": common.curl_line(write_key, sample[3]),
         "sample": sample,
+        "sample_headers": samples.headers_text(headers),
+        "signs_with": signs_with,
+        "sample_slug": slug or "",
+        "signs_missing": bool(signs_with) and headers is None,
+        "tests_json": json.dumps(tests["cases"], indent=2, ensure_ascii=False),
+        "tests_required": tests["required"],
+        "outcomes": OUTCOMES,
         "state": common.live_state(hook),
         "versions": versions,
         "building": building,
@@ -165,6 +178,8 @@ def detail_context(request: HttpRequest, hook: Hook) -> dict[str, Any]:
             "logUrl": reverse("hooks:log", kwargs={"hook_id": hook.pk}),
             "stateUrl": reverse("hooks:state", kwargs={"hook_id": hook.pk}),
             "versionsUrl": reverse("hooks:versions", kwargs={"hook_id": hook.pk}),
+            "signUrl": reverse("hooks:sign", kwargs={"hook_id": hook.pk}) if signs_with else "",
+            "requestsApi": reverse("hooks-api:requests", kwargs={"hook_id": hook.pk}),
             "wsPath": f"/ws/hooks/{hook.pk}/",
             # Absolute: on split origins the write URL is on the public host (CORS is open).
             "writeUrl": key_url(write_key) if write_key else "",

@@ -14,14 +14,13 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from hooks import services
-from hooks.apis.requests import log_entries
+from hooks.apis.requests import log_entries, log_rows
 from hooks.models import Hook, Key, Request, Secret, Version
 from hooks.selectors import hook_get_for_user
 from hooks.services import (
@@ -32,7 +31,7 @@ from hooks.services import (
     key_set_paused,
     secret_set,
 )
-from hooks.views import common
+from hooks.views import common, samples
 from hooks.views.forms import KeyCreateForm, SecretForm
 from sandbox import CodeError
 
@@ -47,7 +46,12 @@ def log(request: HttpRequest, hook_id: str) -> HttpResponse:
     """Rows of the request log, newest first: the first page, or the one before `?before=<id>`."""
     hook = hook_get_for_user(user=request.user, hook_id=hook_id)
     before = request.GET.get("before", "")
-    rows, more = common.log_page(hook, before=int(before) if before.isdigit() else None)
+    rows, more = common.log_page(
+        hook,
+        before=int(before) if before.isdigit() else None,
+        outcome=request.GET.get("status", ""),
+        path=request.GET.get("path", "")[:2000],
+    )
     return render(request, "hooks/_log_page.html", {"hook": hook, "rows": rows, "more": more})
 
 
@@ -55,15 +59,17 @@ def log(request: HttpRequest, hook_id: str) -> HttpResponse:
 @require_GET
 def request_detail(request: HttpRequest, hook_id: str, request_id: str) -> HttpResponse:
     hook = hook_get_for_user(user=request.user, hook_id=hook_id)
-    row = (
-        Request.objects.filter(hook=hook, uuid=request_id)
-        .annotate(duplicate_of_uuid=F("duplicate_of__uuid"))
-        .first()
-    )
+    row = log_rows(hook).filter(uuid=request_id).first()
     if row is None:
         raise Http404("No such request.")
     (entry,) = log_entries(hook, [row])
     error = entry.error if isinstance(entry.error, dict) else None
+    answer = entry.response if isinstance(entry.response, dict) else None
+    resent_from = (
+        Request.objects.filter(pk=entry.resent_from_id).values("seq", "uuid").first()
+        if entry.resent_from_id
+        else None
+    )
     return render(
         request,
         "hooks/_request_detail.html",
@@ -76,8 +82,44 @@ def request_detail(request: HttpRequest, hook_id: str, request_id: str) -> HttpR
             if entry.state_after is not None
             else "",
             "diff": _diff_display(entry.state_diff),  # type: ignore[attr-defined]
+            "answer": answer,
+            "answer_body": _answer_pretty(answer),
+            "resent_from": resent_from,
         },
     )
+
+
+def _answer_pretty(answer: dict[str, Any] | None) -> str:
+    if answer is None:
+        return ""
+    body = answer.get("body")
+    if isinstance(body, str):
+        return body[: common.MAX_SHOWN_CHARS]
+    return common.pretty_json(body)
+
+
+@login_required
+@require_POST
+def sign(request: HttpRequest, hook_id: str) -> HttpResponse:
+    """The signed headers of a test request's body for the hook's starter, computed with the
+    hook's own secret: the page gets the signature, never the secret."""
+    hook = hook_get_for_user(user=request.user, hook_id=hook_id)
+    try:
+        payload = json.loads(request.body or b"{}")
+        body, slug = payload["body"], payload["starter"]
+        if not isinstance(body, str) or not isinstance(slug, str):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        return JsonResponse(
+            {"error": {"code": "invalid", "message": 'Send {"starter": "…", "body": "…"}.'}},
+            status=400,
+        )
+    headers = samples.sample_headers(hook=hook, slug=slug, body=body)
+    if headers is None:
+        name = samples.signer_secret(slug)
+        message = f"Set the secret {name} first." if name else "This starter signs nothing."
+        return JsonResponse({"error": {"code": "no_secret", "message": message}}, status=400)
+    return JsonResponse({"headers": headers})
 
 
 def _diff_display(ops: list[dict[str, Any]] | None) -> list[dict[str, str]] | None:

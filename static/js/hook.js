@@ -500,6 +500,51 @@
   let logBusy = false;
   let logAgain = false;
 
+  // --- Filters (outcome, path prefix) and the NDJSON export of what they select -------------
+
+  const filterForm = $("#log-filters");
+  const exportLink = $("#log-export");
+
+  function filters() {
+    const params = new URLSearchParams();
+    if (!filterForm) return params;
+    const outcome = filterForm.elements.status.value;
+    const path = filterForm.elements.path.value.trim().replace(/^\/+/, "");
+    if (outcome) params.set("status", outcome);
+    if (path) params.set("path", path);
+    return params;
+  }
+
+  function logUrl(extra) {
+    const params = filters();
+    for (const [name, value] of Object.entries(extra || {})) params.set(name, value);
+    const query = params.toString();
+    return config.logUrl + (query ? "?" + query : "");
+  }
+
+  function filtersChanged() {
+    const params = filters();
+    params.set("format", "ndjson");
+    if (exportLink) exportLink.href = config.requestsApi + "?" + params.toString();
+    // Another selection: start the list over rather than merge into the old one.
+    logList.replaceChildren();
+    loadedOlder = false;
+    refreshLog();
+  }
+
+  if (filterForm) {
+    filterForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      filtersChanged();
+    });
+    filterForm.elements.status.addEventListener("change", filtersChanged);
+    let typing = null;
+    filterForm.elements.path.addEventListener("input", () => {
+      clearTimeout(typing);
+      typing = setTimeout(filtersChanged, 300);
+    });
+  }
+
   async function refreshLog() {
     if (logBusy) {
       logAgain = true;
@@ -507,7 +552,7 @@
     }
     logBusy = true;
     try {
-      const page = WR.parseHtml(await WR.fetchHtml(config.logUrl)).querySelector(".log-page");
+      const page = WR.parseHtml(await WR.fetchHtml(logUrl())).querySelector(".log-page");
       const added = merge([...page.querySelectorAll(".log-row")], { append: false });
       if (added) {
         const total = $("#stat-requests");
@@ -530,7 +575,7 @@
     const oldest = rows.length ? rows[rows.length - 1].dataset.pk : "";
     olderButton.disabled = true;
     try {
-      const url = config.logUrl + "?before=" + encodeURIComponent(oldest);
+      const url = logUrl({ before: oldest });
       const page = WR.parseHtml(await WR.fetchHtml(url)).querySelector(".log-page");
       loadedOlder = true;
       merge([...page.querySelectorAll(".log-row")], { append: true });
@@ -633,18 +678,45 @@
 
   const form = $("#test-request");
 
+  // "Name: value" lines; blank lines and lines without a colon are skipped.
+  function parseHeaders(text) {
+    const headers = {};
+    for (const line of text.split("\n")) {
+      const at = line.indexOf(":");
+      if (at <= 0) continue;
+      const name = line.slice(0, at).trim();
+      if (name) headers[name] = line.slice(at + 1).trim();
+    }
+    return headers;
+  }
+
+  function headersText(headers) {
+    return Object.entries(headers).map(([name, value]) => name + ": " + value).join("\n") + "\n";
+  }
+
+  // The starter's signature headers for this body, from the server (which has the secret).
+  async function signHeaders(body) {
+    const sign = $("#tr-sign");
+    if (!sign || !sign.checked || !config.signUrl) return;
+    const result = await WR.api("POST", config.signUrl, { starter: sign.dataset.starter, body });
+    if (!result.ok) throw new Error("not signed: " + WR.apiMessage(result));
+    const box = $("#tr-headers");
+    box.value = headersText({ ...parseHeaders(box.value), ...result.data.headers });
+  }
+
   async function sendTestRequest() {
     const method = $("#tr-method").value;
     const path = $("#tr-path").value.trim().replace(/^\/+/, "");
     const contentType = $("#tr-content-type").value;
     const body = $("#tr-body").value;
     const url = config.writeUrl + (path ? "/" + path : "");
+    if (method !== "GET" && method !== "HEAD") await signHeaders(body);
     const options = {
       method,
       // The write URL needs no credentials: never send this site's cookies to the hook's log.
       credentials: "omit",
       referrerPolicy: "no-referrer",
-      headers: {},
+      headers: parseHeaders(($("#tr-headers") || { value: "" }).value),
     };
     if (method !== "GET" && method !== "HEAD") {
       options.headers["Content-Type"] = contentType;

@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RegexPattern, RoutePattern
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, User
 from accounts.services import api_token_create
 from hooks import secrets as crypto
-from hooks.models import Hook, Key, Secret
+from hooks.models import Hook, Key, Request, Secret
 from hooks.services import hook_create
 
 # Public by design: the schema and its docs page, the visitor quick start, the sign-in routes.
@@ -110,6 +111,7 @@ class World:
     key: Key
     secret: Secret
     api_token: ApiToken
+    request: Request
 
 
 @pytest.fixture
@@ -122,9 +124,9 @@ def world(alice: User) -> World:
         fingerprint=crypto.fingerprint("s3cret"),
     )
     api_token, _ = api_token_create(user=alice, name="alice's")
-    return World(
-        hook=hook, key=hook.keys.get(kind=Key.Kind.WRITE), secret=secret, api_token=api_token
-    )
+    key = hook.keys.get(kind=Key.Kind.WRITE)
+    request = Request.objects.create(hook=hook, key=key, method="POST", received_at=timezone.now())
+    return World(hook=hook, key=key, secret=secret, api_token=api_token, request=request)
 
 
 def url_for(route: Route, world: World) -> str:
@@ -140,6 +142,8 @@ def url_for(route: Route, world: World) -> str:
             return world.secret.name
         if name == "number":
             return "1"
+        if name == "request_id":
+            return str(world.request.uuid)
         raise AssertionError(
             f"test_access does not know how to fill <{name}> in /{route.route}: "
             "teach url_for() which of alice's objects it names"

@@ -62,6 +62,7 @@ def make_world(alice: Any, client: Any) -> World:
         "key_id": str(hook.keys.get(kind=Key.Kind.READ).pk),
         "number": "1",
         "name": "API_KEY",
+        "request_id": str(hook.requests.order_by("id").values_list("uuid", flat=True)[0]),
     }
     return World(token=secret, params=params)
 
@@ -145,6 +146,10 @@ def test_the_schema_documents_bearer_tokens_and_every_hook_route(client) -> None
         "/api/hooks/{hook_id}/secrets/": {"get"},
         "/api/hooks/{hook_id}/secrets/{name}/": {"put", "delete"},
         "/api/hooks/{hook_id}/requests/": {"get"},
+        "/api/hooks/{hook_id}/requests/{request_id}/": {"get"},
+        "/api/hooks/{hook_id}/requests/{request_id}/resend/": {"post"},
+        "/api/hooks/{hook_id}/tests/": {"get", "put"},
+        "/api/hooks/{hook_id}/tests/run/": {"post"},
         "/api/hooks/{hook_id}/state/": {"get"},
         "/api/hooks/{hook_id}/archive/": {"post"},
     }

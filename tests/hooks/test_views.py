@@ -55,6 +55,8 @@ def hook_urls(hook: Hook) -> dict[str, list[str]]:
         reverse("hooks:key-action", kwargs={**kw, "key_id": key.pk, "action": "revoke"}),
         reverse("hooks:secret-save", kwargs=kw),
         reverse("hooks:secret-delete", kwargs={**kw, "name": "TOKEN"}),
+        reverse("hooks:sign", kwargs=kw),
+        reverse("hooks:draft", kwargs=kw),
     ]
     return {"get": get, "post": post}
 
