@@ -77,8 +77,8 @@ def test_it_still_refuses_a_cookie_from_another_sites_page(make_hook, alice, set
     from accounts.websocket import OwnerSocketAuth
     from hooks.routing import owner_websocket_urlpatterns
 
-    # The Origin check reads ALLOWED_HOSTS when the application is built (production's list).
-    settings.ALLOWED_HOSTS = ["testserver"]
+    # Only pages of the app's own origin (SITE_ROOT) may use the cookie.
+    settings.SITE_ROOT = "http://testserver"
     application = OwnerSocketAuth(URLRouter(owner_websocket_urlpatterns))
     hook = make_hook(COUNTER)
     cookie = [h for h in _session_cookie(alice) if h[0] == b"cookie"]

@@ -485,7 +485,8 @@ def test_it_does_not_trust_a_child_that_forges_its_replies() -> None:
     return 1
     """
     result = hostile(forge)
-    assert not result.ok and result.error["type"] == "SandboxError"
+    # Refused as a frame or, when it parses as one, as a value that is not JSON (strict_json).
+    assert not result.ok and result.error["type"] in ("SandboxError", "ResponseNotSerializable")
     huge = "os.write(3, (2**31).to_bytes(4, 'big'))\nreturn 1"
     result = hostile(huge)
     assert not result.ok and result.error["type"] == "SandboxError"
