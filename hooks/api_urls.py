@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from hooks.apis import hooks, keys, requests, secrets, versions
+from hooks.apis import hooks, keys, requests, secrets, tests, versions
 
 app_name = "hooks-api"
 
@@ -36,4 +36,16 @@ urlpatterns = [
     path(HOOK + "secrets/", secrets.SecretListApi.as_view(), name="secrets"),
     path(HOOK + "secrets/<str:name>/", secrets.SecretDetailApi.as_view(), name="secret"),
     path(HOOK + "requests/", requests.RequestLogApi.as_view(), name="requests"),
+    path(
+        HOOK + "requests/<str:request_id>/",
+        requests.RequestDetailApi.as_view(),
+        name="request",
+    ),
+    path(
+        HOOK + "requests/<str:request_id>/resend/",
+        requests.RequestResendApi.as_view(),
+        name="request-resend",
+    ),
+    path(HOOK + "tests/", tests.HookTestsApi.as_view(), name="tests"),
+    path(HOOK + "tests/run/", tests.HookTestsRunApi.as_view(), name="tests-run"),
 ]

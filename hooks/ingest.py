@@ -22,6 +22,7 @@ from django.db.models import Field
 from django.utils import timezone
 
 from hooks import events, ratelimit, wakeup
+from hooks.answers import answer_record, default_answer
 from hooks.fold import request_payload
 from hooks.masking import mask, mask_error
 from hooks.models import Hook, Key, Request, State, Version
@@ -38,6 +39,7 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     raw_json: str | None = None  # the body as JSON text, when it is already serialised
+    request: Request | None = None  # the stored request this answers (request_ingest)
 
 
 class PublicError(Exception):
@@ -158,8 +160,12 @@ def request_ingest(
     query: dict[str, list[str]],
     content_type: str,
     body: bytes,
+    resent_from: int | None = None,
 ) -> Reply:
     """Store one write and answer it with the hook's responder (SPEC §2, §3.1).
+
+    `resent_from` marks a copy of a stored request (hooks.resend); the reply's `request` is
+    the stored request (for a batch, the answer lists them instead).
 
     A CloudEvents batch (`application/cloudevents-batch+json`) is stored as one request per
     event, in order, each answered by the responder; the answer lists every event's result.
@@ -180,6 +186,7 @@ def request_ingest(
             content_type=content_type,
             body=body,
             received_at=received_at,
+            resent_from_id=resent_from,
         )
 
     batch = wr_cloudevents.is_batch(content_type)
@@ -197,6 +204,7 @@ def request_ingest(
     replies = _respond(key, requests)
     for request, reply in zip(requests, replies, strict=True):
         request.response_status = reply.status
+        reply.request = request
         if reply.status >= 400:
             request.outcome = Request.Outcome.REJECTED
     try:
@@ -229,6 +237,8 @@ def _respond(key: Key, requests: list[Request]) -> list[Reply]:
     hook, version = key.hook, key.hook.live_version
     assert version is not None
     if not version.defines("responder"):
+        for request in requests:
+            request.response = default_answer(str(request.uuid))
         return [Reply(status=202, body={"id": str(r.uuid)}) for r in requests]
     replies = []
     secrets = hook_secrets(hook.pk, version=hook.secrets_version)
@@ -240,6 +250,12 @@ def _respond(key: Key, requests: list[Request]) -> list[Reply]:
             if result.ok:
                 value = result.value
                 replies.append(Reply(value["status"], value["body"], value["headers"]))
+                request.response = answer_record(
+                    status=value["status"],
+                    headers=value["headers"],
+                    body=value["body"],
+                    secrets=secrets,
+                )
                 continue
             request.error = mask_error(result.error, secrets)
             replies.append(
@@ -254,6 +270,9 @@ def _respond(key: Key, requests: list[Request]) -> list[Reply]:
                         }
                     },
                 )
+            )
+            request.response = answer_record(
+                status=500, headers={}, body=replies[-1].body, secrets=secrets
             )
     return replies
 
@@ -274,6 +293,8 @@ INSERT_FIELDS = [
     "error",
     "console",
     "duration_ms",
+    "response",
+    "resent_from_id",
 ]
 
 

@@ -20,3 +20,16 @@ def mask_error(error: dict[str, Any] | None, secrets: dict[str, str]) -> dict[st
     if not error or not secrets:
         return error
     return {k: mask(v, secrets) if isinstance(v, str) else v for k, v in error.items()}
+
+
+def mask_value(value: Any, secrets: dict[str, str]) -> Any:
+    """`value` (any JSON value) with secrets masked in every string in it, keys included."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return mask(value, secrets)
+    if isinstance(value, list):
+        return [mask_value(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {mask(str(k), secrets): mask_value(v, secrets) for k, v in value.items()}
+    return value

@@ -168,6 +168,13 @@ class Request(models.Model):
     received_at = models.DateTimeField()
     outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.PENDING)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The answer the producer got: {"status", "headers", "body", "truncated"}, bounded and with
+    # secrets masked (hooks.answers). Null for requests stored before it was kept.
+    response = models.JSONField(null=True, blank=True)
+    # Set on a copy made by "resend" (hooks.resend): the request it was copied from.
+    resent_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     error = models.JSONField(null=True, blank=True)
     console = models.TextField(blank=True, default="")
     duration_ms = models.FloatField(null=True, blank=True)
@@ -260,3 +267,21 @@ class Secret(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class HookTests(models.Model):
+    """A hook's test cases (validated by hooks.testcases) and whether publish runs them first.
+
+    A row of its own: the document can be up to WR_MAX_TESTS_BYTES, and every management call
+    loads the hook's row.
+    """
+
+    hook = models.OneToOneField(
+        Hook, on_delete=models.CASCADE, primary_key=True, related_name="tests"
+    )
+    cases = models.JSONField(default=list, blank=True)
+    required = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"tests of {self.hook_id}"

@@ -180,6 +180,15 @@ class DiffOpSerializer(serializers.Serializer):
     old = serializers.JSONField(required=False, help_text="The previous value (any JSON).")
 
 
+class ResponseSerializer(serializers.Serializer):
+    status = serializers.IntegerField()
+    headers = serializers.DictField(child=serializers.CharField(allow_blank=True))
+    body = serializers.JSONField(
+        allow_null=True, help_text="A JSON value, or a string for text bodies."
+    )
+    truncated = serializers.BooleanField(help_text="Whether the body or headers were cut.")
+
+
 class RequestLogSerializer(serializers.Serializer):
     """One entry of the request log. The view sets `body_text`, `body_encoding`,
     `state_after_value` and `state_diff` on each row."""
@@ -218,6 +227,16 @@ class RequestLogSerializer(serializers.Serializer):
     )
     state_diff = DiffOpSerializer(
         many=True, allow_null=True, help_text="From the state before; null when unknown."
+    )
+    response = ResponseSerializer(
+        allow_null=True,
+        help_text="The answer the producer got (the responder's, or the default 202); secrets "
+        "masked, the body cut at WR_LOG_RESPONSE_MAX_BYTES.",
+    )
+    resent_from = serializers.UUIDField(
+        source="resent_from_uuid",
+        allow_null=True,
+        help_text="For a resent copy: the id of the request it was copied from.",
     )
 
 

@@ -299,6 +299,17 @@ WR_BENCH_VIEWS = env_bool("WR_BENCH_VIEWS", False)
 # A dry run folds at most this many of the most recent requests, synchronously.
 WR_DRY_RUN_MAX_REQUESTS = env_int("WR_DRY_RUN_MAX_REQUESTS", 10000)
 
+# --- Request inspection and test cases (docs/api.md, docs/functions.md "Test cases") ---------
+# The responder's answer kept with each request in the log (its body is cut beyond this).
+WR_LOG_RESPONSE_MAX_BYTES = env_int("WR_LOG_RESPONSE_MAX_BYTES", 64 * 1024)
+# A hook's test cases: how many, how many requests in all, each body, the whole document.
+WR_MAX_TEST_CASES = env_int("WR_MAX_TEST_CASES", 100)
+WR_MAX_TEST_REQUESTS = env_int("WR_MAX_TEST_REQUESTS", 1000)
+WR_MAX_TEST_BODY_BYTES = env_int("WR_MAX_TEST_BODY_BYTES", 64 * 1024)
+WR_MAX_TESTS_BYTES = env_int("WR_MAX_TESTS_BYTES", 1024 * 1024)
+# A test run stops starting calls after this much time in all (each call keeps its own limits).
+WR_MAX_TEST_RUN_SECONDS = env_float("WR_MAX_TEST_RUN_SECONDS", 30.0)
+
 # --- Accounts ---------------------------------------------------------------------------------
 # Visitors, sign-in by emailed link, personal API tokens, clean-up (docs/accounts.md).
 # allauth: email is the only login method and no password is ever asked for; accounts are made

@@ -1,21 +1,29 @@
-"""The request log: newest first, cursor pagination, filtered by outcome."""
+"""The request log: newest first, cursor pagination, filtered by outcome and path; one entry;
+resend; the whole log as NDJSON (streamed)."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from django.db.models import F
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.db.models import F, Max, QuerySet
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, renderers, serializers, status
 from rest_framework.request import Request as DrfRequest
 from rest_framework.response import Response
 
 from hooks.apis.base import CURSOR, HOOK_ID, HookApi, OrderedCursorPagination, paginated, responses
 from hooks.diff import json_diff
 from hooks.models import Hook, Request
+from hooks.resend import ResendRefused, request_resend
+from hooks.responses import retry_after
 from hooks.serializers import OUTCOMES, RequestLogSerializer
 
 TAGS = ["requests"]
@@ -28,6 +36,13 @@ class RequestLogPagination(OrderedCursorPagination):
     model = Request
     ordering = "-id"
     page_size = 40
+
+
+def log_rows(hook: Hook) -> QuerySet[Request]:
+    """The hook's log rows with the ids RequestLogSerializer shows for linked rows."""
+    return Request.objects.filter(hook=hook).annotate(
+        duplicate_of_uuid=F("duplicate_of__uuid"), resent_from_uuid=F("resent_from__uuid")
+    )
 
 
 def _json(text: str | None) -> Any:
@@ -64,31 +79,193 @@ def log_entries(hook: Hook, rows: Sequence[Request]) -> list[Request]:
     return list(rows)
 
 
+class NdjsonRenderer(renderers.BaseRenderer):
+    """Lets `?format=ndjson` through DRF's content negotiation; the view streams the body."""
+
+    media_type = "application/x-ndjson"
+    format = "ndjson"
+
+    def render(
+        self, data: Any, accepted_media_type: Any = None, renderer_context: Any = None
+    ) -> Any:
+        return json.dumps(data).encode()
+
+
+# Rows fetched and serialised per step of an NDJSON export: the log is never in memory whole.
+NDJSON_CHUNK = 200
+
+
+def _ndjson_chunk(hook: Hook, rows: QuerySet[Request], after: int, upto: int) -> tuple[bytes, int]:
+    """The entries with after < id <= upto (the next NDJSON_CHUNK of them) as NDJSON, and the
+    id of the last; (b"", after) at the end."""
+    page = list(rows.filter(id__gt=after, id__lte=upto).order_by("id")[:NDJSON_CHUNK])
+    if not page:
+        return b"", after
+    data = RequestLogSerializer(log_entries(hook, page), many=True).data
+    text = "".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in data)
+    return text.encode(), page[-1].id
+
+
+def ndjson_stream(
+    hook: Hook, rows: QuerySet[Request], *, asynchronous: bool
+) -> Iterator[bytes] | AsyncIterator[bytes]:
+    """Every row of `rows` stored when the export began, oldest first, by id (storage order).
+
+    Keyset steps over the id: a row is sent once even while writes go on, and an export never
+    grows without end behind a flood of writes. Under ASGI the steps run in a thread one by one
+    (Django would read a sync iterator whole before sending it)."""
+    upto = rows.aggregate(top=Max("id"))["top"] or 0
+
+    def sync() -> Iterator[bytes]:
+        after = 0
+        while True:
+            chunk, after = _ndjson_chunk(hook, rows, after, upto)
+            if not chunk:
+                return
+            yield chunk
+
+    async def asyncgen() -> AsyncIterator[bytes]:
+        after = 0
+        while True:
+            chunk, after = await sync_to_async(_ndjson_chunk)(hook, rows, after, upto)
+            if not chunk:
+                return
+            yield chunk
+
+    return asyncgen() if asynchronous else sync()
+
+
 class RequestLogApi(HookApi):
-    """GET /api/hooks/<hook_id>/requests/"""
+    """GET /api/hooks/<hook_id>/requests/[?format=ndjson]"""
+
+    renderer_classes = [renderers.JSONRenderer, NdjsonRenderer]
 
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=OUTCOMES, required=False)
+        path = serializers.CharField(
+            required=False, allow_blank=True, max_length=2000, trim_whitespace=False
+        )
+        since = serializers.IntegerField(required=False, min_value=0)
 
     @extend_schema(
         tags=TAGS,
-        summary="The request log, newest first (40 a page)",
+        summary="The request log, newest first (40 a page); `?format=ndjson` streams all of it",
         operation_id="hooks_requests_list",
         parameters=[
             HOOK_ID,
             CURSOR,
             OpenApiParameter("status", str, enum=OUTCOMES, description="Only this outcome."),
+            OpenApiParameter(
+                "path", str, description="Only requests whose path starts with this (no `/`)."
+            ),
+            OpenApiParameter(
+                "format",
+                str,
+                enum=["ndjson"],
+                description="`ndjson`: every matching entry, oldest first, one JSON object a "
+                "line (application/x-ndjson), streamed.",
+            ),
+            OpenApiParameter(
+                "since",
+                OpenApiTypes.INT,
+                description="With format=ndjson: only numbered entries with seq > since.",
+            ),
         ],
         responses=responses({200: paginated(RequestLogSerializer, "PaginatedRequestLogList")}, 400),
     )
-    def get(self, request: DrfRequest, hook_id: str) -> Response:
+    def get(self, request: DrfRequest, hook_id: str) -> Any:
         hook = self.hook(hook_id)
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        rows = Request.objects.filter(hook=hook).annotate(duplicate_of_uuid=F("duplicate_of__uuid"))
-        if outcome := filters.validated_data.get("status"):
+        wanted = filters.validated_data
+        rows = log_rows(hook)
+        if outcome := wanted.get("status"):
             rows = rows.filter(outcome=outcome)
+        if path := wanted.get("path"):
+            rows = rows.filter(path__startswith=path.lstrip("/"))
+        if request.query_params.get("format") == "ndjson":
+            if "since" in wanted:
+                rows = rows.filter(seq__gt=wanted["since"])
+            asynchronous = isinstance(request._request, ASGIRequest)
+            response = StreamingHttpResponse(
+                ndjson_stream(hook, rows, asynchronous=asynchronous),
+                content_type="application/x-ndjson",
+            )
+            response["Content-Disposition"] = f'inline; filename="requests-{hook.pk}.ndjson"'
+            response["Cache-Control"] = "no-store"
+            return response
+        if "since" in wanted:
+            raise serializers.ValidationError({"since": ["Only with format=ndjson."]})
         paginator = RequestLogPagination()
         page = paginator.paginate_queryset(rows, request, view=self) or []
         data = RequestLogSerializer(log_entries(hook, page), many=True).data
         return paginator.get_paginated_response(data)
+
+
+REQUEST_ID = OpenApiParameter(
+    "request_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The entry's `id`."
+)
+
+
+def log_entry(hook: Hook, request_id: object) -> Request:
+    """One decorated log entry of `hook`, else 404 (a malformed id too)."""
+    try:
+        wanted = request_id if isinstance(request_id, uuid.UUID) else uuid.UUID(str(request_id))
+    except ValueError:
+        raise exceptions.NotFound() from None
+    row = log_rows(hook).filter(uuid=wanted).first()
+    if row is None:
+        raise exceptions.NotFound()
+    (entry,) = log_entries(hook, [row])
+    return entry
+
+
+class RequestDetailApi(HookApi):
+    """GET /api/hooks/<hook_id>/requests/<request_id>/"""
+
+    @extend_schema(
+        tags=TAGS,
+        summary="One entry of the request log, with the responder's answer",
+        parameters=[HOOK_ID, REQUEST_ID],
+        responses=responses({200: RequestLogSerializer}),
+    )
+    def get(self, request: DrfRequest, hook_id: str, request_id: str) -> Response:
+        entry = log_entry(self.hook(hook_id), request_id)
+        return Response(RequestLogSerializer(entry).data)
+
+
+class ResendFailed(exceptions.APIException):
+    def __init__(self, refused: ResendRefused) -> None:
+        super().__init__(detail=refused.message, code=refused.code)
+        self.status_code = refused.status
+
+
+class RequestResendApi(HookApi):
+    """POST /api/hooks/<hook_id>/requests/<request_id>/resend/"""
+
+    @extend_schema(
+        tags=TAGS,
+        summary="Send a logged request again, as a new request marked resent_from",
+        description="The copy goes through the write path: the live responder answers it, the "
+        "write key's rate limit applies (429 with Retry-After), and it is folded like any "
+        "write. The original is left as it was.",
+        parameters=[HOOK_ID, REQUEST_ID],
+        request=None,
+        responses={
+            **responses({201: RequestLogSerializer}, 409),
+            413: OpenApiResponse(description="The body is over the hook's body limit."),
+            429: OpenApiResponse(description="The write key's rate limit; see Retry-After."),
+        },
+    )
+    def post(self, request: DrfRequest, hook_id: str, request_id: str) -> Response:
+        hook = self.hook(hook_id)
+        original = log_entry(hook, request_id)
+        try:
+            copy, _ = request_resend(hook=hook, original=original)
+        except ResendRefused as refused:
+            response = self.handle_exception(ResendFailed(refused))
+            if refused.retry_after is not None:
+                retry_after(response, refused.retry_after)
+            return response
+        entry = log_entry(hook, copy.uuid)
+        return Response(RequestLogSerializer(entry).data, status=status.HTTP_201_CREATED)

@@ -24,6 +24,7 @@ from hooks.apis.base import (
     paginated,
     responses,
 )
+from hooks.apis.tests import TestsFailed
 from hooks.models import Hook, Version
 from hooks.replay import hook_dry_run, hook_publish, hook_rollback, replay_progress
 from hooks.serializers import (
@@ -33,6 +34,7 @@ from hooks.serializers import (
     VersionDetailSerializer,
     VersionSerializer,
 )
+from hooks.testcases import tests_check_for_publish
 from sandbox import CodeError, SandboxUnavailable
 
 TAGS = ["versions"]
@@ -70,12 +72,23 @@ class HookPublishApi(HookApi):
         summary="Publish the draft: a new version replays the history, then goes live",
         parameters=[HOOK_ID],
         request=InputSerializer,
-        responses=responses({202: StartedSerializer}, 400),
+        description="When the hook's test cases are `required`, they run on the draft first: "
+        "any failure answers 400 `tests_failed` with the run's `results` and publishes nothing.",
+        responses=responses({202: StartedSerializer}, 400, 503),
     )
     def post(self, request: DrfRequest, hook_id: str) -> Response:
         hook = self.hook(hook_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        try:
+            # Required test cases run on the draft first; a failure publishes nothing.
+            failed = tests_check_for_publish(hook=hook, code=hook.draft_code)
+        except CodeError as error:
+            raise CodeRefused(error) from None
+        except SandboxUnavailable as error:
+            raise SandboxDown(error) from None
+        if failed is not None:
+            raise TestsFailed(failed)
         try:
             version = hook_publish(
                 hook=hook,

@@ -14,14 +14,13 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from hooks import services
-from hooks.apis.requests import log_entries
+from hooks.apis.requests import log_entries, log_rows
 from hooks.models import Hook, Key, Request, Secret, Version
 from hooks.selectors import hook_get_for_user
 from hooks.services import (
@@ -55,11 +54,7 @@ def log(request: HttpRequest, hook_id: str) -> HttpResponse:
 @require_GET
 def request_detail(request: HttpRequest, hook_id: str, request_id: str) -> HttpResponse:
     hook = hook_get_for_user(user=request.user, hook_id=hook_id)
-    row = (
-        Request.objects.filter(hook=hook, uuid=request_id)
-        .annotate(duplicate_of_uuid=F("duplicate_of__uuid"))
-        .first()
-    )
+    row = log_rows(hook).filter(uuid=request_id).first()
     if row is None:
         raise Http404("No such request.")
     (entry,) = log_entries(hook, [row])
