@@ -59,8 +59,9 @@ class Api:
     def delete(self, path: str, **kwargs: Any) -> Any:
         return self.request("DELETE", path, **kwargs)
 
-    def pages(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
-        """Every item of a cursor-paginated list, following `next` (docs/api.md, Pagination)."""
+    def pages(self, path: str, /, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a cursor-paginated list, following `next` (docs/api.md, Pagination);
+        `params` left None are not sent."""
         page = self.get(path, params={k: v for k, v in params.items() if v is not None})
         while True:
             yield from page["results"]
@@ -69,13 +70,17 @@ class Api:
             page = self.get(page["next"])
 
     @contextmanager
-    def stream(self, path: str, **params: Any) -> Iterator[httpx.Response]:
+    def stream(self, path: str, /, **params: Any) -> Iterator[httpx.Response]:
         """A streamed GET (the NDJSON export): the body is read by the caller, chunk by chunk."""
         self.require_token()
         params = {k: v for k, v in params.items() if v is not None}
         timeout = httpx.Timeout(30.0, connect=10.0, read=120.0)
+        # DRF's negotiation refuses ?format=ndjson with `Accept: application/json` (406).
+        headers = {"Accept": "application/x-ndjson"}
         try:
-            with self.http.stream("GET", path, params=params, timeout=timeout) as response:
+            with self.http.stream(
+                "GET", path, params=params, headers=headers, timeout=timeout
+            ) as response:
                 if response.status_code >= 400:
                     response.read()
                     answer(response)

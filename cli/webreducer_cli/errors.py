@@ -46,7 +46,9 @@ def format_fields(fields: dict[str, Any], prefix: str = "") -> str:
     parts: list[str] = []
     for name, value in fields.items():
         path = f"{prefix}.{name}" if prefix else str(name)
-        if isinstance(value, dict):
+        if not path and isinstance(value, list):
+            parts.append(" ".join(str(item) for item in value))
+        elif isinstance(value, dict):
             parts.append(format_fields(value, path))
         elif isinstance(value, list) and all(isinstance(item, str) for item in value):
             parts.append(f"{path}: {' '.join(value)}")

@@ -36,8 +36,15 @@ class FeedUnavailable(Exception):
 
 
 class Tracker:
-    def __init__(self, *, status: str | None, show: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        *,
+        status: str | None,
+        show: Callable[[dict[str, Any]], None],
+        path: str | None = None,
+    ) -> None:
         self.status = status
+        self.path = path
         self.show = show
         self.outcomes: OrderedDict[str, str] = OrderedDict()
 
@@ -52,6 +59,8 @@ class Tracker:
         if outcome == "pending" and self.status != "pending":
             return
         if self.status and outcome != self.status:
+            return
+        if self.path and not str(entry.get("path") or "").startswith(self.path):
             return
         self.show(entry)
 
@@ -130,7 +139,7 @@ def poll_once(session: Session, tracker: Tracker) -> None:
     one has been seen again (bounded by POLL_MAX_PAGES), and offer them oldest first."""
     waiting = tracker.pending()
     fresh: list[dict[str, Any]] = []
-    params = {"status": tracker.status} if tracker.status else {}
+    params = {"status": tracker.status, "path": tracker.path}
     for count, entry in enumerate(session.api.pages(session.hook_path("requests/"), **params)):
         key = str(entry.get("id"))
         waiting.discard(key)

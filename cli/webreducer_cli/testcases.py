@@ -83,6 +83,15 @@ def results_print(report: dict[str, Any], console: Console = out) -> None:
                 console.print(Text(f"    {line}", style="dim"))
         for failure in result.get("failures") or []:
             expected, actual = failure.get("expected"), failure.get("actual")
+            if failure.get("what") == "error":
+                # The error itself (and its traceback, for the first) is shown above.
+                raised = actual if isinstance(actual, dict) else {}
+                console.print(
+                    Text(
+                        f"  {failure_title(failure)}: {raised.get('type')}: {raised.get('message')}"
+                    )
+                )
+                continue
             if _is_scalar(expected) and _is_scalar(actual):
                 console.print(
                     Text(

@@ -51,11 +51,14 @@ def entry_details(entry: dict[str, Any]) -> None:
         print_state_diff(entry["state_diff"], out)
 
 
-def recent(session: Session, *, status: str | None, limit: int) -> list[dict[str, Any]]:
+def recent(
+    session: Session, *, status: str | None, path: str | None, limit: int
+) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     if limit <= 0:
         return entries
-    for entry in session.api.pages(session.hook_path("requests/"), status=status):
+    requests = session.hook_path("requests/")
+    for entry in session.api.pages(requests, status=status, path=path):
         entries.append(entry)
         if len(entries) >= limit:
             break
@@ -67,12 +70,20 @@ def recent(session: Session, *, status: str | None, limit: int) -> list[dict[str
     "--follow", "-f", "follow_", is_flag=True, help="Keep printing new requests (Ctrl-C stops)."
 )
 @click.option("--status", type=click.Choice(OUTCOMES), help="Only this outcome.")
+@click.option("--path", "path", help="Only requests whose path starts with this (e.g. github).")
 @click.option("--limit", "-n", default=20, show_default=True, help="How many recent entries first.")
 @click.option(
     "--verbose", "-v", is_flag=True, help="Headers, bodies, the response, errors, state diffs."
 )
 @click.pass_obj
-def logs(session: Session, follow_: bool, status: str | None, limit: int, verbose: bool) -> None:
+def logs(
+    session: Session,
+    follow_: bool,
+    status: str | None,
+    path: str | None,
+    limit: int,
+    verbose: bool,
+) -> None:
     """Show the request log, oldest of the last N first; --follow keeps it open.
 
     Following uses the owners' live feed (a WebSocket, authenticated by the token) and falls
@@ -93,10 +104,11 @@ def logs(session: Session, follow_: bool, status: str | None, limit: int, verbos
             )
             entry_details(full)
 
-    tracker = Tracker(status=status, show=show)
+    prefix = path.strip("/") if path else None
+    tracker = Tracker(status=status, path=prefix, show=show)
 
     def baseline() -> None:
-        for entry in recent(session, status=status, limit=limit):
+        for entry in recent(session, status=status, path=prefix, limit=limit):
             tracker.offer(entry)
 
     if not follow_:
@@ -288,4 +300,21 @@ def send(
         )
 
 
-COMMANDS = [logs, pull, send]
+@click.command()
+@click.argument("request_id")
+@click.pass_obj
+def resend(session: Session, request_id: str) -> None:
+    """Send a logged request again (ID: its `id`, from `wr logs -v` or `wr pull`).
+
+    The copy goes through the write path like a new write (the live responder answers it,
+    the rate limit applies) and is marked as resent from the original, which stays as it was.
+
+    \b
+        wr resend 90df2a32-dd33-49b4-a992-01ef4d150155
+    """
+    entry = session.api.post(session.hook_path(f"requests/{request_id}/resend/"))
+    out.print(entry_line(entry))
+    entry_details(entry)
+
+
+COMMANDS = [logs, pull, send, resend]
