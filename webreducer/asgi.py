@@ -10,11 +10,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webreducer.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from accounts.websocket import OwnerSocketAuth  # noqa: E402
 from hooks.routing import owner_websocket_urlpatterns, public_websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -25,14 +24,10 @@ application = ProtocolTypeRouter(
                 # Public and CORS-open like GET /read/<key>: pages of any origin may subscribe,
                 # the key in the URL is the credential.
                 *public_websocket_urlpatterns,
-                # Authenticated by the session cookie, so only pages of this site (Origin in
-                # ALLOWED_HOSTS): another site must not ride on a signed-in browser's cookie.
-                re_path(
-                    r"^ws/",
-                    AllowedHostsOriginValidator(
-                        AuthMiddlewareStack(URLRouter(owner_websocket_urlpatterns))
-                    ),
-                ),
+                # An API token (no Origin needed), or the session cookie from pages of this
+                # site only (Origin in ALLOWED_HOSTS): another site must not ride on a
+                # signed-in browser's cookie (accounts/websocket.py).
+                re_path(r"^ws/", OwnerSocketAuth(URLRouter(owner_websocket_urlpatterns))),
             ]
         ),
     }
