@@ -22,6 +22,8 @@ from webreducer_cli.output import say
 from webreducer_cli.session import Session
 
 POLL_SECONDS = 1.0
+# On the live feed, the log is read back after this long without a message.
+RECONCILE_SECONDS = 5.0
 # A poll reads back at most this many pages (40 entries each) for entries it has not seen.
 POLL_MAX_PAGES = 5
 # Entries remembered, so a long follow does not grow without bound.
@@ -118,14 +120,21 @@ def follow_feed(session: Session, tracker: Tracker, *, baseline: Callable[[], No
             baseline()
             raise FeedUnavailable(f"unexpected first message {hello.get('type')!r}")
         baseline()
-        try:
-            for text in socket:
-                message = json.loads(text)
-                if message.get("type") == "requests":
-                    for row in message.get("requests") or []:
-                        tracker.offer(row)
-        except ConnectionClosed:
-            return
+        while True:
+            try:
+                text = socket.recv(timeout=RECONCILE_SECONDS)
+            except TimeoutError:
+                # Quiet for a while: read the log back once. The feed can drop events (a
+                # publisher that has not seen the watch mark yet, a full outbox); the tracker
+                # prints each entry once whichever path brings it.
+                poll_once(session, tracker)
+                continue
+            except ConnectionClosed:
+                return
+            message = json.loads(text)
+            if message.get("type") == "requests":
+                for row in message.get("requests") or []:
+                    tracker.offer(row)
 
 
 def follow_poll(session: Session, tracker: Tracker) -> None:

@@ -65,15 +65,19 @@ def json_diff_lines(expected: Any, actual: Any) -> list[str]:
 
 def state_diff_lines(ops: list[dict[str, Any]]) -> list[str]:
     """The API's JSON-Patch-like ops (docs/api.md, State diffs) as `~ /path: old → new`."""
+
+    def j(value: Any) -> str:
+        return short(json.dumps(value, ensure_ascii=False))
+
     lines = []
     for op in ops:
         path = op.get("path") or "/"
         if op.get("op") == "add":
-            lines.append(f"+ {path}: {short(op.get('value'))}")
+            lines.append(f"+ {path}: {j(op.get('value'))}")
         elif op.get("op") == "remove":
-            lines.append(f"- {path}: {short(op.get('old'))}")
+            lines.append(f"- {path}: {j(op.get('old'))}")
         else:
-            lines.append(f"~ {path}: {short(op.get('old'))} → {short(op.get('value'))}")
+            lines.append(f"~ {path}: {j(op.get('old'))} → {j(op.get('value'))}")
     return lines
 
 

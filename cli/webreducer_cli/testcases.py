@@ -23,7 +23,7 @@ from webreducer_cli.errors import CliError
 from webreducer_cli.output import json_diff_lines, out, print_diff, short
 
 
-def tests_load(path: Path) -> dict[str, Any]:
+def cases_file_load(path: Path) -> dict[str, Any]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -8,58 +8,39 @@ the way CI would set them, unless a test is about `wr login` itself.
 from __future__ import annotations
 
 import json
-import os
 import re
 import stat
 import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import api_token_create
-from hooks.models import Hook, HookTests, Key, Request, State
+from hooks.models import Hook, HookTests, Request
 from hooks.pipeline import hook_reduce
 from hooks.services import hook_create, hook_secrets
+from tests.cli.helpers import SIGNED, WR, Wr, applied_seq, linked, post
 from tests.servers import celery_worker, wait_for, wsgi_server
-from webreducer.redis import get_redis
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not settings.REDIS_URL, reason="a server and a worker need Redis"),
+    pytest.mark.usefixtures("quiet_worker"),
 ]
-
-WR = str(Path(sys.executable).with_name("wr"))
 
 ADD = """\
 def reducer(state, request, secrets):
     state = state or {"total": 0}
     state["total"] += request.body["n"]
     return state
-"""
-# The responder checks a header against a secret, as a webhook signature check would.
-SIGNED = """\
-from webreducer import Response
-
-
-def responder(request, secrets):
-    if request.headers.get("X-Signature") != secrets["SIG"]:
-        return Response({"error": "bad signature"}, status=401)
-    return Response({"ok": True}, status=201)
-
-
-def reducer(state, request, secrets):
-    return (state or 0) + 1
 """
 FAILS_ON_ODD = """\
 def reducer(state, request, secrets):
@@ -76,89 +57,6 @@ def base(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any) ->
         url = stack.enter_context(wsgi_server(logs, workers=2))
         stack.enter_context(celery_worker(logs, concurrency=1, name="cli"))
         yield url
-
-
-@pytest.fixture(autouse=True)
-def quiet_worker(base: str) -> Iterator[None]:
-    """After each test, let the worker finish its queue: a reduce transaction running while
-    the test database is flushed can deadlock with the TRUNCATE."""
-    yield
-    client = get_redis()
-    assert client is not None
-    deadline = time.monotonic() + 30
-    while client.llen("celery") or client.hlen("unacked") or any(client.scan_iter("wr:wake:*")):
-        assert time.monotonic() < deadline, "the Celery worker did not settle"
-        time.sleep(0.1)
-    time.sleep(0.3)
-
-
-@pytest.fixture
-def token(alice: User) -> str:
-    return api_token_create(user=alice, name="cli tests")[1]
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    path = tmp_path / "home"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    path = tmp_path / "scores"
-    path.mkdir()
-    return path
-
-
-class Wr:
-    """Runs `wr` in `folder` as a user whose HOME is `home`."""
-
-    def __init__(self, base: str, token: str | None, home: Path, folder: Path) -> None:
-        self.folder = folder
-        self.env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("WR_", "XDG_", "DJANGO_"))
-        }
-        self.env.update(HOME=str(home), WR_URL=base, COLUMNS="200", TERM="dumb")
-        if token:
-            self.env["WR_TOKEN"] = token
-
-    def __call__(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [WR, *args],
-            cwd=self.folder,
-            env=self.env,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    def ok(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        result = self(*args, input=input)
-        assert result.returncode == 0, f"wr {' '.join(args)}: {result.stdout}\n{result.stderr}"
-        return result
-
-
-@pytest.fixture
-def wr(base: str, token: str, home: Path, folder: Path) -> Wr:
-    return Wr(base, token, home, folder)
-
-
-def linked(folder: Path, hook: Hook) -> None:
-    (folder / "webreducer.toml").write_text(
-        f'hook = "{hook.pk}"\ncode = "hook.py"\ntests = "tests.json"\n'
-    )
-
-
-def post(base: str, hook: Hook, body: Any, **headers: str) -> httpx.Response:
-    token = hook.keys.get(kind=Key.Kind.WRITE).token
-    return httpx.post(f"{base}/write/{token}", json=body, headers=headers, timeout=30)
-
-
-def applied_seq(hook: Hook) -> int:
-    state = State.objects.filter(hook=hook, version=Hook.objects.get(pk=hook.pk).live_version)
-    return state.values_list("seq", flat=True).first() or 0
 
 
 def one_clear_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -14,7 +14,7 @@ from webreducer_cli.output import dumps, out, print_diff, print_state_diff, say,
 from webreducer_cli.replay import replay_check, replay_follow
 from webreducer_cli.session import Session, read_code
 from webreducer_cli.syntax import raise_code_error
-from webreducer_cli.testcases import results_print, tests_load
+from webreducer_cli.testcases import cases_file_load, results_print
 
 
 def shown(path: Path) -> str:
@@ -65,7 +65,7 @@ def push(session: Session, file: str | None, tests_file: str | None, no_tests: b
 
 
 def tests_upload(session: Session, path: Path) -> None:
-    document = tests_load(path)
+    document = cases_file_load(path)
     if "required" not in document:
         # The file need not say: keep what the owner chose (in the UI, say).
         current = session.api.get(session.hook_path("tests/"))

@@ -11,7 +11,7 @@ from webreducer_cli.errors import ApiError, CliError
 from webreducer_cli.output import out, say
 from webreducer_cli.session import Session, read_code
 from webreducer_cli.syntax import raise_code_error
-from webreducer_cli.testcases import results_print, tests_load
+from webreducer_cli.testcases import cases_file_load, results_print
 
 
 @click.command()
@@ -45,7 +45,7 @@ def test(
         body["code"], name = read_code(path), shown(path)
     tests_path = None if stored else session.tests_file(tests_file)
     if tests_path is not None and (tests_file is not None or tests_path.exists()):
-        body["cases"] = tests_load(tests_path)["cases"]
+        body["cases"] = cases_file_load(tests_path)["cases"]
         source = shown(tests_path)
     else:
         source = "the hook's stored cases"
