@@ -182,6 +182,14 @@ class TestCodeFromAFolder:
             assert post(base, hook, {"n": n}).status_code == 202
         wait_for(lambda: applied_seq(hook) == 4, 30, "four writes applied")
         (wr.folder / "hook.py").write_text(FAILS_ON_ODD)
+
+        dry = wr("dry-run")
+        assert dry.returncode == 1
+        assert "State diff vs live (seq 4):" in dry.stdout
+        assert "seq 1: failed: ValueError: odd" in dry.stdout
+        assert "seq 3: failed: ValueError: odd" in dry.stdout
+        assert "2 request(s) would fail with hook.py" in dry.stderr
+
         wr.ok("push")
 
         result = wr("publish", "--wait")
