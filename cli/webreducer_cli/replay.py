@@ -16,7 +16,7 @@ POLL_SECONDS = 0.3
 MAX_NAMED_SEQS = 20
 
 
-def replay_follow(session: Session, number: int, *, timeout: float) -> dict[str, Any]:
+def replay_follow(session: Session, number: int, *, total: int, timeout: float) -> dict[str, Any]:
     """Poll the version until its replay ends; raise CliError unless it went live cleanly."""
     path = session.hook_path(f"versions/{number}/")
     deadline = time.monotonic() + timeout
@@ -28,7 +28,7 @@ def replay_follow(session: Session, number: int, *, timeout: float) -> dict[str,
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task("replay", total=None, failures=0)
+        task = progress.add_task("replay", total=max(total, 1), failures=0)
         while True:
             version = session.api.get(path)
             state = version.get("progress")
@@ -40,8 +40,11 @@ def replay_follow(session: Session, number: int, *, timeout: float) -> dict[str,
                     failures=state.get("failures", 0),
                 )
             if version["status"] != "building":
-                total = progress.tasks[0].total or 0
-                progress.update(task, completed=total, failures=version.get("failures") or 0)
+                progress.update(
+                    task,
+                    completed=progress.tasks[0].total or 0,
+                    failures=version.get("failures") or 0,
+                )
                 break
             if time.monotonic() > deadline:
                 raise CliError(

@@ -118,7 +118,7 @@ def publish_report(session: Session, answer: dict[str, Any], *, wait: bool, time
     progress = answer.get("progress") or {}
     say(f"Publishing v{number}: rebuilding the state from {progress.get('total', 0)} request(s).")
     if wait:
-        replay_follow(session, number, timeout=timeout)
+        replay_follow(session, number, total=progress.get("total") or 0, timeout=timeout)
     elif answer["version"].get("status") != "building":
         replay_check(session, answer["version"])
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ OUTCOMES = ["pending", "applied", "duplicate", "failed", "rejected"]
 
 
 def body_text(value: Any) -> str:
-    return value if isinstance(value, str) else dumps(value)
+    return value if isinstance(value, str) else dumps(value, indent=None)
 
 
 def entry_details(entry: dict[str, Any]) -> None:
@@ -147,11 +148,32 @@ def pull(session: Session, since: int | None, status: str | None, quiet: bool) -
             for chunk in response.iter_bytes():
                 stdout.write(chunk)
                 count += chunk.count(b"\n")
+            stdout.flush()
         except httpx.HTTPError as error:
             raise connection_error(session.api.url, error) from None
-        stdout.flush()
+        except BrokenPipeError:
+            # `wr pull | head`: the reader has what it wanted. Point stdout at /dev/null so
+            # the interpreter's own flush at exit does not complain either.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return
     if not quiet:
         say(f"Pulled {count} request(s).")
+
+
+# Every answer of the write URL has these; the responder's own headers are what matter.
+SERVER_HEADERS = {
+    "date",
+    "server",
+    "content-length",
+    "allow",
+    "vary",
+    "x-frame-options",
+    "x-content-type-options",
+    "referrer-policy",
+    "cross-origin-opener-policy",
+    "access-control-allow-origin",
+    "access-control-expose-headers",
+}
 
 
 def header_parse(values: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -243,6 +265,7 @@ def body_read(data: str | None, file: str | None) -> tuple[bytes | None, str | N
 @click.option(
     "--key", "key_id", type=int, help="The write key's id (default: the first usable one)."
 )
+@click.option("--verbose", "-v", is_flag=True, help="Also the server's own headers (date, CORS…).")
 @click.pass_obj
 def send(
     session: Session,
@@ -253,6 +276,7 @@ def send(
     method: str,
     query: tuple[str, ...],
     key_id: int | None,
+    verbose: bool,
 ) -> None:
     """Send a write to the hook's write URL and show the answer (exit 1 when it is ≥ 400).
 
@@ -288,7 +312,8 @@ def send(
     style = "green" if response.status_code < 400 else "red"
     out.print(Text(f"HTTP {response.status_code} {response.reason_phrase}", style=f"bold {style}"))
     for name, value in response.headers.items():
-        out.print(Text(f"{name}: {value}", style="dim"))
+        if verbose or name.lower() not in SERVER_HEADERS:
+            out.print(Text(f"{name}: {value}", style="dim"))
     out.print()
     try:
         out.print(Text(dumps(response.json())))

@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from webreducer_cli.errors import CliError
+from webreducer_cli.errors import ApiError, CliError
 from webreducer_cli.output import dumps, out, say
 from webreducer_cli.session import Session
 
@@ -94,7 +94,12 @@ def secrets_rm(session: Session, name: str) -> None:
     \b
         wr secrets rm OLD_TOKEN
     """
-    session.api.delete(session.hook_path(f"secrets/{name}/"))
+    try:
+        session.api.delete(session.hook_path(f"secrets/{name}/"))
+    except ApiError as error:
+        if error.status == 404:
+            raise CliError(f"No secret named {name} (`wr secrets list`).") from None
+        raise
     say(f"Deleted {name}.")
 
 
