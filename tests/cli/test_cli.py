@@ -234,6 +234,27 @@ class TestCodeFromAFolder:
         assert not HookTests.objects.filter(hook=hook).exists()
         assert not Request.objects.filter(hook=hook).exists()
 
+    def test_it_refuses_to_publish_when_required_test_cases_fail_and_shows_them(
+        self, wr: Wr, alice: User
+    ) -> None:
+        hook = hook_create(owner=alice, code=ADD)
+        linked(wr.folder, hook)
+        broken = ADD.replace('+= request.body["n"]', '-= request.body["n"]')
+        (wr.folder / "hook.py").write_text(broken)
+        case = {"name": "adds", "requests": [{"body": {"n": 2}}], "expect": {"state": {"total": 2}}}
+        (wr.folder / "tests.json").write_text(json.dumps({"required": True, "cases": [case]}))
+        wr.ok("push")
+
+        result = wr("publish", "--wait")
+
+        assert result.returncode == 1
+        assert "0 passed, 1 failed" in result.stdout
+        assert '+  "total": -2' in result.stdout
+        assert result.stderr.strip().splitlines()[-1].startswith("error: Publish refused: ")
+        hook.refresh_from_db()
+        assert hook.live_version.number == 1
+        assert hook.versions.count() == 1
+
     def test_it_prints_an_api_error_as_one_line(self, wr: Wr) -> None:
         line = one_clear_line(wr("--hook", str(uuid.uuid4()), "state"))
 

@@ -143,3 +143,15 @@ def test_it_shows_state_diff_operations_as_lines() -> None:
 def test_it_numbers_test_steps_from_one() -> None:
     assert failure_title({"step": 0, "what": "status"}) == "step 1: status"
     assert failure_title({"step": None, "what": "state"}) == "after the last step: state"
+
+
+def test_it_has_help_for_every_command() -> None:
+    from click.testing import CliRunner
+    from webreducer_cli.main import cli
+
+    runner = CliRunner()
+    names = [[name] for name in cli.commands] + [["secrets", sub] for sub in ("set", "list", "rm")]
+    for args in names:
+        result = runner.invoke(cli, [*args, "--help"])
+        assert result.exit_code == 0, (args, result.output)
+        assert result.output.startswith(f"Usage: cli {' '.join(args)}"), result.output
