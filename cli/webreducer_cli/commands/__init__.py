@@ -1,0 +1,1 @@
+"""The commands, by what they work on. Each module lists its commands in COMMANDS."""
