@@ -104,8 +104,11 @@ def celery_worker(
 
 
 @contextmanager
-def wsgi_server(tmp_path: Path, *, workers: int = 2, **env: str) -> Iterator[str]:
-    port = free_port()
+def wsgi_server(
+    tmp_path: Path, *, workers: int = 2, port: int | None = None, **env: str
+) -> Iterator[str]:
+    """gunicorn (plain HTTP); pass `port` when SITE_ROOT must name it in advance."""
+    port = port or free_port()
     args = [
         sys.executable, "-m", "gunicorn", "webreducer.wsgi:application",
         "-b", f"127.0.0.1:{port}", "-w", str(workers), "--access-logfile", "-",
@@ -139,6 +142,12 @@ def asgi_server(tmp_path: Path, *, port: int | None = None, **env: str) -> Itera
         yield url
     finally:
         process.stop()
+
+
+def two_origins(port: int) -> dict[str, str]:
+    """`make run`'s arrangement on one port: the app on localhost, the write and read URLs on
+    127.0.0.1 (webreducer/origins.py): a client must use each key's own URL."""
+    return {"SITE_ROOT": f"http://localhost:{port}", "WR_PUBLIC_ORIGIN": f"http://127.0.0.1:{port}"}
 
 
 def _answers(url: str) -> bool:

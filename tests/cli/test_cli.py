@@ -28,7 +28,7 @@ from hooks.models import Hook, HookTests, Request
 from hooks.pipeline import hook_reduce
 from hooks.services import hook_create, hook_secrets
 from tests.cli.helpers import SIGNED, WR, Wr, applied_seq, linked, post
-from tests.servers import celery_worker, wait_for, wsgi_server
+from tests.servers import celery_worker, free_port, two_origins, wait_for, wsgi_server
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -51,12 +51,27 @@ def reducer(state, request, secrets):
 
 
 @pytest.fixture(scope="module")
-def base(django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any) -> Iterator[str]:
+def origins(
+    django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: Any
+) -> Iterator[dict[str, str]]:
+    # Two origins as `make run` serves them: `wr` talks to the app, writes go to each key's URL.
     logs = tmp_path_factory.mktemp("cli")
+    port = free_port()
+    env = two_origins(port)
     with django_db_blocker.unblock(), ExitStack() as stack:
-        url = stack.enter_context(wsgi_server(logs, workers=2))
-        stack.enter_context(celery_worker(logs, concurrency=1, name="cli"))
-        yield url
+        stack.enter_context(wsgi_server(logs, workers=2, port=port, **env))
+        stack.enter_context(celery_worker(logs, concurrency=1, name="cli", **env))
+        yield env
+
+
+@pytest.fixture(scope="module")
+def base(origins: dict[str, str]) -> str:
+    return origins["SITE_ROOT"]
+
+
+@pytest.fixture(scope="module")
+def public(origins: dict[str, str]) -> str:
+    return origins["WR_PUBLIC_ORIGIN"]
 
 
 def one_clear_line(result: subprocess.CompletedProcess[str]) -> str:
@@ -144,12 +159,12 @@ class TestCodeFromAFolder:
         assert hook.draft_code == ADD
 
     def test_it_pushes_the_code_and_the_tests_then_publishes_with_the_history_replayed(
-        self, wr: Wr, base: str, alice: User
+        self, wr: Wr, public: str, alice: User
     ) -> None:
         hook = hook_create(owner=alice, code=ADD)
         linked(wr.folder, hook)
         for n in (1, 2, 3):
-            assert post(base, hook, {"n": n}).status_code == 202
+            assert post(public, hook, {"n": n}).status_code == 202
         wait_for(lambda: applied_seq(hook) == 3, 30, "three writes applied")
         doubled = ADD.replace('+= request.body["n"]', '+= 2 * request.body["n"]')
         (wr.folder / "hook.py").write_text(doubled)
@@ -174,12 +189,12 @@ class TestCodeFromAFolder:
         assert state == {"total": 12}
 
     def test_it_exits_1_naming_the_seqs_that_failed_in_the_replay(
-        self, wr: Wr, base: str, alice: User
+        self, wr: Wr, public: str, alice: User
     ) -> None:
         hook = hook_create(owner=alice, code=ADD)
         linked(wr.folder, hook)
         for n in (1, 2, 3, 4):
-            assert post(base, hook, {"n": n}).status_code == 202
+            assert post(public, hook, {"n": n}).status_code == 202
         wait_for(lambda: applied_seq(hook) == 4, 30, "four writes applied")
         (wr.folder / "hook.py").write_text(FAILS_ON_ODD)
 
@@ -289,7 +304,7 @@ class TestRequests:
             assert not any(name.lower() == "authorization" for name in row.headers)
 
     def test_it_shows_the_log_and_follows_new_requests(
-        self, wr: Wr, base: str, alice: User
+        self, wr: Wr, public: str, alice: User
     ) -> None:
         hook = hook_create(owner=alice, code=SIGNED)
         linked(wr.folder, hook)
@@ -322,7 +337,7 @@ class TestRequests:
         reader = threading.Thread(target=lambda: lines.extend(iter(follower.stdout.readline, "")))  # type: ignore[union-attr]
         reader.start()
         try:
-            assert post(base, hook, {}, **{"X-Signature": "s3cret"}).status_code == 201
+            assert post(public, hook, {}, **{"X-Signature": "s3cret"}).status_code == 201
             wait_for(lambda: any("#2" in line for line in lines), 30, "the followed write")
         finally:
             follower.terminate()
@@ -333,7 +348,7 @@ class TestRequests:
         assert len([line for line in lines if "#2" in line]) == 1
 
     def test_it_pulls_every_entry_once_in_seq_order_while_writes_continue(
-        self, wr: Wr, base: str, alice: User
+        self, wr: Wr, public: str, alice: User
     ) -> None:
         hook = hook_create(owner=alice, code=ADD)
         linked(wr.folder, hook)
@@ -356,7 +371,7 @@ class TestRequests:
 
         def writer() -> None:
             while not stop.is_set() and len(sent) < 200:
-                sent.append(post(base, hook, {"n": 1}).status_code)
+                sent.append(post(public, hook, {"n": 1}).status_code)
 
         thread = threading.Thread(target=writer)
         thread.start()

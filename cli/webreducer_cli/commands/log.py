@@ -288,7 +288,9 @@ def send(
         wr send --path /github -H 'X-GitHub-Event: push' -H 'X-Hub-Signature-256: sha256=…' --file push.json
     """
     key = write_key(session, key_id)
-    url = f"{session.api.url}/write/{key['token']}"
+    # The key's own URL: it names the public origin, which may be another host than the API's
+    # (the app refuses write URLs on its own host when the two differ).
+    url = str(key.get("url") or f"{session.api.url}/write/{key['token']}")
     if path.strip("/"):
         url += "/" + path.strip("/")
     body, suggested = body_read(data, file)
