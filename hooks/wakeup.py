@@ -41,3 +41,13 @@ def clear(hook_id: str) -> None:
             client.delete(_flag(hook_id))
         except redis.RedisError:
             logger.warning("could not clear the wake-up flag of %s", hook_id, exc_info=True)
+
+
+def hold(hook_id: str) -> None:
+    """Keep the flag set while a deferred task is queued (hooks.worktime): writes queue nothing."""
+    client = get_redis()
+    if client is not None:
+        try:
+            client.set(_flag(hook_id), 1, ex=FLAG_TTL_SECONDS)
+        except redis.RedisError:
+            logger.warning("could not hold the wake-up flag of %s", hook_id, exc_info=True)

@@ -104,11 +104,13 @@ def celery_worker(
 
 
 @contextmanager
-def wsgi_server(tmp_path: Path, *, workers: int = 2, **env: str) -> Iterator[str]:
+def wsgi_server(tmp_path: Path, *, workers: int = 2, threads: int = 8, **env: str) -> Iterator[str]:
+    """gunicorn as deployed (gunicorn.conf.py: gthread workers)."""
     port = free_port()
     args = [
         sys.executable, "-m", "gunicorn", "webreducer.wsgi:application",
-        "-b", f"127.0.0.1:{port}", "-w", str(workers), "--access-logfile", "-",
+        "-b", f"127.0.0.1:{port}", "-w", str(workers), "--threads", str(threads),
+        "--access-logfile", "-",
     ]  # fmt: skip
     process = Process(args, child_env(**env), tmp_path / f"gunicorn-{port}.log")
     url = f"http://127.0.0.1:{port}"
