@@ -124,6 +124,9 @@ def build_seccomp() -> Any:
     no_exec = [ArgCmp(2, CmpOp.MASKED_EQ, 0, mask=PROT_EXEC)]
     flt.allow("mmap", args=no_exec)
     flt.allow("mprotect", args=no_exec)
+    # A child may lower its own priority (wr_child demotes a spinning call), never another's:
+    # every child runs as the same user, and renicing a neighbour would slow another tenant.
+    flt.allow("setpriority", args=[ArgCmp(0, CmpOp.EQ, 0), ArgCmp(1, CmpOp.EQ, 0)])
     if not seccompy.supported():
         raise OSError("seccomp is not supported by this kernel")
     flt.program  # noqa: B018 - compile now, not in every child
