@@ -4,7 +4,7 @@
 A responder or query runs while its request holds one of the process's threads. Without a
 bound, one hook's slow code under concurrent requests would hold every thread and every other
 hook's requests would queue behind it; with it, a hook runs at most WR_SANDBOX_CALLS_PER_HOOK
-calls at once per process and its excess is answered 429 at once, so the other threads stay
+calls at once per process and its excess is answered 429 after a short wait, so the other threads stay
 free for other hooks. The bound is per process (nothing shared is needed for it to hold): the
 deployment runs threaded web processes for it to mean anything (docs/deployment.md).
 
@@ -31,32 +31,39 @@ class HookSaturated(Exception):
         self.limit = limit
 
 
-_lock = threading.Lock()
+_freed = threading.Condition()
 _running: dict[str, int] = {}
 
 
 @contextmanager
 def sandbox_slot(*, hook_id: str) -> Iterator[None]:
-    """Hold one of the hook's sandbox call slots in this process, or raise HookSaturated."""
+    """Hold one of the hook's sandbox call slots in this process, or raise HookSaturated.
+
+    A full hook's request waits up to WR_SANDBOX_SLOT_WAIT_SECONDS for a slot: a quick
+    responder frees one within a millisecond, so a burst of concurrent writers to a busy but
+    fast hook queues briefly instead of being refused; a slow hook's excess is refused after
+    that short wait."""
     limit = settings.WR_SANDBOX_CALLS_PER_HOOK
-    with _lock:
-        running = _running.get(hook_id, 0)
-        if running >= limit:
+    with _freed:
+        if not _freed.wait_for(
+            lambda: _running.get(hook_id, 0) < limit, timeout=settings.WR_SANDBOX_SLOT_WAIT_SECONDS
+        ):
             raise HookSaturated(limit)
-        _running[hook_id] = running + 1
+        _running[hook_id] = _running.get(hook_id, 0) + 1
     try:
         yield
     finally:
-        with _lock:
+        with _freed:
             running = _running[hook_id] - 1
             if running:
                 _running[hook_id] = running
             else:
                 del _running[hook_id]
+            _freed.notify_all()
 
 
 def running_calls(hook_id: str) -> int:
-    with _lock:
+    with _freed:
         return _running.get(hook_id, 0)
 
 

@@ -299,6 +299,8 @@ WR_LOG_STATE_MAX_BYTES = env_int("WR_LOG_STATE_MAX_BYTES", 64 * 1024)
 # Fairness (docs/security.md, "One tenant cannot starve the others"): responder and query
 # calls of one hook running at once in one web process; more answer 429 `hook_busy`.
 WR_SANDBOX_CALLS_PER_HOOK = env_int("WR_SANDBOX_CALLS_PER_HOOK", 2)
+# ...after waiting this long for one of them to end (a quick responder's burst just queues).
+WR_SANDBOX_SLOT_WAIT_SECONDS = env_float("WR_SANDBOX_SLOT_WAIT_SECONDS", 0.1)
 # Sandbox children run this much nicer than their parent, so web processes, workers and
 # PostgreSQL keep the CPU when user code spins.
 WR_SANDBOX_NICE = env_int("WR_SANDBOX_NICE", 10)
