@@ -140,13 +140,16 @@ def test_it_keeps_a_web_process_to_its_pool_of_database_connections_under_a_burs
     stop = threading.Event()
 
     def sample() -> None:
-        while not stop.wait(0.05):
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                    [application],
-                )
-                counts.append(cursor.fetchone()[0])
+        try:
+            while not stop.wait(0.05):
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                        [application],
+                    )
+                    counts.append(cursor.fetchone()[0])
+        finally:
+            connection.close()  # this thread's connection, back to the test process's pool
 
     with server(
         tmp_path,
