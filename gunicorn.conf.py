@@ -7,9 +7,15 @@ from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webreducer.settings")
 
-# Sync workers: Django's request path is CPU-bound here and sync WSGI measured fastest
-# (docs/performance.md). Persistent DB connections come from CONN_MAX_AGE.
-worker_class = "sync"
+# Threaded workers (docs/performance.md, "Web server"): with sync workers one process serves one
+# request at a time, so 4 concurrent calls of one hook's slow responder or query held every
+# worker and every other hook waited (finding 4 of issue 13). With threads, a hook gets at most
+# WR_SANDBOX_CALLS_PER_HOOK of a process's threads (hooks/serving.py) and the rest serve
+# everyone else. Each process borrows database connections from a pool of
+# WR_DB_POOL_MAX_SIZE (webreducer/settings.py), whatever its number of threads.
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_WORKERS", "2"))
+threads = int(os.environ.get("WEB_THREADS", "8"))
 
 
 def _input_backstops() -> dict[str, Any]:

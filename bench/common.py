@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DB = "webreducer_bench"
+# Each benchmark run gets a database and Redis db of its own (several people share a machine).
+DB = os.environ.get("WR_BENCH_DB", "webreducer_bench")
+REDIS_DB = os.environ.get("WR_BENCH_REDIS_DB", "8")
 # DEBUG off (no query log), a real-looking secrets key, limits that do not throttle the load.
 ENV = {
     "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
-    "REDIS_URL": "redis://127.0.0.1:6379/8",
+    "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
     "DEBUG": "false",
     "SECRET_KEY": "bench-secret-key-not-for-production",
     "WR_SECRETS_KEYS": "YmVuY2gtb25seS1rZXktYmVuY2gtb25seS1rZXktISE=",
@@ -35,7 +37,9 @@ def fresh_database() -> None:
     subprocess.run(["dropdb", *pg, "--if-exists", DB], env=env, check=True)
     subprocess.run(["createdb", *pg, DB], env=env, check=True)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    subprocess.run(["redis-cli", "-n", "8", "flushdb"], env=env, check=False, capture_output=True)
+    subprocess.run(
+        ["redis-cli", "-n", REDIS_DB, "flushdb"], env=env, check=False, capture_output=True
+    )
     os.environ.update(ENV)
     sys.path.insert(0, str(ROOT))
     import django
@@ -63,3 +67,39 @@ def pending_requests(hook: object, count: int) -> None:
         ),
         batch_size=5000,
     )
+
+
+# The web server arrangements the benchmarks compare (docs/performance.md, "Web server"):
+# NAME or NAME:WORKERSxTHREADS.
+SERVERS = ("sync", "gthread", "granian", "uvicorn")
+
+
+def server_args(spec: str, port: int) -> list[str]:
+    """The command line of one web server arrangement on 127.0.0.1:port."""
+    name, _, shape = spec.partition(":")
+    workers, _, threads = (shape or "").partition("x")
+    py = sys.executable
+    bind = f"127.0.0.1:{port}"
+    if name == "sync":
+        return [py, "-m", "gunicorn", "webreducer.wsgi:application", "-b", bind,
+                "-w", workers or "4", "-k", "sync", "--threads", "1"]  # fmt: skip
+    if name == "gthread":
+        return [py, "-m", "gunicorn", "webreducer.wsgi:application", "-b", bind,
+                "-w", workers or "2", "-k", "gthread", "--threads", threads or "8"]  # fmt: skip
+    if name == "granian":
+        return [py, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1",
+                "--port", str(port), "--workers", workers or "2",
+                "--blocking-threads", threads or "8", "webreducer.wsgi:application"]  # fmt: skip
+    if name == "uvicorn":
+        return [py, "-m", "uvicorn", "webreducer.asgi:application", "--host", "127.0.0.1",
+                "--port", str(port), "--workers", workers or "1"]  # fmt: skip
+    raise SystemExit(f"unknown server {spec!r}: one of {', '.join(SERVERS)}[:WORKERSxTHREADS]")
+
+
+def cpu_reference() -> float:
+    """docs/performance.md's measure of the machine's speed: `sum(range(20_000_000))`."""
+    import time
+
+    started = time.perf_counter()
+    sum(range(20_000_000))
+    return time.perf_counter() - started

@@ -23,7 +23,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import BODY, ENV, ROOT, fresh_database, pending_requests
+from bench.common import (
+    BODY,
+    ENV,
+    ROOT,
+    cpu_reference,
+    fresh_database,
+    pending_requests,
+    server_args,
+)
 
 PY = sys.executable
 
@@ -65,7 +73,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rate", type=int, default=300, help="steady writes/s for the latency run")
+    parser.add_argument(
+        "--server",
+        default="sync",
+        help="web server: sync, gthread, granian or uvicorn [:WORKERSxTHREADS] (bench/common.py)",
+    )
+    parser.add_argument("--throughput-only", action="store_true", help="skip the fold runs")
     options = parser.parse_args()
+    print(f"CPU reference sum(range(20_000_000)): {cpu_reference():.2f} s")
 
     fresh_database()
 
@@ -95,14 +110,12 @@ def main() -> None:
     port = 8765
     base = f"http://127.0.0.1:{port}"
     logs = Path(tempfile.mkdtemp(prefix="wr-bench-"))
-    server = start(
-        [PY, "-m", "gunicorn", "webreducer.wsgi:application", "-b", f"127.0.0.1:{port}", "-w", "4"],
-        str(logs / "gunicorn.log"),
-    )
+    server = start(server_args(options.server, port), str(logs / "server.log"))
     try:
         time.sleep(3)
         print(
-            f"Write throughput, gunicorn sync -w4, wrk {options.connections} connections, {options.seconds}s each"
+            f"Write throughput, {' '.join(server_args(options.server, port)[2:4])} "
+            f"({options.server}), wrk {options.connections} connections, {options.seconds}s each"
         )
         print(
             f"{'endpoint (median of rounds)':<34}{'req/s':>10}{'p50':>10}{'p99':>10}{'vs bare':>9}"
@@ -128,6 +141,8 @@ def main() -> None:
             each = " ".join(f"{r[0]:.0f}" for r in runs[label])
             print(f"{label:<34}{rps:>10.0f}{p50:>10}{p99:>10}{rps / bare:>8.0%}   ({each})")
 
+        if options.throughput_only:
+            return
         # Fold throughput: 20,000 pending requests, one worker.
         from django.utils import timezone
 

@@ -21,7 +21,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Field
 from django.utils import timezone
 
-from hooks import events, ratelimit, wakeup
+from hooks import events, ratelimit, serving, wakeup
 from hooks.answers import answer_record, default_answer
 from hooks.fold import request_payload
 from hooks.masking import mask, mask_error
@@ -276,7 +276,7 @@ def _respond(key: Key, requests: list[Request]) -> list[Reply]:
         return [Reply(status=202, body={"id": str(r.uuid)}) for r in requests]
     replies = []
     secrets = hook_secrets(hook.pk, version=hook.secrets_version)
-    with _live_session(key, secrets) as sandbox:
+    with _fair_share(key), _live_session(key, secrets) as sandbox:
         for request in requests:
             result = sandbox.respond(request_payload(request))
             request.console = mask(result.console, secrets)
@@ -368,7 +368,8 @@ def state_read(*, key: Key, params: dict[str, list[str]]) -> Reply:
     seq_header = {"X-WebReducer-Seq": str(state.seq)}
     if not version.defines("query"):
         return Reply(status=200, server_headers=seq_header, raw_json=state.value)
-    result = query_run(key=key, state_json=state.value, params=params)
+    with _fair_share(key):
+        result = query_run(key=key, state_json=state.value, params=params)
     if not result.ok:
         return Reply(status=500, body=query_error(result.error), server_headers=seq_header)
     if not status_allowed(result.value["status"]):
@@ -403,14 +404,33 @@ def query_run(*, key: Key, state_json: str, params: dict[str, list[str]]) -> Any
 
 
 @contextlib.contextmanager
+def _fair_share(key: Key) -> Iterator[None]:
+    """One of the hook's sandbox call slots in this web process, or 429 for this hook alone."""
+    try:
+        with serving.sandbox_slot(hook_id=str(key.hook_id)):
+            yield
+    except serving.HookSaturated as error:
+        raise PublicError(
+            429,
+            "hook_busy",
+            f"This hook is already running {error.limit} responder or query call(s) at once "
+            "here; retry shortly.",
+            retry_after=1,
+        ) from None
+
+
+@contextlib.contextmanager
 def _live_session(key: Key, secrets: dict[str, str]) -> Iterator[Session]:
     """A sandbox session on the key's live code, warm per hook (responders and queries); a
-    missing isolation layer answers 503."""
+    missing isolation layer answers 503. The database connection goes back to the pool while
+    the code runs."""
     hook, version = key.hook, key.hook.live_version
     assert version is not None
+    code = version_code(version)
+    serving.connection_release()
     try:
         with session(
-            code=version_code(version),
+            code=code,
             secrets=secrets,
             limits=hook_limits(hook),
             hook_id=str(hook.pk),

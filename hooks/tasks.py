@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from hooks import pipeline, wakeup
+from hooks import pipeline, wakeup, worktime
 from hooks.models import Request, Version
 
 logger = logging.getLogger(__name__)
@@ -22,8 +23,16 @@ def reduce_hook(hook_id: str, busy: int = 0) -> int:
     run, failures = wakeup.claim(hook_id)
     if not run:
         return 0  # backing off (hooks.wakeup): queued again when the pause is over
+    seconds, defer = worktime.slice_for(hook_id)
+    if seconds is None:
+        # Over its share of worker time (hooks.worktime): the next window, behind other hooks'
+        # work. Queued through the wake-up flag, so its writes meanwhile queue nothing more.
+        logger.info("hook %s is over its share of worker time: deferred %.1f s", hook_id, defer)
+        wakeup.wake(hook_id, countdown=defer)
+        return 0
+    started = time.monotonic()
     try:
-        count, more = pipeline.hook_reduce_slice(hook_id=hook_id)
+        count, more = pipeline.hook_reduce_slice(hook_id=hook_id, seconds=seconds)
     except pipeline.HookBusy:
         # The worker holding the lock folds until nothing is pending, but a request that
         # committed just after its last look would wait for the reconciler: look again soon
@@ -38,6 +47,8 @@ def reduce_hook(hook_id: str, busy: int = 0) -> int:
         delay = wakeup.back_off(hook_id)
         logger.exception("reducing hook %s failed; it is paused for %.1f s", hook_id, delay)
         return 0
+    finally:
+        worktime.charge(hook_id, time.monotonic() - started)
     if failures:
         wakeup.recovered(hook_id)
     if more:
@@ -52,6 +63,7 @@ def reconcile() -> int:
     cutoff = timezone.now() - timedelta(seconds=settings.WR_RECONCILE_AFTER)
     hook_ids = (
         Request.objects.filter(outcome=Request.Outcome.PENDING, received_at__lt=cutoff)
+        .order_by()  # without it, the model's ordering made DISTINCT one row per request
         .values_list("hook_id", flat=True)
         .distinct()
     )

@@ -389,7 +389,13 @@ def isolation_report() -> dict[str, bool]:
 
 def spawn(*, memory_bytes: int, max_frame: int, weak: bool) -> Child:
     """Fork a sandboxed child. It isolates itself, then says hello (read by the caller)."""
-    params = {"memory_bytes": memory_bytes, "weak": weak, "disable": sorted(TEST_DISABLED_LAYERS)}
+    params = {
+        "memory_bytes": memory_bytes,
+        "weak": weak,
+        "disable": sorted(TEST_DISABLED_LAYERS),
+        # User code yields the CPU to web processes, workers and PostgreSQL (docs/security.md).
+        "nice": max(0, min(19, int(setting("WR_SANDBOX_NICE", 10)))),
+    }
     for attempt in (1, 2):
         server = fork_server()
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -105,13 +105,15 @@ def celery_worker(
 
 @contextmanager
 def wsgi_server(
-    tmp_path: Path, *, workers: int = 2, port: int | None = None, **env: str
+    tmp_path: Path, *, workers: int = 2, threads: int = 8, port: int | None = None, **env: str
 ) -> Iterator[str]:
-    """gunicorn (plain HTTP); pass `port` when SITE_ROOT must name it in advance."""
+    """gunicorn as deployed (gunicorn.conf.py: gthread workers); pass `port` when SITE_ROOT
+    must name it in advance."""
     port = port or free_port()
     args = [
         sys.executable, "-m", "gunicorn", "webreducer.wsgi:application",
-        "-b", f"127.0.0.1:{port}", "-w", str(workers), "--access-logfile", "-",
+        "-b", f"127.0.0.1:{port}", "-w", str(workers), "--threads", str(threads),
+        "--access-logfile", "-",
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     # The server's own address is its app origin unless a test says otherwise: the owners'

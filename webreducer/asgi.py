@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webreducer.settings")
-django_asgi_app = get_asgi_application()
+
+from webreducer.asgi_public import get_application
+
+# The public endpoints run on threads of their own, not Django's one thread per process for
+# sync views (webreducer/asgi_public.py).
+django_asgi_app = get_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402

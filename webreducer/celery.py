@@ -2,12 +2,28 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from typing import Any
 
 from celery import Celery
 from celery.signals import task_prerun, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webreducer.settings")
+
+
+def is_worker_command(argv: list[str]) -> bool:
+    """`celery … worker …` (or `python -m celery … worker …`)."""
+    program = argv[0] if argv else ""
+    if os.path.basename(program) == "__main__.py":
+        program = os.path.dirname(program)
+    return os.path.basename(program) == "celery" and "worker" in argv[1:]
+
+
+# A worker process runs one task at a time and keeps its one connection across tasks
+# (CELERY_DB_REUSE_MAX, below): web processes' connection pool is not for it. Decided here,
+# before the settings are read; WR_DB_POOL_MAX_SIZE set explicitly still wins.
+if is_worker_command(sys.argv):
+    os.environ.setdefault("WR_DB_POOL_MAX_SIZE", "0")
 
 app = Celery("webreducer")
 app.config_from_object("django.conf:settings", namespace="CELERY")

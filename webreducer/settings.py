@@ -145,13 +145,34 @@ TEMPLATES = [
 # Persistent connections matter: a new connection per request costs ~10x in throughput
 # (docs/performance.md). SQLite is the embedded default; IMMEDIATE transactions make its
 # writers queue instead of failing with "database is locked".
+#
+# Web processes serve many requests at once (threads, or ASGI's one context per request): each
+# borrows a connection from a bounded pool per process (psycopg_pool) only while it talks to
+# the database, never across a sandbox call (hooks.dbrelease). Without the pool, uvicorn kept a
+# connection per concurrent request for DB_CONN_MAX_AGE and a burst exhausted PostgreSQL's
+# max_connections for everyone. A Celery worker process runs one task at a time and keeps one
+# connection across tasks instead (CELERY_DB_REUSE_MAX below): webreducer/celery.py sets
+# WR_DB_POOL_MAX_SIZE=0 there. 0 anywhere means persistent connections, one per thread.
 DATABASE_URL = env_str("DATABASE_URL")
+WR_DB_POOL_MAX_SIZE = env_int("WR_DB_POOL_MAX_SIZE", 4)
+WR_DB_POOL_TIMEOUT = env_float("WR_DB_POOL_TIMEOUT", 5.0)
 if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 600), conn_health_checks=True
+            DATABASE_URL,
+            conn_max_age=0 if WR_DB_POOL_MAX_SIZE > 0 else env_int("DB_CONN_MAX_AGE", 600),
+            conn_health_checks=True,
         )
     }
+    if WR_DB_POOL_MAX_SIZE > 0 and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": WR_DB_POOL_MAX_SIZE,
+            # A request waits this long for a free connection, then answers 503.
+            "timeout": WR_DB_POOL_TIMEOUT,
+        }
+    elif WR_DB_POOL_MAX_SIZE > 0:
+        DATABASES["default"]["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 600)
 else:
     (BASE_DIR / "var").mkdir(exist_ok=True)
     DATABASES = {
@@ -299,6 +320,17 @@ WR_MAX_SECRET_BYTES = env_int("WR_MAX_SECRET_BYTES", 4 * 1024)
 WR_BATCH_SIZE = env_int("WR_BATCH_SIZE", 1000)
 # The request log keeps the state after each request up to this size (bigger ones are noted).
 WR_LOG_STATE_MAX_BYTES = env_int("WR_LOG_STATE_MAX_BYTES", 64 * 1024)
+# Fairness (docs/security.md, "One tenant cannot starve the others"): responder and query
+# calls of one hook running at once in one web process; more answer 429 `hook_busy`.
+WR_SANDBOX_CALLS_PER_HOOK = env_int("WR_SANDBOX_CALLS_PER_HOOK", 2)
+# ...after waiting this long for one of them to end (a quick responder's burst just queues).
+WR_SANDBOX_SLOT_WAIT_SECONDS = env_float("WR_SANDBOX_SLOT_WAIT_SECONDS", 0.1)
+# Sandbox children run this much nicer than their parent, so web processes, workers and
+# PostgreSQL keep the CPU when user code spins.
+WR_SANDBOX_NICE = env_int("WR_SANDBOX_NICE", 10)
+# Threads that run the public endpoints' sync code in an ASGI process (Django would run every
+# sync view of the process on one thread).
+WR_ASGI_PUBLIC_THREADS = env_int("WR_ASGI_PUBLIC_THREADS", 8)
 # Development only: run user code with whatever isolation layers exist (see docs/sandbox.md).
 WR_SANDBOX_ALLOW_WEAK = env_bool("WR_SANDBOX_ALLOW_WEAK", False)
 
@@ -342,6 +374,10 @@ WR_SECRETS_KEYS = env_list("WR_SECRETS_KEYS", [DEV_SECRETS_KEY])
 # --- Pipeline tuning --------------------------------------------------------------------------
 # A reduce task folds one hook for at most this long, then queues the rest behind other hooks.
 WR_REDUCE_SLICE_SECONDS = env_float("WR_REDUCE_SLICE_SECONDS", 5.0)
+# Worker time per hook (hooks/worktime.py): a hook folds at most WR_WORKER_SHARE_SECONDS of
+# every WR_WORKER_WINDOW_SECONDS (across all workers), then waits for the next window. 0: no cap.
+WR_WORKER_SHARE_SECONDS = env_float("WR_WORKER_SHARE_SECONDS", 2.5)
+WR_WORKER_WINDOW_SECONDS = env_float("WR_WORKER_WINDOW_SECONDS", 5.0)
 WR_BUSY_RETRIES = env_int("WR_BUSY_RETRIES", 20)
 WR_BUSY_RETRY_SECONDS = env_float("WR_BUSY_RETRY_SECONDS", 0.25)
 # A hook whose reduce task fails (for a reason that is not one request) pauses this long, twice

@@ -124,6 +124,9 @@ def build_seccomp() -> Any:
     no_exec = [ArgCmp(2, CmpOp.MASKED_EQ, 0, mask=PROT_EXEC)]
     flt.allow("mmap", args=no_exec)
     flt.allow("mprotect", args=no_exec)
+    # A child may lower its own priority (wr_child demotes a spinning call), never another's:
+    # every child runs as the same user, and renicing a neighbour would slow another tenant.
+    flt.allow("setpriority", args=[ArgCmp(0, CmpOp.EQ, 0), ArgCmp(1, CmpOp.EQ, 0)])
     if not seccompy.supported():
         raise OSError("seccomp is not supported by this kernel")
     flt.program  # noqa: B018 - compile now, not in every child
@@ -278,6 +281,12 @@ def child_main(
         os.closerange(5 if ruleset >= 0 else 4, 1 << 20)  # close_range(2)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
+        nice = params.get("nice")
+        if type(nice) is int and nice > 0:
+            # Before the lockdown (seccomp may refuse it later); lowering it back needs a
+            # privilege the child no longer has.
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(os.PRIO_PROCESS, 0) + nice)
         layers, errors = lockdown(params, seccomp_filter, 4 if ruleset >= 0 else -1, server_pid)
         missing = [name for name in LAYERS if not layers.get(name)]
         hello = {"layers": layers, "errors": errors, "missing": missing, "pid": os.getpid()}

@@ -1,0 +1,80 @@
+"""A web process's fair shares for the public endpoints' sandbox calls (docs/security.md,
+"One tenant cannot starve the others").
+
+A responder or query runs while its request holds one of the process's threads. Without a
+bound, one hook's slow code under concurrent requests would hold every thread and every other
+hook's requests would queue behind it; with it, a hook runs at most WR_SANDBOX_CALLS_PER_HOOK
+calls at once per process and its excess is answered 429 after a short wait, so the other threads stay
+free for other hooks. The bound is per process (nothing shared is needed for it to hold): the
+deployment runs threaded web processes for it to mean anything (docs/deployment.md).
+
+The database connection is given back to the pool for the length of the call: a request
+waiting on user code must not hold one of the process's few connections (settings,
+WR_DB_POOL_MAX_SIZE).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import connection
+
+
+class HookSaturated(Exception):
+    """The hook already runs its limit of sandbox calls in this process."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"{limit} call(s) at once")
+        self.limit = limit
+
+
+_freed = threading.Condition()
+_running: dict[str, int] = {}
+
+
+@contextmanager
+def sandbox_slot(*, hook_id: str) -> Iterator[None]:
+    """Hold one of the hook's sandbox call slots in this process, or raise HookSaturated.
+
+    A full hook's request waits up to WR_SANDBOX_SLOT_WAIT_SECONDS for a slot: a quick
+    responder frees one within a millisecond, so a burst of concurrent writers to a busy but
+    fast hook queues briefly instead of being refused; a slow hook's excess is refused after
+    that short wait."""
+    limit = settings.WR_SANDBOX_CALLS_PER_HOOK
+    with _freed:
+        if not _freed.wait_for(
+            lambda: _running.get(hook_id, 0) < limit, timeout=settings.WR_SANDBOX_SLOT_WAIT_SECONDS
+        ):
+            raise HookSaturated(limit)
+        _running[hook_id] = _running.get(hook_id, 0) + 1
+    try:
+        yield
+    finally:
+        with _freed:
+            running = _running[hook_id] - 1
+            if running:
+                _running[hook_id] = running
+            else:
+                del _running[hook_id]
+            _freed.notify_all()
+
+
+def running_calls(hook_id: str) -> int:
+    with _freed:
+        return _running.get(hook_id, 0)
+
+
+def connection_release() -> None:
+    """Give this thread's pooled connection back before a long wait; the next query takes one
+    again. A persistent connection (no pool) is kept: reconnecting would cost ~4 ms, and
+    with one per thread their number is bounded by the threads. Inside a transaction nothing is
+    released (the transaction needs its connection)."""
+    if (
+        connection.connection is not None
+        and not connection.in_atomic_block
+        and getattr(connection, "pool", None) is not None
+    ):
+        connection.close()

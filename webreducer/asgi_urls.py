@@ -1,0 +1,20 @@
+"""The routes under ASGI: the public write and read views on threads of their own
+(webreducer.asgi_public), then every route of webreducer.urls (the first match wins)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from hooks.public import ReadApi, WriteApi
+from webreducer.asgi_public import on_public_threads
+from webreducer.urls import urlpatterns as wsgi_urlpatterns
+
+write = on_public_threads(WriteApi.as_view())
+read = on_public_threads(ReadApi.as_view())
+
+urlpatterns = [
+    path("write/<str:token>", write, name="write"),
+    path("write/<str:token>/<path:path>", write, name="write-path"),
+    path("read/<str:token>", read, name="read"),
+    *wsgi_urlpatterns,
+]
