@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -415,7 +416,8 @@ def _fair_share(key: Key) -> Iterator[None]:
             "hook_busy",
             f"This hook is already running {error.limit} responder or query call(s) at once "
             "here; retry shortly.",
-            retry_after=1,
+            # 1 or 2 s: a refused crowd that honours Retry-After does not come back all at once.
+            retry_after=random.randint(1, 2),  # noqa: S311 - spreading load, not a secret
         ) from None
 
 

@@ -16,6 +16,7 @@ WR_DB_POOL_MAX_SIZE).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -33,27 +34,37 @@ class HookSaturated(Exception):
 
 _freed = threading.Condition()
 _running: dict[str, int] = {}
+# Each hook's recent call time in this process (seconds, a moving average): whether a request
+# for a full hook is worth a wait, or is refused at once.
+_recent: dict[str, float] = {}
+RECENT_MAX_HOOKS = 10_000
 
 
 @contextmanager
 def sandbox_slot(*, hook_id: str) -> Iterator[None]:
     """Hold one of the hook's sandbox call slots in this process, or raise HookSaturated.
 
-    A full hook's request waits up to WR_SANDBOX_SLOT_WAIT_SECONDS for a slot: a quick
-    responder frees one within a millisecond, so a burst of concurrent writers to a busy but
-    fast hook queues briefly instead of being refused; a slow hook's excess is refused after
-    that short wait."""
+    A full hook's request waits up to WR_SANDBOX_SLOT_WAIT_SECONDS for a slot when the hook's
+    calls are quick (a quick responder frees one within a millisecond, so a burst of concurrent
+    writers to a busy but fast hook queues briefly instead of being refused). A slow hook's excess
+    is refused at once: waiting would only hold a thread that other hooks' requests need."""
     limit = settings.WR_SANDBOX_CALLS_PER_HOOK
+    patience = settings.WR_SANDBOX_SLOT_WAIT_SECONDS
     with _freed:
-        if not _freed.wait_for(
-            lambda: _running.get(hook_id, 0) < limit, timeout=settings.WR_SANDBOX_SLOT_WAIT_SECONDS
-        ):
+        if _recent.get(hook_id, 0.0) > patience / 4:
+            patience = 0.0
+        if not _freed.wait_for(lambda: _running.get(hook_id, 0) < limit, timeout=patience):
             raise HookSaturated(limit)
         _running[hook_id] = _running.get(hook_id, 0) + 1
+    started = time.monotonic()
     try:
         yield
     finally:
+        elapsed = time.monotonic() - started
         with _freed:
+            if len(_recent) > RECENT_MAX_HOOKS:
+                _recent.clear()  # forgetting costs a hook at most one wait it should not get
+            _recent[hook_id] = 0.7 * _recent.get(hook_id, elapsed) + 0.3 * elapsed
             running = _running[hook_id] - 1
             if running:
                 _running[hook_id] = running
