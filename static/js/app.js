@@ -176,5 +176,20 @@
 
   document.addEventListener("DOMContentLoaded", () => localTimes(document));
 
-  window.WR = { api, apiMessage, csrfToken, fetchHtml, parseHtml, localTimes };
+  // An element with attributes (class, text, or any attribute) and children (nodes or text).
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (name === "class") node.className = value;
+      else if (name === "text") node.textContent = value;
+      else node.setAttribute(name, value);
+    }
+    for (const child of children) {
+      if (child == null) continue;
+      node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
+    }
+    return node;
+  }
+
+  window.WR = { api, apiMessage, csrfToken, el, fetchHtml, parseHtml, localTimes };
 })();

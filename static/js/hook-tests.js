@@ -8,20 +8,7 @@
   const config = JSON.parse(document.getElementById("hook-config").textContent);
   const api = config.api; // /api/hooks/<id>/
   const $ = (selector) => document.querySelector(selector);
-
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(attrs || {})) {
-      if (name === "class") node.className = value;
-      else if (name === "text") node.textContent = value;
-      else node.setAttribute(name, value);
-    }
-    for (const child of children) {
-      if (child == null) continue;
-      node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
-    }
-    return node;
-  }
+  const el = WR.el;
 
   function short(value) {
     const text = JSON.stringify(value);

@@ -8,6 +8,7 @@
   const config = JSON.parse(document.getElementById("hook-config").textContent);
   const api = config.api; // /api/hooks/<id>/
   const $ = (selector) => document.querySelector(selector);
+  const el = WR.el;
   const CM = window.WRCodeMirror || null;
 
   function highlight(root) {
@@ -17,20 +18,6 @@
       CM.highlightInto(pre, pre.textContent, pre.dataset.highlight);
       pre.dataset.highlighted = "1";
     });
-  }
-
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(attrs || {})) {
-      if (name === "class") node.className = value;
-      else if (name === "text") node.textContent = value;
-      else node.setAttribute(name, value);
-    }
-    for (const child of children) {
-      if (child == null) continue;
-      node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
-    }
-    return node;
   }
 
   // --- The editor -----------------------------------------------------------------------------
