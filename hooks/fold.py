@@ -60,7 +60,9 @@ class Outcome:
     error: dict[str, Any] | None = None
     console: str = ""
     duration_ms: float = 0.0
-    state_after: str = "null"
+    # The state after this request, or None when it was bigger than the sandbox sends back
+    # per request (WR_LOG_STATE_MAX_BYTES): the log keeps no bigger state anyway.
+    state_after: str | None = "null"
 
 
 def request_payload(request: Stored) -> dict[str, Any]:
@@ -179,20 +181,24 @@ class Folding:
 
     def finish(self) -> tuple[list[Outcome], str]:
         steps = self.steps.result() if isinstance(self.steps, Future) else self.steps
-        state, secrets = self.state, self.secrets
+        secrets = self.secrets
+        state: str | None = self.state
         step_at = dict(zip(self.to_apply, steps, strict=True))
         for i, outcome in enumerate(self.outcomes):
             step = step_at.get(i)
             if step is not None:
                 outcome.console += mask(step.console, secrets)
                 outcome.duration_ms += step.duration_ms
-                if step.ok:
-                    state = step.state_json
-                else:
+                # After the request (or, when it failed, before it): None when too big to send.
+                state = step.state_json
+                if not step.ok:
                     outcome.outcome = Request.Outcome.FAILED
                     outcome.error = mask_error(step.error, secrets)
             outcome.state_after = state
-        return self.outcomes, state
+        final = steps[-1].state_json if steps else self.state
+        if final is None:  # Session.reduce always ends with the state to commit
+            raise RuntimeError("the sandbox did not return the state to commit")
+        return self.outcomes, final
 
     def abandon(self) -> None:
         """Wait for the reducer calls and drop their results (the batch will be fetched and

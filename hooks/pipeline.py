@@ -401,7 +401,8 @@ def outcomes_save(requests: Sequence[StoredRequest], outcomes: Sequence[Outcome]
         request.error = outcome.error
         request.console = outcome.console
         request.duration_ms = outcome.duration_ms
-        request.state_after = outcome.state_after if len(outcome.state_after) <= log_cap else None
+        after = outcome.state_after
+        request.state_after = after if after is not None and len(after) <= log_cap else None
         request.applied_at = now
     if connection.vendor == "postgresql":
         _update_postgresql(requests, now)

@@ -240,10 +240,14 @@ def _outcomes_stage(
             duration_ms=outcome.duration_ms,
             idempotency_key=outcome.idempotency_key,
             duplicate_of_id=outcome.duplicate_of,
-            state_after=outcome.state_after if len(outcome.state_after) <= cap else None,
+            state_after=_logged(outcome.state_after, cap),
         )
         for request, outcome in zip(requests, outcomes, strict=True)
     )
+
+
+def _logged(state_after: str | None, cap: int) -> str | None:
+    return state_after if state_after is not None and len(state_after) <= cap else None
 
 
 def _switch(version: Version, state: State) -> None:

@@ -10,7 +10,8 @@ from sandbox.check import check_code
 from sandbox.errors import CodeError, SandboxUnavailable
 from sandbox.limits import Limits
 from sandbox.process import isolation_report, shutdown
-from sandbox.runner import CallResult, ReduceStep, Session, session
+from sandbox.reduce_batch import ReduceStep
+from sandbox.runner import CallResult, Session, session
 
 __all__ = [
     "CallResult",

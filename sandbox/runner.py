@@ -16,7 +16,7 @@ from typing import Any
 from sandbox import strict_json
 from sandbox.check import check_code
 from sandbox.errors import CodeError, SandboxUnavailable
-from sandbox.limits import Limits
+from sandbox.limits import Limits, setting
 from sandbox.process import (
     HELLO_TIMEOUT,
     LAYERS,
@@ -26,11 +26,11 @@ from sandbox.process import (
     ChildTimeout,
     encode_frame,
     fork_server,
-    frame_text,
     require_layers,
     spawn,
     warm_pool,
 )
+from sandbox.reduce_batch import Payload, ReduceBatch, ReduceStep, as_dict, request_frame
 
 MAX_TYPE_CHARS = 200
 MAX_MESSAGE_CHARS = 4096
@@ -42,15 +42,6 @@ class CallResult:
     ok: bool
     value: Any  # idempotency_key: str | None; responder/query: {"status", "headers", "body"}
     error: dict[str, str] | None  # {"type", "message", "traceback"}
-    console: str
-    duration_ms: float
-
-
-@dataclass
-class ReduceStep:
-    ok: bool  # False: this request failed and state_json is the state before it
-    state_json: str
-    error: dict[str, str] | None
     console: str
     duration_ms: float
 
@@ -88,19 +79,6 @@ def _contract(code: str) -> frozenset[str]:
     return check_code(code, max_bytes=1 << 30)
 
 
-Payload = dict[str, Any] | str
-
-
-def _as_dict(request: Payload) -> dict[str, Any]:
-    return json.loads(request) if isinstance(request, str) else request
-
-
-def _request_frame(op: str, request: Payload) -> bytes:
-    if isinstance(request, str):
-        return frame_text(f'{{"op":"{op}","request":{request}}}')
-    return encode_frame({"op": op, "request": request})
-
-
 def _header(headers: Any, name: str) -> str | None:
     if isinstance(headers, dict):
         for key, value in headers.items():
@@ -121,6 +99,7 @@ class Session:
         limits: Limits,
         hook_id: str = "",
         role: str = "serve",
+        log_state_bytes: int | None = None,
     ) -> None:
         self.code = code
         self.secrets = {str(name): str(value) for name, value in secrets.items()}
@@ -142,6 +121,11 @@ class Session:
             detail = f"{message or kind}" + (f" (line {error.line})" if error.line else "")
             self._init_error = _error(kind if message else "CodeError", detail)
         self._value_bytes = 4 * limits.state_bytes
+        # Intermediate states up to this size come back from the child (the request log keeps
+        # them); bigger ones only as their size (docs/sandbox.md, "Big states").
+        if log_state_bytes is None:
+            log_state_bytes = int(setting("WR_LOG_STATE_MAX_BYTES", 64 * 1024))
+        self.log_state_bytes = max(0, min(log_state_bytes, limits.state_bytes))
         # A frame carries at most one state/value (escaped: <= 2x) and two consoles (<= 6x each).
         self._max_frame = (
             2 * max(limits.state_bytes, self._value_bytes) + 12 * limits.output_bytes + 256 * 1024
@@ -158,6 +142,7 @@ class Session:
                 code_digest.hexdigest(),
                 secrets_digest.hexdigest(),
                 limits,
+                self.log_state_bytes,
             )
         # Reducer children are pooled apart from responder/query ones ("serve"): a reducer's
         # module-level globals never meet the functions on the request path.
@@ -169,35 +154,33 @@ class Session:
         if self._init_error is None and "idempotency_key" not in self._functions:
             return [
                 CallResult(
-                    True, _header(_as_dict(r).get("headers"), "idempotency-key"), None, "", 0.0
+                    True, _header(as_dict(r).get("headers"), "idempotency-key"), None, "", 0.0
                 )
                 for r in requests
             ]
         self._tainted |= not self._reducing
-        frames = [_request_frame("idem", r) for r in requests]
+        frames = [request_frame("idem", r) for r in requests]
         results = self._run("idem", frames, warm=self._reducing)
         return [self._call_result(result) for _, result in results]
 
     def reduce(self, state_json: str, requests: Sequence[Payload]) -> list[ReduceStep]:
+        """Fold `requests` into `state_json` in order: one step per request. A step's
+        state_json is None when that state is over log_state_bytes; the last step's never is
+        (it is the state to commit, parsed strictly here once)."""
         if self._init_error is None and "reducer" not in self._functions:
             return [ReduceStep(True, state_json, None, "", 0.0) for _ in requests]
         self._tainted |= not self._reducing
-        current = state_json
-        steps: list[ReduceStep] = []
-
-        def prelude() -> list[bytes]:
-            return [encode_frame({"op": "state", "state": current})]
-
-        frames = [_request_frame("reduce", r) for r in requests]
-        for _, result in self._run("reduce", frames, prelude=prelude, warm=self._reducing):
-            if result["ok"]:
-                current = result["state"]
-                steps.append(ReduceStep(True, current, None, result["console"], result["ms"]))
-            else:
-                steps.append(
-                    ReduceStep(False, current, result["error"], result["console"], result["ms"])
-                )
-        return steps
+        batch = ReduceBatch(state_json, requests)
+        for index, result in self._run(
+            "reduce",
+            batch.frames,
+            prelude=batch.prelude,
+            warm=self._reducing,
+            resume=batch.resume,
+            check=lambda frame, index: self._check_state(frame, index, batch),
+        ):
+            batch.record(index, result)
+        return batch.steps
 
     def respond(self, request: dict[str, Any]) -> CallResult:
         if self._init_error is None and "responder" not in self._functions:
@@ -208,7 +191,7 @@ class Session:
                 "",
                 0.0,
             )
-        frames = [_request_frame("respond", request)]
+        frames = [request_frame("respond", request)]
         # Drain the generator (not next()): its cleanup decides whether the child can be reused.
         ((_, result),) = list(self._run("respond", frames, warm=True))
         return self._call_result(result)
@@ -267,6 +250,7 @@ class Session:
             "cpu_seconds": limits.cpu_seconds,
             "output_bytes": limits.output_bytes,
             "state_bytes": limits.state_bytes,
+            "log_state_bytes": self.log_state_bytes,
             "value_bytes": self._value_bytes,
             "memory_bytes": limits.memory_bytes,
             "flush_each": self._careful,
@@ -326,12 +310,21 @@ class Session:
         *,
         prelude: Callable[[], list[bytes]] | None = None,
         warm: bool = False,
+        resume: Callable[[int], int] | None = None,
+        check: Callable[[dict[str, Any], int], None] | None = None,
     ) -> Iterator[tuple[int, dict[str, Any]]]:
         """Run `messages` (encoded frames) in order, restarting the child after a limit kills
-        it; yields (index, checked result) for every message."""
+        it; yields (index, checked result) for every message. `resume(index)`, called before
+        each child starts on messages[index:] and once at the end (index == total), returns
+        where to go on from: an earlier index makes those messages run again (their results
+        are yielded again). `check(frame, index)` checks a result's op-specific fields."""
         index, total = 0, len(messages)
         wall = self.limits.wall_seconds
-        while index < total:
+        while True:
+            if resume is not None:
+                index = resume(index)
+            if index >= total:
+                return
             child = self._child if self._init_error is not None else self._acquire(warm=warm)
             if self._init_error is not None or child is None:
                 error = dict(
@@ -351,6 +344,9 @@ class Session:
                 try:
                     for frame in stream:
                         result = self._check_result(frame, op)
+                        if check is not None:
+                            check(frame, index)
+                            result["state"] = frame.get("state")
                         child.calls += 1
                         if self._pending_console:
                             result["console"] = self._pending_console + result["console"]
@@ -419,10 +415,7 @@ class Session:
             result["error"] = self._clean_error(frame.get("error"))
             return result
         if op == "reduce":
-            state = frame.get("state")
-            self._parse_json(state, self.limits.state_bytes, op)
-            result["state"] = state
-            return result
+            return result  # its state: _check_state
         value = self._parse_json(frame.get("value"), self._value_bytes, op)
         if op == "idem":
             if value is not None and not isinstance(value, str):
@@ -443,6 +436,32 @@ class Session:
             raise ChildProtocolError("malformed response")
         result["value"] = value
         return result
+
+    def _check_state(self, frame: dict[str, Any], index: int, batch: ReduceBatch) -> None:
+        """The state in a reduce result, as the protocol allows it (docs/sandbox.md): text when
+        the parent asked for it (`full`, the batch's last request) or when it is at most
+        log_state_bytes, else its size; a failed or fatal result may carry the unchanged state.
+        Every text kept is parsed strictly; one the parent does not need is dropped unread."""
+        state, size = frame.get("state"), frame.get("state_bytes")
+        if frame["ok"] is not True:
+            if state is not None and (batch.known_at == index or not isinstance(state, str)):
+                frame.pop("state")  # the parent knows that state (or gets it again)
+            elif state is not None:
+                self._parse_json(state, self.limits.state_bytes, "reduce")
+            return
+        if isinstance(state, str):
+            cap = self.limits.state_bytes if batch.full(index) else self.log_state_bytes
+            if len(state) > cap:  # characters: a lower bound of its UTF-8 size
+                raise ChildProtocolError("a state bigger than the parent asked for")
+            self._parse_json(state, cap, "reduce")
+            return
+        if (
+            state is not None
+            or batch.full(index)
+            or type(size) is not int
+            or not self.log_state_bytes < size <= self.limits.state_bytes
+        ):
+            raise ChildProtocolError("a reduce result without its state or a valid state size")
 
     @staticmethod
     def _parse_json(text: Any, limit: int, op: str) -> Any:
@@ -489,6 +508,7 @@ def session(
     limits: Limits,
     hook_id: str = "",
     role: str = "serve",
+    log_state_bytes: int | None = None,
 ) -> Iterator[Session]:
     """Run one hook's code; calls made through the yielded Session share one sandboxed child.
 
@@ -496,8 +516,17 @@ def session(
     the sandbox cannot start. With a `hook_id`, calls reuse a warm child of the same hook, code,
     secrets, limits and `role` (see docs/sandbox.md): "serve" for respond()/query(), "reduce"
     for the live pipeline's idempotency_keys()/reduce() (each reduce() sends its state first).
+    `log_state_bytes` (default WR_LOG_STATE_MAX_BYTES): the biggest state reduce() returns for
+    each request; a bigger one is None there, except the last request's.
     """
-    current = Session(code=code, secrets=secrets, limits=limits, hook_id=hook_id, role=role)
+    current = Session(
+        code=code,
+        secrets=secrets,
+        limits=limits,
+        hook_id=hook_id,
+        role=role,
+        log_state_bytes=log_state_bytes,
+    )
     try:
         yield current
     finally:

@@ -6,7 +6,9 @@ has to read a file. It must not import Django or anything the sandbox does not p
 Wire format on the child's channel (fd 3), both ways: frames of a 4-byte big-endian length and a
 UTF-8 JSON object. Parent -> child: `init` (code, secrets, limits) first, then one frame per call.
 Child -> parent: `hello` (the isolation layers, before any job data is read), `init` (the module
-was executed), then one result frame per call, in order. The parent never trusts these frames.
+was executed), then one result frame per call, in order. A reduce result carries the new state's
+text only up to `log_state_bytes` or when its request is marked "full" (the batch's last), else
+its size (docs/sandbox.md, "Big states"). The parent never trusts these frames.
 """
 
 from __future__ import annotations
@@ -420,6 +422,11 @@ def describe(exc: BaseException) -> dict[str, str]:
 
 def dump_json(value: Any, *, what: str, limit: int) -> str:
     """Compact JSON text of `value`, or _Failed: not JSON, not UTF-8, a NUL character, too big."""
+    return dump_sized(value, what=what, limit=limit)[0]
+
+
+def dump_sized(value: Any, *, what: str, limit: int) -> tuple[str, int]:
+    """`dump_json` and the text's size in UTF-8 bytes (measured once, for the limit)."""
     try:
         text = _STATE_ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError) as error:
@@ -439,7 +446,7 @@ def dump_json(value: Any, *, what: str, limit: int) -> str:
         # PostgreSQL's jsonb cannot store U+0000: refuse it here rather than fail the commit.
         kind = "StateNotSerializable" if what == "state" else "ResponseNotSerializable"
         raise _Failed(kind, f"{what} contains a NUL character (\\u0000), which cannot be stored")
-    return text
+    return text, size
 
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -480,6 +487,12 @@ class Runtime:
         self.state_bytes = int(init["state_bytes"])
         self.value_bytes = int(init["value_bytes"])
         self.memory_bytes = int(init["memory_bytes"])
+        # A state up to this size goes back with each reduce result (the request log keeps it);
+        # a bigger one only as its size, unless the parent asks for it ("full"): parsing a big
+        # state per request would cost the worker more than the reducer call (docs/sandbox.md).
+        self.log_state_bytes = int(init.get("log_state_bytes", self.state_bytes))
+        # Fields a fatal result carries (a reduce's state: the parent restarts from it).
+        self.fatal_extra: dict[str, Any] = {}
         # Replies normally share writes (fewer wake-ups for the parent); after a failure the
         # parent asks for one write per reply, so that it can tell exactly which call failed.
         self.flush_each = bool(init.get("flush_each"))
@@ -511,6 +524,7 @@ class Runtime:
             "ok": False,
             "fatal": True,
             "error": error,
+            **self.fatal_extra,
         }
 
     def _give_up(self, start: float) -> None:
@@ -596,7 +610,7 @@ class Runtime:
     def handle(self, message: dict[str, Any]) -> dict[str, Any]:
         op = message.get("op")
         if op == "reduce":
-            return self.reduce(message["request"])
+            return self.reduce(message["request"], full=message.get("full") is True)
         if op == "idem":
             return self.idempotency_key(message["request"])
         if op == "respond":
@@ -605,23 +619,37 @@ class Runtime:
             return self.query(message["state"], message.get("params") or {})
         raise ValueError(f"unknown op {op!r}")
 
-    def reduce(self, data: dict[str, Any]) -> dict[str, Any]:
+    def reduce(self, data: dict[str, Any], *, full: bool = False) -> dict[str, Any]:
+        """One reducer call. Every new state is checked against the state limit here; the result
+        carries it as "state" (JSON text) when it is at most log_state_bytes or the parent asked
+        for it (`full`: the batch's last request), else only as "state_bytes" (its size). A
+        failed call leaves the state as it was and carries it only when `full` or fatal."""
         reducer = self.functions.get("reducer")
         previous = self.state_json
 
-        def call() -> str:
+        def call() -> tuple[str, int]:
             # A fresh copy of the last good state: a reducer that mutates it and then raises
             # must leave the state unchanged.
             state = json.loads(previous)
             if reducer is None:
-                return previous
+                return previous, len(previous.encode("utf-8"))
             new_state = reducer(state, make_request(data), dict(self.secrets))
-            return dump_json(new_state, what="state", limit=self.state_bytes)
+            return dump_sized(new_state, what="state", limit=self.state_bytes)
 
-        result = self.run(call)
+        # After a CPU or memory limit this child exits: the parent restarts from this state.
+        self.fatal_extra = {"state": previous}
+        try:
+            result = self.run(call)
+        finally:
+            self.fatal_extra = {}
         if result["ok"]:
-            self.state_json = result.pop("value")
-            result["state"] = self.state_json
+            self.state_json, size = result.pop("value")
+            if full or size <= self.log_state_bytes:
+                result["state"] = self.state_json
+            else:
+                result["state_bytes"] = size
+        elif full:
+            result["state"] = previous
         return result
 
     def idempotency_key(self, data: dict[str, Any]) -> dict[str, Any]:

@@ -20,8 +20,8 @@ from tests.conftest import read_key, write_key
 pytestmark = pytest.mark.django_db
 
 # How a hook takes over the child's encoder: find the runtime's module globals through the
-# frames of a traceback and replace `dump_json`, which the runtime calls on every state,
-# response and key it sends, with one that answers the forged text.
+# frames of a traceback and replace `dump_json` and `dump_sized`, which the runtime calls on
+# every state, response and key it sends, with ones that answer the forged text.
 ESCAPE = """
 def forge(text):
     try:
@@ -31,6 +31,7 @@ def forge(text):
     while frame is not None and "dump_json" not in frame.f_globals:
         frame = frame.f_back
     frame.f_globals["dump_json"] = lambda value, **options: text
+    frame.f_globals["dump_sized"] = lambda value, **options: (text, len(text))
 """
 
 FORGED_STATES = {
