@@ -146,6 +146,21 @@ def asgi_server(tmp_path: Path, *, port: int | None = None, **env: str) -> Itera
         process.stop()
 
 
+def worker_settle(timeout: float = 30) -> None:
+    """Wait until the test Celery worker has nothing queued, unacknowledged or about to be
+    queued (wake-up flags): a reduce transaction still running while the test database is
+    flushed can deadlock with the TRUNCATE."""
+    from webreducer.redis import get_redis
+
+    client = get_redis()
+    assert client is not None
+    deadline = time.monotonic() + timeout
+    while client.llen("celery") or client.hlen("unacked") or any(client.scan_iter("wr:wake:*")):
+        assert time.monotonic() < deadline, "the Celery worker did not settle"
+        time.sleep(0.1)
+    time.sleep(0.3)
+
+
 def two_origins(port: int) -> dict[str, str]:
     """`make run`'s arrangement on one port: the app on localhost, the write and read URLs on
     127.0.0.1 (webreducer/origins.py): a client must use each key's own URL."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,21 +10,14 @@ import pytest
 from accounts.models import User
 from accounts.services import api_token_create
 from tests.cli.helpers import Wr
-from webreducer.redis import get_redis
+from tests.servers import worker_settle
 
 
 @pytest.fixture
 def quiet_worker() -> Iterator[None]:
-    """After each test, let the worker finish its queue: a reduce transaction running while
-    the test database is flushed can deadlock with the TRUNCATE."""
+    """After each test, let the worker finish its queue (tests.servers.worker_settle)."""
     yield
-    client = get_redis()
-    assert client is not None
-    deadline = time.monotonic() + 30
-    while client.llen("celery") or client.hlen("unacked") or any(client.scan_iter("wr:wake:*")):
-        assert time.monotonic() < deadline, "the Celery worker did not settle"
-        time.sleep(0.1)
-    time.sleep(0.3)
+    worker_settle()
 
 
 @pytest.fixture

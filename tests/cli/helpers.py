@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +75,39 @@ def post(base: str, hook: Hook, body: Any, **headers: str) -> httpx.Response:
 def applied_seq(hook: Hook) -> int:
     state = State.objects.filter(hook=hook, version=Hook.objects.get(pk=hook.pk).live_version)
     return state.values_list("seq", flat=True).first() or 0
+
+
+@dataclass
+class Follower:
+    """`wr logs --follow` running in `folder`, its output lines collected as they come."""
+
+    process: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
+
+    def stop(self) -> str:
+        """Stop it; return what it wrote on stderr."""
+        self.process.terminate()
+        _, stderr = self.process.communicate(timeout=10)
+        if self.reader is not None:
+            self.reader.join(timeout=10)
+        return stderr
+
+
+def follow(wr: Wr) -> Follower:
+    process = subprocess.Popen(
+        [WR, "logs", "--follow", "-n", "0"],
+        cwd=wr.folder,
+        env=wr.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    follower = Follower(process)
+    stdout = process.stdout
+    assert stdout is not None
+    follower.reader = threading.Thread(
+        target=lambda: follower.lines.extend(iter(stdout.readline, ""))
+    )
+    follower.reader.start()
+    return follower

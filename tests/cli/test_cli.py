@@ -27,7 +27,7 @@ from accounts.services import api_token_create
 from hooks.models import Hook, HookTests, Request
 from hooks.pipeline import hook_reduce
 from hooks.services import hook_create, hook_secrets
-from tests.cli.helpers import SIGNED, WR, Wr, applied_seq, linked, post
+from tests.cli.helpers import SIGNED, Wr, applied_seq, follow, linked, post
 from tests.servers import celery_worker, free_port, two_origins, wait_for, wsgi_server
 
 pytestmark = [
@@ -325,24 +325,13 @@ class TestRequests:
         assert "bad signature" in rejected
 
         # gunicorn has no WebSockets: --follow falls back to polling.
-        follower = subprocess.Popen(
-            [WR, "logs", "--follow", "-n", "0"],
-            cwd=wr.folder,
-            env=wr.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.extend(iter(follower.stdout.readline, "")))  # type: ignore[union-attr]
-        reader.start()
+        follower = follow(wr)
+        lines = follower.lines
         try:
             assert post(public, hook, {}, **{"X-Signature": "s3cret"}).status_code == 201
             wait_for(lambda: any("#2" in line for line in lines), 30, "the followed write")
         finally:
-            follower.terminate()
-            follower.wait(timeout=10)
-            reader.join(timeout=10)
+            follower.stop()
         assert [line for line in lines if "#2" in line and "applied" in line]
         # The entry printed once, when it was applied (not again on the next polls).
         assert len([line for line in lines if "#2" in line]) == 1

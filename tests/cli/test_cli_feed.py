@@ -3,8 +3,6 @@ against uvicorn and a Celery worker: the follower prints new requests without po
 
 from __future__ import annotations
 
-import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -14,7 +12,7 @@ from django.conf import settings
 
 from accounts.models import User
 from hooks.services import hook_create
-from tests.cli.helpers import SIGNED, WR, Wr, linked, post
+from tests.cli.helpers import SIGNED, Wr, follow, linked, post
 from tests.servers import asgi_server, celery_worker, wait_for
 from webreducer.redis import get_redis
 
@@ -40,19 +38,8 @@ def test_it_follows_the_log_over_the_live_feed_with_the_token(
     hook = hook_create(owner=alice, code=SIGNED)
     linked(wr.folder, hook)
     wr.ok("secrets", "set", "SIG", input="s3cret")
-    follower = subprocess.Popen(
-        [WR, "logs", "--follow", "-n", "0"],
-        cwd=wr.folder,
-        env=wr.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    stdout = follower.stdout
-    assert stdout is not None
-    reader = threading.Thread(target=lambda: lines.extend(iter(stdout.readline, "")))
-    reader.start()
+    follower = follow(wr)
+    lines = follower.lines
     try:
         # Once the feed has said hello, the follower is subscribed; a write before that could
         # land between the baseline and the subscription, which the feed does not replay.
@@ -62,9 +49,7 @@ def test_it_follows_the_log_over_the_live_feed_with_the_token(
         wait_for(lambda: any("rejected" in line for line in lines), 30, "the rejected write")
         wait_for(lambda: any("#1" in line for line in lines), 30, "the applied write")
     finally:
-        follower.terminate()
-        _, stderr = follower.communicate(timeout=10)
-        reader.join(timeout=10)
+        stderr = follower.stop()
     assert "polling" not in stderr, stderr
     assert len([line for line in lines if "#1" in line and "applied" in line]) == 1
     assert len([line for line in lines if "rejected  401" in line]) == 1

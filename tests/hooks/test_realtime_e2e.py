@@ -25,8 +25,7 @@ from hooks import events
 from hooks.models import Hook, Key, State
 from tests.conftest import read_key, write_key
 from tests.hooks.realtime_helpers import COUNTER, QUERYING, RAPID, live_slots_clean  # noqa: F401
-from tests.servers import asgi_server, celery_worker
-from webreducer.redis import get_redis
+from tests.servers import asgi_server, celery_worker, worker_settle
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -50,16 +49,9 @@ def stack(
 
 @pytest.fixture(autouse=True)
 def quiet_worker(stack: tuple[str, str]) -> Iterator[None]:
-    """After each test, let the worker finish (its queued wake-ups and busy retries): a reduce
-    transaction running while the test database is flushed can deadlock with the TRUNCATE."""
+    """After each test, let the worker finish its queued wake-ups and busy retries."""
     yield
-    client = get_redis()
-    assert client is not None
-    deadline = time.monotonic() + 30
-    while client.llen("celery") or client.hlen("unacked") or any(client.scan_iter("wr:wake:*")):
-        assert time.monotonic() < deadline, "the Celery worker did not settle"
-        time.sleep(0.1)
-    time.sleep(0.3)
+    worker_settle()
 
 
 def ws_url(base: str, path: str) -> str:
