@@ -145,6 +145,8 @@ class Samples:
     read_ms: list[float] = field(default_factory=list)
     write_ms: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
+    # (seconds into the phase, "read"/"write", ms) of every sample: where the slow ones fall.
+    timeline: list[tuple[float, str, float]] = field(default_factory=list)
 
 
 def good_client(base: str, read: str, write: str, rate: float, stop: float, out: Samples) -> None:
@@ -152,7 +154,7 @@ def good_client(base: str, read: str, write: str, rate: float, stop: float, out:
     import httpx
 
     with httpx.Client(timeout=30) as client:
-        next_at = time.monotonic()
+        next_at = began = time.monotonic()
         while next_at < stop:
             for url, bucket, method in (
                 (f"{base}/read/{read}", out.read_ms, "GET"),
@@ -168,16 +170,18 @@ def good_client(base: str, read: str, write: str, rate: float, stop: float, out:
                     status = 599
                 bucket.append((time.perf_counter() - started) * 1000)
                 out.statuses[status] += 1
+                out.timeline.append((time.monotonic() - began, method, bucket[-1]))
             next_at += 1 / rate
             time.sleep(max(0.0, next_at - time.monotonic()))
 
 
 def abuser(
-    method: str, url: str, stop: float, impatient: bool, statuses: Counter[int], pace: float = 0
-) -> None:
+    client: Any, method: str, url: str, stop: float, impatient: bool, statuses: Counter[int],
+    pace: float = 0,
+) -> None:  # fmt: skip
     import httpx
 
-    with httpx.Client(timeout=30) as client:
+    with client:
         while time.monotonic() < stop:
             started = time.monotonic()
             try:
@@ -202,13 +206,19 @@ def abuse_group(
 ) -> None:
     """The abusive clients, in a process of their own: fifty client threads in the measuring
     process would make the well-behaved client wait for the GIL, and its p99 would measure the
-    benchmark rather than the server. Sends its stop time first, its answers' statuses last."""
+    benchmark rather than the server. Their HTTP clients are made before the phase starts (50
+    httpx clients cost ~1 s of CPU to make: inside the phase, that was the benchmark's own load
+    on the machine, and it set the well-behaved hook's p99). Sends its stop time first, its
+    answers' statuses last."""
+    import httpx
+
     statuses: Counter[int] = Counter()
+    clients = [httpx.Client(timeout=30) for _ in abusers]
     stop = time.monotonic() + seconds  # CLOCK_MONOTONIC: the same clock in every process
     results.put(stop)
     threads = [
-        threading.Thread(target=abuser, args=(method, url, stop, impatient, statuses, pace))
-        for method, url, pace in abusers
+        threading.Thread(target=abuser, args=(client, method, url, stop, impatient, statuses, pace))
+        for client, (method, url, pace) in zip(clients, abusers, strict=True)
     ]
     for thread in threads:
         thread.start()
@@ -333,6 +343,10 @@ def report(phases: list[Phase], options: argparse.Namespace) -> None:
             + ", ".join(f"{k}: {v}" for k, v in sorted(phase.abuse.items()))
         )
         print(row)
+        worst = sorted(s.timeline, key=lambda sample: -sample[2])[:3]
+        print(f"{'':<16}slowest: " + ", ".join(
+            f"{'read' if method == 'GET' else 'write'} {ms:.0f} ms at {at:.1f} s"
+            for at, method, ms in worst))  # fmt: skip
         bad = {k: v for k, v in s.statuses.items() if k >= 400}
         if bad or phase.pending:
             print(f"{'':<16}well-behaved errors: {bad or 'none'}; still pending: {phase.pending}")

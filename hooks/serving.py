@@ -33,11 +33,26 @@ class HookSaturated(Exception):
 
 
 _freed = threading.Condition()
-_running: dict[str, int] = {}
+# The start times of each hook's running calls in this process, and how many requests wait.
+_running: dict[str, list[float]] = {}
+_waiting: dict[str, int] = {}
 # Each hook's recent call time in this process (seconds, a moving average): whether a request
 # for a full hook is worth a wait, or is refused at once.
 _recent: dict[str, float] = {}
 RECENT_MAX_HOOKS = 10_000
+
+
+def _worth_waiting(hook_id: str, limit: int, patience: float, now: float) -> bool:
+    """Whether a request for a full hook should wait for one of its slots.
+
+    Only when a slot is likely to free soon: the hook's calls have been quick (its moving
+    average), none of its running calls has already outlived a quick call (a hook's first slow
+    calls have no average yet: without this, a crowd arriving at once would each wait the whole
+    patience, holding the process's threads), and fewer than `limit` requests wait already."""
+    quick = patience / 4
+    if _recent.get(hook_id, 0.0) > quick or _waiting.get(hook_id, 0) >= limit:
+        return False
+    return any(now - started <= quick for started in _running.get(hook_id, ()))
 
 
 @contextmanager
@@ -51,12 +66,21 @@ def sandbox_slot(*, hook_id: str) -> Iterator[None]:
     limit = settings.WR_SANDBOX_CALLS_PER_HOOK
     patience = settings.WR_SANDBOX_SLOT_WAIT_SECONDS
     with _freed:
-        if _recent.get(hook_id, 0.0) > patience / 4:
-            patience = 0.0
-        if not _freed.wait_for(lambda: _running.get(hook_id, 0) < limit, timeout=patience):
-            raise HookSaturated(limit)
-        _running[hook_id] = _running.get(hook_id, 0) + 1
-    started = time.monotonic()
+        if len(_running.get(hook_id, ())) >= limit:
+            if not _worth_waiting(hook_id, limit, patience, time.monotonic()):
+                raise HookSaturated(limit)
+            _waiting[hook_id] = _waiting.get(hook_id, 0) + 1
+            try:
+                if not _freed.wait_for(
+                    lambda: len(_running.get(hook_id, ())) < limit, timeout=patience
+                ):
+                    raise HookSaturated(limit)
+            finally:
+                _waiting[hook_id] -= 1
+                if not _waiting[hook_id]:
+                    del _waiting[hook_id]
+        started = time.monotonic()
+        _running.setdefault(hook_id, []).append(started)
     try:
         yield
     finally:
@@ -65,17 +89,16 @@ def sandbox_slot(*, hook_id: str) -> Iterator[None]:
             if len(_recent) > RECENT_MAX_HOOKS:
                 _recent.clear()  # forgetting costs a hook at most one wait it should not get
             _recent[hook_id] = 0.7 * _recent.get(hook_id, elapsed) + 0.3 * elapsed
-            running = _running[hook_id] - 1
-            if running:
-                _running[hook_id] = running
-            else:
+            running = _running[hook_id]
+            running.remove(started)
+            if not running:
                 del _running[hook_id]
             _freed.notify_all()
 
 
 def running_calls(hook_id: str) -> int:
     with _freed:
-        return _running.get(hook_id, 0)
+        return len(_running.get(hook_id, ()))
 
 
 def connection_release() -> None:
@@ -89,3 +112,8 @@ def connection_release() -> None:
         and getattr(connection, "pool", None) is not None
     ):
         connection.close()
+
+
+def waiting_requests(hook_id: str) -> int:
+    with _freed:
+        return _waiting.get(hook_id, 0)

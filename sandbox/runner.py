@@ -36,6 +36,17 @@ MAX_TYPE_CHARS = 200
 MAX_MESSAGE_CHARS = 4096
 MAX_TRACEBACK_CHARS = 16384
 
+# Errors after which a responder/query child is not pooled again. An ordinary exception of user
+# code leaves the child in sync and its interpreter sound, so it is reused like a successful call
+# (a hook whose code raises on every call would otherwise cost a fork per request: ~7 ms of CPU
+# a call that any tenant could make the machine pay, docs/sandbox.md "Warm children").
+# Limits end the child (fatal); a reducer child is never reused after an error.
+_DAMAGING_ERRORS = frozenset({"RecursionError", "SandboxError", "ProtocolError"})
+
+
+def _reusable_after(error: dict[str, Any] | None) -> bool:
+    return isinstance(error, dict) and error.get("type") not in _DAMAGING_ERRORS
+
 
 @dataclass
 class CallResult:
@@ -351,9 +362,11 @@ class Session:
                         if self._pending_console:
                             result["console"] = self._pending_console + result["console"]
                             self._pending_console = ""
-                        if not result["ok"]:
-                            self._tainted = True
                         fatal = result.pop("fatal")
+                        if not result["ok"] and (
+                            fatal or self._reducing or not _reusable_after(result["error"])
+                        ):
+                            self._tainted = True
                         yield index, result
                         index += 1
                         started = time.monotonic()

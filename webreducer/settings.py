@@ -302,6 +302,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # Django logs every 4xx as a warning with its path: for the public endpoints that is a line
+    # per refused or unknown-key request (a log any visitor can flood) carrying the secret key
+    # of the URL. Server errors (5xx) are still logged.
+    "loggers": {"django.request": {"level": "ERROR"}},
 }
 
 # --- WebReducer limits (SPEC §1); per-hook overrides live on Hook.limits ---------------------

@@ -8,8 +8,10 @@ import time
 from typing import Any
 
 import pytest
+from django.test import Client
 
 from hooks import serving
+from tests.conftest import read_key
 
 
 def hold_slot(hook_id: str, entered: threading.Event, release: threading.Event) -> None:
@@ -73,3 +75,74 @@ def test_another_hook_is_served_while_one_hook_is_full(one_slot: None) -> None:
     finally:
         release.set()
         holder.join(10)
+
+
+def test_a_new_hooks_excess_is_refused_once_its_running_calls_outlive_a_quick_call(
+    one_slot: None,
+) -> None:
+    # No history yet (a hook's very first calls): its running call alone says it is slow.
+    entered, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=hold_slot, args=("new-slow", entered, release))
+    holder.start()
+    assert entered.wait(10)
+    time.sleep(0.6)  # over a quarter of the 2 s wait
+    threading.Timer(0.3, release.set).start()  # a request that waited would get the slot
+    try:
+        with pytest.raises(serving.HookSaturated), serving.sandbox_slot(hook_id="new-slow"):
+            pass
+    finally:
+        release.set()
+        holder.join(10)
+
+
+def test_no_more_requests_wait_for_a_full_hook_than_it_has_slots(one_slot: None) -> None:
+    entered, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=hold_slot, args=("crowded", entered, release))
+    holder.start()
+    assert entered.wait(10)
+    waited = threading.Event()
+
+    def wait_for_the_slot() -> None:
+        with serving.sandbox_slot(hook_id="crowded"):
+            waited.set()
+
+    waiter = threading.Thread(target=wait_for_the_slot)
+    waiter.start()
+    try:
+        deadline = time.monotonic() + 5
+        while serving.waiting_requests("crowded") < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert serving.waiting_requests("crowded") == 1
+        # The one slot is held and one request already waits for it: the next is refused now.
+        with pytest.raises(serving.HookSaturated), serving.sandbox_slot(hook_id="crowded"):
+            pass
+    finally:
+        release.set()
+        holder.join(10)
+        waiter.join(10)
+    assert waited.is_set()
+
+
+@pytest.mark.django_db
+def test_a_read_refused_for_a_busy_hook_costs_the_key_lookup_alone(
+    make_hook: Any, django_assert_num_queries: Any
+) -> None:
+    hook = make_hook(code="def query(state, params, secrets):\n    return state\n")
+    token = read_key(hook)
+    holders = []
+    entered, release = threading.Event(), threading.Event()
+    for _ in range(2):  # WR_SANDBOX_CALLS_PER_HOOK: both of the hook's slots held
+        holder = threading.Thread(target=hold_slot, args=(str(hook.pk), entered, release))
+        holder.start()
+        holders.append(holder)
+    try:
+        while serving.running_calls(str(hook.pk)) < 2:
+            time.sleep(0.01)
+        with django_assert_num_queries(1):  # the key; not the state (up to a MiB) it would drop
+            response = Client().get(f"/read/{token}")
+    finally:
+        release.set()
+        for holder in holders:
+            holder.join(10)
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "hook_busy"

@@ -139,7 +139,8 @@ def test_it_never_shares_a_warm_child_between_hooks_or_secrets() -> None:
         assert box.respond(make_request({})).value["body"] == 1
 
 
-def test_it_does_not_reuse_a_child_after_an_error() -> None:
+def test_it_reuses_a_child_after_an_ordinary_exception_of_the_users_code() -> None:
+    # A hook that raises on every call must not cost a fork per request (docs/sandbox.md).
     code = (
         "CALLS = []\ndef responder(request, secrets):\n    CALLS.append(1)\n"
         "    if request.body == 'fail':\n        raise ValueError\n    return len(CALLS)\n"
@@ -148,8 +149,23 @@ def test_it_does_not_reuse_a_child_after_an_error() -> None:
     for body in ({}, "fail", {}, {}):
         with session(code=code, secrets={}, limits=FAST, hook_id="warm-err") as box:
             result = box.respond(make_request(body))
-            results.append(result.value["body"] if result.ok else "error")
-    assert results == [1, "error", 1, 2]
+            results.append(result.value["body"] if result.ok else result.error["type"])
+    assert results == [1, "ValueError", 3, 4]
+
+
+def test_it_does_not_reuse_a_child_after_a_limit_or_a_recursion_error() -> None:
+    code = (
+        "import time\nCALLS = []\ndef responder(request, secrets):\n    CALLS.append(1)\n"
+        "    if request.body == 'spin':\n        while True:\n            pass\n"
+        "    if request.body == 'deep':\n        def f():\n            return f()\n"
+        "        return f()\n    return len(CALLS)\n"
+    )
+    results = []
+    for body in ({}, "spin", {}, "deep", {}):
+        with session(code=code, secrets={}, limits=FAST, hook_id="warm-limit") as box:
+            result = box.respond(make_request(body))
+            results.append(result.value["body"] if result.ok else result.error["type"])
+    assert results == [1, "CpuLimitExceeded", 1, "RecursionError", 1]
 
 
 def test_it_does_not_reuse_a_warm_child_after_the_ttl(settings: Any) -> None:
