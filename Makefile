@@ -25,6 +25,11 @@ test: venv
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/mypy .
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Every benchmark behind a target of docs/performance.md, one table at the end (~10 minutes;
+# never part of `make test`). BENCH_ARGS="--only fairness,realtime" runs some of them.
+bench: venv
+	$(BIN)/python bench/all.py $(BENCH_ARGS)
+
 lint: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .

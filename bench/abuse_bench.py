@@ -41,7 +41,7 @@ from typing import Any
 
 os.environ.setdefault("WR_BENCH_DB", "webreducer_abuse")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import DB, ENV, ROOT, cpu_reference, fresh_database, server_args
+from bench.common import DB, ENV, ROOT, cpu_reference, figure, fresh_database, server_args
 
 PY = sys.executable
 PORT = 8791
@@ -356,6 +356,13 @@ def report(phases: list[Phase], options: argparse.Namespace) -> None:
         ratio_w = percentile(phase.samples.write_ms, 0.99) / percentile(base.samples.write_ms, 0.99)
         lag = percentile(phase.lag_ms, 0.99)
         ok = ratio_r < 3 and ratio_w < 3 and lag < 1000 and not phase.pending
+        if phase.name != "no abuse again":
+            figure(f"{phase.name}: read p99 vs no abuse", ratio_r, "x", target="< 3 x",
+                   met=ratio_r < 3)  # fmt: skip
+            figure(f"{phase.name}: write p99 vs no abuse", ratio_w, "x", target="< 3 x",
+                   met=ratio_w < 3)  # fmt: skip
+            figure(f"{phase.name}: fold lag p99", lag, "ms", target="< 1,000 ms",
+                   met=lag < 1000 and not phase.pending)  # fmt: skip
         print(
             f"  {phase.name:<16} read p99 x{ratio_r:.2f}  write p99 x{ratio_w:.2f}  "
             f"lag p99 {lag:.0f} ms  {'met' if ok else 'NOT met'}"

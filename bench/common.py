@@ -103,3 +103,15 @@ def cpu_reference() -> float:
     started = time.perf_counter()
     sum(range(20_000_000))
     return time.perf_counter() - started
+
+
+FIGURE_PREFIX = "#figure "
+
+
+def figure(
+    name: str, value: float, unit: str, *, target: str = "", met: bool | None = None
+) -> None:
+    """One figure for `make bench`'s table (bench/all.py reads these lines from the output);
+    without a target it is reported, not judged."""
+    line = {"name": name, "value": round(value, 3), "unit": unit, "target": target, "met": met}
+    print(FIGURE_PREFIX + json.dumps(line), flush=True)

@@ -543,6 +543,13 @@ def main() -> None:
                 f"{result['server_cpu'] / (options.seconds + 3):>10.0%}{result['client_cpu'] / (options.seconds + 3):>10.0%}"
                 f"  {result['ended_on'][0]}..{result['ended_on'][1]}"
             )
+            if count == 1000:
+                for q, limit in (("p50", 50), ("p99", 250)):
+                    common.figure(f"1,000 subscribers: write-to-delivery {q}", result[q], "ms",
+                                  target=f"< {limit} ms", met=result[q] < limit)  # fmt: skip
+                common.figure("1,000 subscribers: deliveries", result["samples"],
+                              f"of {result['expected']}", target=f"= {result['expected']}",
+                              met=result["samples"] >= result["expected"])  # fmt: skip
 
         if options.idle < 0:
             return

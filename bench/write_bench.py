@@ -28,6 +28,7 @@ from bench.common import (
     ENV,
     ROOT,
     cpu_reference,
+    figure,
     fresh_database,
     pending_requests,
     server_args,
@@ -140,6 +141,10 @@ def main() -> None:
             _, p50, p99 = sorted(runs[label])[len(runs[label]) // 2]
             each = " ".join(f"{r[0]:.0f}" for r in runs[label])
             print(f"{label:<34}{rps:>10.0f}{p50:>10}{p99:>10}{rps / bare:>8.0%}   ({each})")
+            if label != targets[0][0]:
+                least = 1.0 if "no responder" in label else 0.85
+                figure(f"{label} vs bare view", 100 * rps / bare, "%",
+                       target=f">= {least:.0%}", met=rps / bare >= least)  # fmt: skip
 
         if options.throughput_only:
             return
