@@ -46,11 +46,11 @@ def _worth_waiting(hook_id: str, limit: int, patience: float, now: float) -> boo
     """Whether a request for a full hook should wait for one of its slots.
 
     Only when a slot is likely to free soon: the hook's calls have been quick (its moving
-    average), none of its running calls has already outlived a quick call (a hook's first slow
+    average), one of its running calls is still younger than a quick call (a hook's first slow
     calls have no average yet: without this, a crowd arriving at once would each wait the whole
-    patience, holding the process's threads), and fewer than `limit` requests wait already."""
+    patience, holding the process's threads), and fewer than four requests per slot wait."""
     quick = patience / 4
-    if _recent.get(hook_id, 0.0) > quick or _waiting.get(hook_id, 0) >= limit:
+    if _recent.get(hook_id, 0.0) > quick or _waiting.get(hook_id, 0) >= 4 * limit:
         return False
     return any(now - started <= quick for started in _running.get(hook_id, ()))
 

@@ -95,32 +95,34 @@ def test_a_new_hooks_excess_is_refused_once_its_running_calls_outlive_a_quick_ca
         holder.join(10)
 
 
-def test_no_more_requests_wait_for_a_full_hook_than_it_has_slots(one_slot: None) -> None:
+def test_at_most_four_requests_per_slot_wait_for_a_full_hook(one_slot: None) -> None:
     entered, release = threading.Event(), threading.Event()
     holder = threading.Thread(target=hold_slot, args=("crowded", entered, release))
     holder.start()
     assert entered.wait(10)
-    waited = threading.Event()
+    served = []
 
     def wait_for_the_slot() -> None:
         with serving.sandbox_slot(hook_id="crowded"):
-            waited.set()
+            served.append(1)
 
-    waiter = threading.Thread(target=wait_for_the_slot)
-    waiter.start()
+    waiters = [threading.Thread(target=wait_for_the_slot) for _ in range(4)]
+    for waiter in waiters:
+        waiter.start()
     try:
         deadline = time.monotonic() + 5
-        while serving.waiting_requests("crowded") < 1 and time.monotonic() < deadline:
+        while serving.waiting_requests("crowded") < 4 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert serving.waiting_requests("crowded") == 1
-        # The one slot is held and one request already waits for it: the next is refused now.
+        assert serving.waiting_requests("crowded") == 4
+        # One slot held, four requests already wait for it: the next is refused now.
         with pytest.raises(serving.HookSaturated), serving.sandbox_slot(hook_id="crowded"):
             pass
     finally:
         release.set()
         holder.join(10)
-        waiter.join(10)
-    assert waited.is_set()
+        for waiter in waiters:
+            waiter.join(10)
+    assert len(served) == 4
 
 
 @pytest.mark.django_db
