@@ -148,3 +148,13 @@ def test_a_read_refused_for_a_busy_hook_costs_the_key_lookup_alone(
             holder.join(10)
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "hook_busy"
+
+
+@pytest.mark.django_db
+def test_a_refused_request_writes_no_log_line_with_the_key_in_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token = "k" * 43  # no such key: the 404 a scanner gets, as many times as it likes
+    response = Client().get(f"/read/{token}")
+    assert response.status_code == 404
+    assert not [record for record in caplog.records if token in record.getMessage()]
