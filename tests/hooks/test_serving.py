@@ -3,8 +3,10 @@ cannot starve the others")."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,10 +16,29 @@ from hooks import serving
 from tests.conftest import read_key
 
 
-def hold_slot(hook_id: str, entered: threading.Event, release: threading.Event) -> None:
-    with serving.sandbox_slot(hook_id=hook_id):
-        entered.set()
-        release.wait(10)
+@contextlib.contextmanager
+def slots_held(hook_id: str, count: int = 1) -> Iterator[threading.Event]:
+    """`count` of the hook's slots held by other threads until the event yielded is set (or
+    the block ends)."""
+    release = threading.Event()
+
+    def hold() -> None:
+        with serving.sandbox_slot(hook_id=hook_id):
+            release.wait(10)
+
+    holders = [threading.Thread(target=hold) for _ in range(count)]
+    for holder in holders:
+        holder.start()
+    try:
+        deadline = time.monotonic() + 10
+        while serving.running_calls(hook_id) < count and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert serving.running_calls(hook_id) == count
+        yield release
+    finally:
+        release.set()
+        for holder in holders:
+            holder.join(10)
 
 
 def calls(hook_id: str, seconds: float, count: int = 3) -> None:
@@ -35,71 +56,41 @@ def one_slot(settings: Any) -> None:
 
 def test_a_quick_hooks_request_waits_for_a_slot_instead_of_being_refused(one_slot: None) -> None:
     calls("quick", 0.001)
-    entered, release = threading.Event(), threading.Event()
-    holder = threading.Thread(target=hold_slot, args=("quick", entered, release))
-    holder.start()
-    assert entered.wait(10)
-    threading.Timer(0.05, release.set).start()
-    with serving.sandbox_slot(hook_id="quick"):  # would raise HookSaturated if it did not wait
-        assert serving.running_calls("quick") == 1
-    holder.join(10)
+    with slots_held("quick") as release:
+        threading.Timer(0.05, release.set).start()
+        with serving.sandbox_slot(hook_id="quick"):  # would raise HookSaturated if it did not wait
+            assert serving.running_calls("quick") == 1
 
 
 def test_a_slow_hooks_excess_is_refused_at_once_while_its_slot_is_still_held(
     one_slot: None,
 ) -> None:
     calls("slow", 0.6, count=1)  # over a quarter of the 2 s wait: not worth waiting for
-    entered, release = threading.Event(), threading.Event()
-    holder = threading.Thread(target=hold_slot, args=("slow", entered, release))
-    holder.start()
-    assert entered.wait(10)
-    # The slot frees well within the wait: a request that waited would get it.
-    threading.Timer(0.3, release.set).start()
-    try:
+    with slots_held("slow") as release:
+        # The slot frees well within the wait: a request that waited would get it.
+        threading.Timer(0.3, release.set).start()
         with pytest.raises(serving.HookSaturated), serving.sandbox_slot(hook_id="slow"):
             pass
-    finally:
-        release.set()
-        holder.join(10)
     assert serving.running_calls("slow") == 0
 
 
 def test_another_hook_is_served_while_one_hook_is_full(one_slot: None) -> None:
-    entered, release = threading.Event(), threading.Event()
-    holder = threading.Thread(target=hold_slot, args=("busy", entered, release))
-    holder.start()
-    assert entered.wait(10)
-    try:
-        with serving.sandbox_slot(hook_id="other"):
-            assert serving.running_calls("busy") == 1
-    finally:
-        release.set()
-        holder.join(10)
+    with slots_held("busy"), serving.sandbox_slot(hook_id="other"):
+        assert serving.running_calls("busy") == 1
 
 
 def test_a_new_hooks_excess_is_refused_once_its_running_calls_outlive_a_quick_call(
     one_slot: None,
 ) -> None:
     # No history yet (a hook's very first calls): its running call alone says it is slow.
-    entered, release = threading.Event(), threading.Event()
-    holder = threading.Thread(target=hold_slot, args=("new-slow", entered, release))
-    holder.start()
-    assert entered.wait(10)
-    time.sleep(0.6)  # over a quarter of the 2 s wait
-    threading.Timer(0.3, release.set).start()  # a request that waited would get the slot
-    try:
+    with slots_held("new-slow") as release:
+        time.sleep(0.6)  # over a quarter of the 2 s wait
+        threading.Timer(0.3, release.set).start()  # a request that waited would get the slot
         with pytest.raises(serving.HookSaturated), serving.sandbox_slot(hook_id="new-slow"):
             pass
-    finally:
-        release.set()
-        holder.join(10)
 
 
 def test_at_most_four_requests_per_slot_wait_for_a_full_hook(one_slot: None) -> None:
-    entered, release = threading.Event(), threading.Event()
-    holder = threading.Thread(target=hold_slot, args=("crowded", entered, release))
-    holder.start()
-    assert entered.wait(10)
     served = []
 
     def wait_for_the_slot() -> None:
@@ -107,9 +98,9 @@ def test_at_most_four_requests_per_slot_wait_for_a_full_hook(one_slot: None) -> 
             served.append(1)
 
     waiters = [threading.Thread(target=wait_for_the_slot) for _ in range(4)]
-    for waiter in waiters:
-        waiter.start()
-    try:
+    with slots_held("crowded"):
+        for waiter in waiters:
+            waiter.start()
         deadline = time.monotonic() + 5
         while serving.waiting_requests("crowded") < 4 and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -117,11 +108,8 @@ def test_at_most_four_requests_per_slot_wait_for_a_full_hook(one_slot: None) -> 
         # One slot held, four requests already wait for it: the next is refused now.
         with pytest.raises(serving.HookSaturated), serving.sandbox_slot(hook_id="crowded"):
             pass
-    finally:
-        release.set()
-        holder.join(10)
-        for waiter in waiters:
-            waiter.join(10)
+    for waiter in waiters:
+        waiter.join(10)
     assert len(served) == 4
 
 
@@ -131,21 +119,10 @@ def test_a_read_refused_for_a_busy_hook_costs_the_key_lookup_alone(
 ) -> None:
     hook = make_hook(code="def query(state, params, secrets):\n    return state\n")
     token = read_key(hook)
-    holders = []
-    entered, release = threading.Event(), threading.Event()
-    for _ in range(2):  # WR_SANDBOX_CALLS_PER_HOOK: both of the hook's slots held
-        holder = threading.Thread(target=hold_slot, args=(str(hook.pk), entered, release))
-        holder.start()
-        holders.append(holder)
-    try:
-        while serving.running_calls(str(hook.pk)) < 2:
-            time.sleep(0.01)
-        with django_assert_num_queries(1):  # the key; not the state (up to a MiB) it would drop
-            response = Client().get(f"/read/{token}")
-    finally:
-        release.set()
-        for holder in holders:
-            holder.join(10)
+    # WR_SANDBOX_CALLS_PER_HOOK: both of the hook's slots held.
+    with slots_held(str(hook.pk), count=2), django_assert_num_queries(1):
+        # The key; not the state (up to a MiB) that a refused read would throw away.
+        response = Client().get(f"/read/{token}")
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "hook_busy"
 
