@@ -15,7 +15,7 @@ from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.http import QueryDict
 
-from hooks import events, live
+from hooks import broadcast, live
 from hooks.live import db, listeners
 from hooks.live.subscription import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND
 from hooks.models import Hook
@@ -112,8 +112,8 @@ class OwnerFeedConsumer(AsyncWebsocketConsumer):
         self.hook_id = hook_id
         # Bounded: a client that stops reading loses log rows (it reloads the log), not memory.
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=OUTBOX_SIZE)
-        await listeners.listen(events.hook_group(hook_id), self.on_event)
-        await listeners.listen(events.owner_group(hook_id), self.on_event)
+        await listeners.listen(broadcast.hook_group(hook_id), self.on_event)
+        await listeners.listen(broadcast.owner_group(hook_id), self.on_event)
         self.tasks = [asyncio.create_task(self._write()), asyncio.create_task(self._watch(hook_id))]
         await self.send_json({"type": "hello", "hook": hook_id})
 
@@ -140,21 +140,21 @@ class OwnerFeedConsumer(AsyncWebsocketConsumer):
             await self.send_json(out)
 
     async def _watch(self, hook_id: str) -> None:
-        # Publishers send log events only while a hook is marked watched (events.watched).
+        # Publishers send log events only while a hook is marked watched (broadcast.watched).
         while True:
-            await sync_to_async(events.watch, thread_sensitive=False)(hook_id)
-            await asyncio.sleep(events.WATCH_TTL_SECONDS / 3)
+            await sync_to_async(broadcast.watch, thread_sensitive=False)(hook_id)
+            await asyncio.sleep(broadcast.WATCH_TTL_SECONDS / 3)
 
     async def disconnect(self, code: int) -> None:
         if self.hook_id is None:
             return
         hook_id, self.hook_id = self.hook_id, None
-        listeners.unlisten(events.hook_group(hook_id), self.on_event)
-        listeners.unlisten(events.owner_group(hook_id), self.on_event)
+        listeners.unlisten(broadcast.hook_group(hook_id), self.on_event)
+        listeners.unlisten(broadcast.owner_group(hook_id), self.on_event)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await sync_to_async(events.watch, thread_sensitive=False)(hook_id, watching=False)
+        await sync_to_async(broadcast.watch, thread_sensitive=False)(hook_id, watching=False)
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content, ensure_ascii=False))

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from hooks.masking import mask, mask_error
 from hooks.models import Request
-from hooks.stored import StoredRequest
+from hooks.request_rows import StoredRequest
 from sandbox import Limits, ReduceStep, Session, session
 from sandbox.runtime import wr_cloudevents
 
@@ -27,7 +27,7 @@ HASHED_PREFIX = "sha256:"
 
 
 class Stored(Protocol):
-    """What folding reads of a stored request: a Request row, or hooks.stored's lighter
+    """What folding reads of a stored request: a Request row, or hooks.request_rows's lighter
     StoredRequest."""
 
     @property

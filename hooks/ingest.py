@@ -22,7 +22,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Field
 from django.utils import timezone
 
-from hooks import events, ratelimit, serving, wakeup
+from hooks import broadcast, ratelimit, serving, wakeup
 from hooks.answers import answer_record, default_answer
 from hooks.fold import request_payload
 from hooks.masking import mask, mask_error
@@ -249,7 +249,7 @@ def request_ingest(
                 _insert(request)
     except DatabaseError as error:
         raise database_unavailable() from error
-    events.requests_logged(hook_id=str(hook.pk), requests=requests)
+    broadcast.requests_logged(hook_id=str(hook.pk), requests=requests)
     if any(r.outcome == Request.Outcome.PENDING for r in requests):
         wakeup.wake(str(hook.pk))
     if not batch:

@@ -13,8 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
-from hooks import events
-from hooks import secrets as crypto
+from hooks import broadcast, crypto
 from hooks.models import Hook, Key, Secret, State, Version
 from sandbox import Limits, check_code
 
@@ -128,7 +127,7 @@ def hook_archive(*, hook: Hook) -> None:
         Request.objects.filter(hook=hook).delete()
         State.objects.filter(hook=hook).update(value="null", seq=0)
         hook_id = str(hook.pk)
-        transaction.on_commit(lambda: events.state_changed(hook_id=hook_id, seq=0))
+        transaction.on_commit(lambda: broadcast.state_changed(hook_id=hook_id, seq=0))
 
 
 def key_create(*, hook: Hook, kind: str, label: str = "") -> Key:
@@ -154,10 +153,10 @@ def _key_changed(key: Key) -> None:
 
 def live_recheck(*, hook_id: uuid.UUID | str, key_id: int | None = None) -> None:
     """After commit, open websocket/SSE connections on the hook (or on one of its keys) re-check
-    their key, and live hubs re-read the hook: its pause, limits and secrets (hooks.events).
+    their key, and live hubs re-read the hook: its pause, limits and secrets (hooks.broadcast).
     Call from within the transaction that made the change."""
     hook, key = str(hook_id), key_id
-    transaction.on_commit(lambda: events.key_changed(hook_id=hook, key_id=key))
+    transaction.on_commit(lambda: broadcast.key_changed(hook_id=hook, key_id=key))
 
 
 SECRET_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")

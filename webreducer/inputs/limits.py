@@ -98,7 +98,7 @@ def declared_length(value: str | None, limits: Limits) -> int | None:
 
 
 def too_large(limits: Limits) -> Refused:
-    # The same code and message as the write endpoint's own limit (hooks.public).
+    # The same code and message as the write endpoint's own limit (hooks.views.public).
     return Refused(413, "too_large", f"The body is over {limits.body_bytes} bytes.")
 
 
