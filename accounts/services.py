@@ -26,6 +26,7 @@ from accounts.models import ApiToken, MagicLink, User
 from accounts.ratelimit import RateLimited
 from accounts.useragent import user_agent_summary
 from hooks.models import Hook, Version
+from hooks.services import history_delete, live_recheck
 from webreducer.clientip import client_ip  # the one reader of X-Forwarded-For
 
 logger = logging.getLogger(__name__)
@@ -405,7 +406,8 @@ CLEANUP_BATCH = 200
 
 
 def visitors_delete_stale(*, now: datetime | None = None) -> int:
-    """Delete visitors (their hooks go with them) untouched for WR_VISITOR_MAX_AGE_DAYS."""
+    """Delete visitors (their hooks go with them) untouched for WR_VISITOR_MAX_AGE_DAYS: each
+    hook's history in bulk (hooks.services.history_delete), and its live connections close."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.WR_VISITOR_MAX_AGE_DAYS)
     stale = User.objects.filter(is_visitor=True).filter(
         Q(last_seen_at__lt=cutoff) | Q(last_seen_at__isnull=True, date_joined__lt=cutoff)
@@ -417,6 +419,9 @@ def visitors_delete_stale(*, now: datetime | None = None) -> int:
         if not ids:
             break
         with transaction.atomic():
+            for hook_id in Hook.objects.filter(owner_id__in=ids).values_list("pk", flat=True):
+                history_delete(hook_id=hook_id)
+                live_recheck(hook_id=hook_id)
             stale.filter(pk__in=ids).delete()
         deleted += len(ids)
     if deleted:

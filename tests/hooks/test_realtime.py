@@ -22,6 +22,7 @@ from hooks.live import state as live_state
 from hooks.live.subscription import Subscription
 from hooks.models import Hook, Key
 from tests.conftest import read_key, write_key
+from tests.hooks import api
 from tests.hooks.realtime_helpers import (  # noqa: F401 (a fixture)
     COUNTER,
     QUERYING,
@@ -46,10 +47,7 @@ def run(scenario: Callable[[], Any]) -> None:
 
 @database_sync_to_async
 def write(hook: Hook, body: Any) -> int:
-    response = Client().post(
-        f"/write/{write_key(hook)}", json.dumps(body), content_type="application/json"
-    )
-    return response.status_code
+    return api.write(Client(), write_key(hook), body).status_code
 
 
 async def connect(path: str, **kwargs: Any) -> WebsocketCommunicator:
