@@ -200,6 +200,8 @@ def test_a_spoofed_x_forwarded_for_does_not_choose_the_clients_address(
     )
 
     assert answer.status_code == 202, answer.text
+    # The worker creates the link after the request's commit (accounts.tasks).
+    wait_for(lambda: MagicLink.objects.filter(email="spoofer@example.com").exists(), 30, "the link")
     link = MagicLink.objects.get(email="spoofer@example.com")
     assert link.requested_ip == "127.0.0.1"  # the address nginx saw, not the forged one
 
