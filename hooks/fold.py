@@ -1,5 +1,7 @@
 """Folding requests into a state with a version's code: the one place that turns stored
-requests into outcomes. The live pipeline, replays and dry runs all call `fold()`."""
+requests into outcomes. Replays and dry runs call `fold()`; the live pipeline calls
+`fold_start()` (and `fold_needs_sandbox()`), which starts a batch's reducer calls in the
+background while the pipeline writes the previous batch."""
 
 from __future__ import annotations
 

@@ -160,7 +160,7 @@ def body_check(content_type: str, body: bytes) -> None:
 
 def idempotency_key_check(headers: dict[str, str]) -> None:
     """Refuse an Idempotency-Key over the documented limit at write time: the ledger could
-    not keep it, and a key cut to fit would make different keys one (SPEC "Trust boundaries")."""
+    not keep it, and a key cut to fit would make different keys one (docs/security.md)."""
     limit = settings.WR_MAX_IDEMPOTENCY_KEY_BYTES
     for name, value in headers.items():
         if (
@@ -176,7 +176,7 @@ def idempotency_key_check(headers: dict[str, str]) -> None:
 
 def cloudevent_check(headers: dict[str, str], content_type: str, body: bytes) -> None:
     """Refuse a request that declares a CloudEvent (structured content type or ce- headers)
-    and is not a valid CloudEvents 1.0 event: nothing of it is stored (SPEC §2)."""
+    and is not a valid CloudEvents 1.0 event: nothing of it is stored (docs/helpers.md, CloudEvents)."""
     try:
         wr_cloudevents.parse_cloudevent(headers, content_type, body)
     except (ValueError, RecursionError) as error:
@@ -194,7 +194,7 @@ def request_ingest(
     body: bytes,
     resent_from: int | None = None,
 ) -> Reply:
-    """Store one write and answer it with the hook's responder (SPEC §2, §3.1).
+    """Store one write and answer it with the hook's responder (docs/pipeline.md, "Write path").
 
     `resent_from` marks a copy of a stored request (hooks.resend); the reply's `request` is
     the stored request (for a batch, the answer lists them instead).

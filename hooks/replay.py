@@ -1,4 +1,4 @@
-"""Publishing: a new version rebuilds the state from the whole history, blue/green (SPEC §3.5).
+"""Publishing: a new version rebuilds the state from the whole history, blue/green (docs/api.md, "Publishing").
 
 The new version gets its own State row and folds every applied request in seq order, in the
 background, while the live version keeps serving reads and applying new writes. When the

@@ -1,4 +1,4 @@
-"""The public API: `session(...)` runs one hook's code in a sandboxed child (SPEC §1, §3.6)."""
+"""The public API: `session(...)` runs one hook's code in a sandboxed child (docs/sandbox.md)."""
 
 from __future__ import annotations
 

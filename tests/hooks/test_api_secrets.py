@@ -1,4 +1,4 @@
-"""Secrets (SPEC §4): set, list with a fingerprint, delete; the value is never shown again."""
+"""Secrets (docs/api.md): set, list with a fingerprint, delete; the value is never shown again."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The write and read endpoints (SPEC §1, §2), with tasks run in process."""
+"""The write and read endpoints (docs/pipeline.md), with tasks run in process."""
 
 from __future__ import annotations
 

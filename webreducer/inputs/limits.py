@@ -119,7 +119,7 @@ def is_chunked(transfer_encoding: str | None) -> bool:
 
 
 def public_path(path: bytes) -> bool:
-    # The public endpoints are CORS-open (SPEC §2): a browser page that sent the request may
+    # The public endpoints are CORS-open (docs/security.md): a browser page that sent the request may
     # read why it was refused. The app's own routes keep their same-origin answers.
     return path.startswith((b"/write/", b"/read/"))
 
