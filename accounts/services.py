@@ -26,6 +26,7 @@ from accounts.models import ApiToken, MagicLink, User
 from accounts.ratelimit import RateLimited
 from accounts.useragent import user_agent_summary
 from hooks.models import Hook, Version
+from hooks.services import history_delete, live_recheck
 from webreducer.clientip import client_ip  # the one reader of X-Forwarded-For
 
 logger = logging.getLogger(__name__)
@@ -188,13 +189,17 @@ def _ip_or_none(ip: str) -> str | None:
 def magic_link_request(
     *, email: str, ip: str, visitor: User | None = None, user_agent: str = ""
 ) -> None:
-    """Email a single-use sign-in link to `email`, saying which browser asked for it.
+    """Email a single-use sign-in link to `email`, saying which browser asked for it: counted
+    against the rate limits here, created and sent by a Celery task once the request's
+    transaction commits (magic_link_send), so the request never waits on the mail server.
 
     The same happens whether or not an account exists (it is created on first confirmed
     sign-in), so the answer cannot be used to find out who has an account. `visitor` (the
     requesting session's or token's) is recorded only to recognise the same visitor when the
     link is confirmed: asking for a link gives the asker nothing (magic_link_confirm).
     """
+    from accounts.tasks import magic_link_send_task  # the task module imports this one
+
     email = email_normalize(email)
     ratelimit.hit(
         "link-ip",
@@ -210,13 +215,29 @@ def magic_link_request(
         window=HOUR,
         message="Too many sign-in links were sent to this address. Use the latest one, or try again later.",
     )
+    # Only what the link records travels through the broker: its token is made in the task,
+    # so no credential ever sits in the queue.
+    request = {
+        "email": email,
+        "visitor_id": visitor.pk if visitor is not None and visitor.is_visitor else None,
+        "requested_ip": _ip_or_none(ip),
+        "requested_browser": user_agent_summary(user_agent),
+    }
+    transaction.on_commit(lambda: magic_link_send_task.delay(**request))
+
+
+def magic_link_send(
+    *, email: str, visitor_id: int | None, requested_ip: str | None, requested_browser: str
+) -> None:
+    """Create the link magic_link_request asked for and email it (from the Celery task)."""
+    visitor = User.objects.filter(pk=visitor_id, is_visitor=True).first() if visitor_id else None
     token = secrets.token_urlsafe(32)
     link = MagicLink.objects.create(
         email=email,
         token_hash=token_hash(token),
-        visitor=visitor if visitor is not None and visitor.is_visitor else None,
-        requested_ip=_ip_or_none(ip),
-        requested_browser=user_agent_summary(user_agent),
+        visitor=visitor,  # gone meanwhile (merged, deleted): nothing to recognise
+        requested_ip=requested_ip,
+        requested_browser=requested_browser,
         expires_at=timezone.now() + timedelta(seconds=settings.WR_MAGIC_LINK_MAX_AGE_SECONDS),
     )
     context = {
@@ -405,7 +426,8 @@ CLEANUP_BATCH = 200
 
 
 def visitors_delete_stale(*, now: datetime | None = None) -> int:
-    """Delete visitors (their hooks go with them) untouched for WR_VISITOR_MAX_AGE_DAYS."""
+    """Delete visitors (their hooks go with them) untouched for WR_VISITOR_MAX_AGE_DAYS: each
+    hook's history in bulk (hooks.services.history_delete), and its live connections close."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.WR_VISITOR_MAX_AGE_DAYS)
     stale = User.objects.filter(is_visitor=True).filter(
         Q(last_seen_at__lt=cutoff) | Q(last_seen_at__isnull=True, date_joined__lt=cutoff)
@@ -417,6 +439,9 @@ def visitors_delete_stale(*, now: datetime | None = None) -> int:
         if not ids:
             break
         with transaction.atomic():
+            for hook_id in Hook.objects.filter(owner_id__in=ids).values_list("pk", flat=True):
+                history_delete(hook_id=hook_id)
+                live_recheck(hook_id=hook_id)
             stale.filter(pk__in=ids).delete()
         deleted += len(ids)
     if deleted:

@@ -1,4 +1,4 @@
-"""Routes of the hooks management API, under /api/ (SPEC §4).
+"""Routes of the hooks management API, under /api/ (docs/api.md).
 
 Ids are matched as strings and checked by the views, so a malformed one answers the same JSON
 404 as a missing one.

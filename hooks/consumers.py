@@ -9,16 +9,29 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.http import QueryDict
+from django.http import Http404, QueryDict
 
-from hooks import events, live
+from hooks import broadcast, live
+from hooks.channel_messages import (
+    FeedKeys,
+    FeedMessage,
+    FeedReplay,
+    FeedRequests,
+    FeedState,
+    KeyChanged,
+    ReplayProgress,
+    RequestsLogged,
+    StateChanged,
+    message_type,
+)
 from hooks.live import db, listeners
 from hooks.live.subscription import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND
-from hooks.models import Hook
+from hooks.selectors import hook_get_for_user
 from webreducer.clientip import scope_client_ip
 
 logger = logging.getLogger(__name__)
@@ -84,7 +97,35 @@ class LiveStateConsumer(AsyncWebsocketConsumer):
 
 
 def _owns(user: Any, hook_id: str) -> bool:
-    return Hook.objects.filter(pk=hook_id, owner=user).exists()
+    """Through the one door every management route uses (a malformed id is no hook either)."""
+    try:
+        hook_get_for_user(user=user, hook_id=hook_id)
+    except Http404:
+        return False
+    return True
+
+
+# What the feed sends for each message it receives: one function per message type.
+def _feed_state(message: StateChanged) -> FeedState:
+    return {"type": "state", "seq": message["seq"]}
+
+
+def _feed_keys(message: KeyChanged) -> FeedKeys:
+    return {"type": "keys", "key_id": message.get("key_id")}
+
+
+def _feed_requests(message: RequestsLogged) -> FeedRequests:
+    return {"type": "requests", "requests": message["requests"]}
+
+
+def _feed_replay(message: ReplayProgress) -> FeedReplay:
+    return {
+        "type": "replay",
+        "version": message["version"],
+        "done": message["done"],
+        "total": message["total"],
+        "status": message["status"],
+    }
 
 
 class OwnerFeedConsumer(AsyncWebsocketConsumer):
@@ -97,6 +138,13 @@ class OwnerFeedConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "none"
     hook_id: str | None = None
     tasks: list[asyncio.Task[None]]
+
+    HANDLERS: ClassVar[dict[str, Callable[[Any], FeedMessage]]] = {
+        "state.changed": _feed_state,
+        "key.changed": _feed_keys,
+        "requests.logged": _feed_requests,
+        "replay.progress": _feed_replay,
+    }
 
     async def connect(self) -> None:
         self.tasks = []
@@ -112,8 +160,8 @@ class OwnerFeedConsumer(AsyncWebsocketConsumer):
         self.hook_id = hook_id
         # Bounded: a client that stops reading loses log rows (it reloads the log), not memory.
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=OUTBOX_SIZE)
-        await listeners.listen(events.hook_group(hook_id), self.on_event)
-        await listeners.listen(events.owner_group(hook_id), self.on_event)
+        await listeners.listen(broadcast.hook_group(hook_id), self.on_event)
+        await listeners.listen(broadcast.owner_group(hook_id), self.on_event)
         self.tasks = [asyncio.create_task(self._write()), asyncio.create_task(self._watch(hook_id))]
         await self.send_json({"type": "hello", "hook": hook_id})
 
@@ -125,38 +173,29 @@ class OwnerFeedConsumer(AsyncWebsocketConsumer):
 
     async def _write(self) -> None:
         while True:
-            event = await self.outbox.get()
-            kind = event.get("type")
-            if kind == "state.changed":
-                out = {"type": "state", "seq": event["seq"]}
-            elif kind == "key.changed":
-                out = {"type": "keys", "key_id": event.get("key_id")}
-            elif kind == "requests.logged":
-                out = {"type": "requests", "requests": event["requests"]}
-            elif kind == "replay.progress":
-                out = {"type": "replay", **{k: v for k, v in event.items() if k != "type"}}
-            else:
-                continue
-            await self.send_json(out)
+            message = await self.outbox.get()
+            handler = self.HANDLERS.get(message_type(message) or "")
+            if handler is not None:  # a type the feed does not forward
+                await self.send_json(handler(message))
 
     async def _watch(self, hook_id: str) -> None:
-        # Publishers send log events only while a hook is marked watched (events.watched).
+        # Publishers send log events only while a hook is marked watched (broadcast.watched).
         while True:
-            await sync_to_async(events.watch, thread_sensitive=False)(hook_id)
-            await asyncio.sleep(events.WATCH_TTL_SECONDS / 3)
+            await sync_to_async(broadcast.watch, thread_sensitive=False)(hook_id)
+            await asyncio.sleep(broadcast.WATCH_TTL_SECONDS / 3)
 
     async def disconnect(self, code: int) -> None:
         if self.hook_id is None:
             return
         hook_id, self.hook_id = self.hook_id, None
-        listeners.unlisten(events.hook_group(hook_id), self.on_event)
-        listeners.unlisten(events.owner_group(hook_id), self.on_event)
+        listeners.unlisten(broadcast.hook_group(hook_id), self.on_event)
+        listeners.unlisten(broadcast.owner_group(hook_id), self.on_event)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await sync_to_async(events.watch, thread_sensitive=False)(hook_id, watching=False)
+        await sync_to_async(broadcast.watch, thread_sensitive=False)(hook_id, watching=False)
 
-    async def send_json(self, content: dict[str, Any]) -> None:
+    async def send_json(self, content: FeedMessage) -> None:
         await self.send(text_data=json.dumps(content, ensure_ascii=False))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

@@ -1,5 +1,7 @@
 """Folding requests into a state with a version's code: the one place that turns stored
-requests into outcomes. The live pipeline, replays and dry runs all call `fold()`."""
+requests into outcomes. Replays and dry runs call `fold()`; the live pipeline calls
+`fold_start()` (and `fold_needs_sandbox()`), which starts a batch's reducer calls in the
+background while the pipeline writes the previous batch."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Any, Protocol
 
 from hooks.masking import mask, mask_error
 from hooks.models import Request
-from hooks.stored import StoredRequest
+from hooks.request_rows import StoredRequest
 from sandbox import Limits, ReduceStep, Session, session
 from sandbox.runtime import wr_cloudevents
 
@@ -27,7 +29,7 @@ HASHED_PREFIX = "sha256:"
 
 
 class Stored(Protocol):
-    """What folding reads of a stored request: a Request row, or hooks.stored's lighter
+    """What folding reads of a stored request: a Request row, or hooks.request_rows's lighter
     StoredRequest."""
 
     @property

@@ -22,7 +22,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Field
 from django.utils import timezone
 
-from hooks import events, ratelimit, serving, wakeup
+from hooks import broadcast, ratelimit, serving, wakeup
 from hooks.answers import answer_record, default_answer
 from hooks.fold import request_payload
 from hooks.masking import mask, mask_error
@@ -160,7 +160,7 @@ def body_check(content_type: str, body: bytes) -> None:
 
 def idempotency_key_check(headers: dict[str, str]) -> None:
     """Refuse an Idempotency-Key over the documented limit at write time: the ledger could
-    not keep it, and a key cut to fit would make different keys one (SPEC "Trust boundaries")."""
+    not keep it, and a key cut to fit would make different keys one (docs/security.md)."""
     limit = settings.WR_MAX_IDEMPOTENCY_KEY_BYTES
     for name, value in headers.items():
         if (
@@ -176,7 +176,7 @@ def idempotency_key_check(headers: dict[str, str]) -> None:
 
 def cloudevent_check(headers: dict[str, str], content_type: str, body: bytes) -> None:
     """Refuse a request that declares a CloudEvent (structured content type or ce- headers)
-    and is not a valid CloudEvents 1.0 event: nothing of it is stored (SPEC §2)."""
+    and is not a valid CloudEvents 1.0 event: nothing of it is stored (docs/helpers.md, CloudEvents)."""
     try:
         wr_cloudevents.parse_cloudevent(headers, content_type, body)
     except (ValueError, RecursionError) as error:
@@ -194,7 +194,7 @@ def request_ingest(
     body: bytes,
     resent_from: int | None = None,
 ) -> Reply:
-    """Store one write and answer it with the hook's responder (SPEC §2, §3.1).
+    """Store one write and answer it with the hook's responder (docs/pipeline.md, "Write path").
 
     `resent_from` marks a copy of a stored request (hooks.resend); the reply's `request` is
     the stored request (for a batch, the answer lists them instead).
@@ -249,7 +249,7 @@ def request_ingest(
                 _insert(request)
     except DatabaseError as error:
         raise database_unavailable() from error
-    events.requests_logged(hook_id=str(hook.pk), requests=requests)
+    broadcast.requests_logged(hook_id=str(hook.pk), requests=requests)
     if any(r.outcome == Request.Outcome.PENDING for r in requests):
         wakeup.wake(str(hook.pk))
     if not batch:

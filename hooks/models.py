@@ -260,7 +260,7 @@ class LedgerEntry(models.Model):
 
 
 class Secret(models.Model):
-    """A named secret of a hook, encrypted at rest (hooks.secrets); the value is never shown again."""
+    """A named secret of a hook, encrypted at rest (hooks.crypto); the value is never shown again."""
 
     hook = models.ForeignKey(Hook, on_delete=models.CASCADE, related_name="secrets")
     name = models.CharField(max_length=64)

@@ -34,12 +34,12 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from hooks import events
+from hooks import broadcast
 from hooks.fold import Folding, Outcome, Stored, fold_needs_sandbox, fold_start
 from hooks.models import Hook, LedgerEntry, Request, State, Version
 from hooks.refusals import commit_error, constraints_check, refusal_check
+from hooks.request_rows import StoredRequest, stored_fetch
 from hooks.services import hook_limits, hook_secrets
-from hooks.stored import StoredRequest, stored_fetch
 from sandbox import Limits, Session, session
 
 logger = logging.getLogger(__name__)
@@ -295,11 +295,13 @@ def _reduce_batch(
             raise BatchRefused(first_id=done[0].id, count=len(done), error=error) from error
         seq, value = state.seq, state.value
         transaction.on_commit(
-            lambda: events.state_changed(
+            lambda: broadcast.state_changed(
                 hook_id=str(hook_id), seq=seq, version_id=version.pk, value=value
             )
         )
-        transaction.on_commit(lambda: events.requests_logged(hook_id=str(hook_id), requests=done))
+        transaction.on_commit(
+            lambda: broadcast.requests_logged(hook_id=str(hook_id), requests=done)
+        )
         return len(done), next_batch, drained
 
 
@@ -331,12 +333,12 @@ def _refused_fail(hook_id: uuid.UUID | str, *, request_id: int, error: BaseExcep
             constraints_check()
             seq, value, version_id = state.seq, state.value, hook.live_version.pk
             transaction.on_commit(
-                lambda: events.state_changed(
+                lambda: broadcast.state_changed(
                     hook_id=str(hook_id), seq=seq, version_id=version_id, value=value
                 )
             )
             transaction.on_commit(
-                lambda: events.requests_logged(hook_id=str(hook_id), requests=pending)
+                lambda: broadcast.requests_logged(hook_id=str(hook_id), requests=pending)
             )
     except HookBusy:
         raise

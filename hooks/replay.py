@@ -1,4 +1,4 @@
-"""Publishing: a new version rebuilds the state from the whole history, blue/green (SPEC §3.5).
+"""Publishing: a new version rebuilds the state from the whole history, blue/green (docs/api.md, "Publishing").
 
 The new version gets its own State row and folds every applied request in seq order, in the
 background, while the live version keeps serving reads and applying new writes. When the
@@ -19,13 +19,13 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from accounts.models import User
-from hooks import events
+from hooks import broadcast
 from hooks.fold import Outcome, fold
 from hooks.models import Hook, LedgerEntry, ReplayOutcome, Request, State, Version
 from hooks.pipeline import HookBusy, ledger_lookup, ledger_record
 from hooks.refusals import commit_error, constraints_check, refusal_check
+from hooks.request_rows import StoredRequest, stored_fetch
 from hooks.services import code_check, hook_limits, hook_secrets
-from hooks.stored import StoredRequest, stored_fetch
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _progress(version: Version, *, done: int, total: int) -> None:
     """Tell the owner's live feed how far the rebuild is, once this batch has committed."""
     hook_id, number, status = str(version.hook_id), version.number, version.status
     transaction.on_commit(
-        lambda: events.replay_progress(
+        lambda: broadcast.replay_progress(
             hook_id=hook_id, version=number, done=done, total=total, status=status
         )
     )
@@ -295,7 +295,9 @@ def _switch(version: Version, state: State) -> None:
     Hook.objects.filter(pk=hook.pk).update(**changes)
     hook_id, seq, value = str(hook.pk), state.seq, state.value
     transaction.on_commit(
-        lambda: events.state_changed(hook_id=hook_id, seq=seq, version_id=version.pk, value=value)
+        lambda: broadcast.state_changed(
+            hook_id=hook_id, seq=seq, version_id=version.pk, value=value
+        )
     )
     _progress(version, done=seq, total=seq)
 

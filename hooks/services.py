@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import re
@@ -13,8 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
-from hooks import events
-from hooks import secrets as crypto
+from hooks import broadcast, crypto
 from hooks.models import Hook, Key, Secret, State, Version
 from sandbox import Limits, check_code
 
@@ -115,37 +115,49 @@ def hook_update(*, hook: Hook, name: str | None = None, description: str | None 
 def hook_archive(*, hook: Hook) -> None:
     """Reset the history and the state: every request, ledger entry and rebuild goes, and the
     read URL serves null at seq 0 from the moment this commits."""
-    from hooks.models import LedgerEntry, ReplayOutcome, Request
-
     with transaction.atomic():
-        # The live worker (and a rebuild) hold these locks while they fold: wait for the batch.
-        states_lock(hook_id=hook.pk)
+        history_delete(hook_id=hook.pk)
         Version.objects.filter(hook=hook, status=Version.Status.BUILDING).update(
             status=Version.Status.FAILED, replay_error="The history was archived."
         )
-        ReplayOutcome.objects.filter(request__hook=hook).delete()
-        LedgerEntry.objects.filter(version__hook=hook).delete()
-        Request.objects.filter(hook=hook).delete()
         State.objects.filter(hook=hook).update(value="null", seq=0)
         hook_id = str(hook.pk)
-        transaction.on_commit(lambda: events.state_changed(hook_id=hook_id, seq=0))
+        transaction.on_commit(lambda: broadcast.state_changed(hook_id=hook_id, seq=0))
 
 
 def key_create(*, hook: Hook, kind: str, label: str = "") -> Key:
     return Key.objects.create(hook=hook, kind=kind, label=label)
 
 
+class KeyRevoked(Exception):
+    """A revoked key is revoked for good: it cannot be paused, resumed or revoked again."""
+
+
 def key_set_paused(*, key: Key, paused: bool) -> Key:
-    key.is_paused = paused
-    key.save(update_fields=["is_paused"])
-    _key_changed(key)
+    """Pause or resume `key` (a paused key answers 404 and stores nothing); KeyRevoked for a
+    revoked one. The row is locked and read again, so a revoke running meanwhile wins."""
+    with transaction.atomic():
+        locked = Key.objects.select_for_update().get(pk=key.pk)
+        if locked.revoked_at is not None:
+            raise KeyRevoked("A revoked key cannot be paused or resumed.")
+        locked.is_paused = paused
+        locked.save(update_fields=["is_paused"])
+        _key_changed(locked)
+    key.is_paused, key.revoked_at = locked.is_paused, locked.revoked_at
     return key
 
 
-def key_revoke(*, key: Key) -> None:
-    key.revoked_at = timezone.now()
-    key.save(update_fields=["revoked_at"])
-    _key_changed(key)
+def key_revoke(*, key: Key) -> Key:
+    """Revoke `key` for good (it stays listed with revoked_at); KeyRevoked if it already is."""
+    with transaction.atomic():
+        locked = Key.objects.select_for_update().get(pk=key.pk)
+        if locked.revoked_at is not None:
+            raise KeyRevoked("This key is revoked already.")
+        locked.revoked_at = timezone.now()
+        locked.save(update_fields=["revoked_at"])
+        _key_changed(locked)
+    key.revoked_at = locked.revoked_at
+    return key
 
 
 def _key_changed(key: Key) -> None:
@@ -154,10 +166,10 @@ def _key_changed(key: Key) -> None:
 
 def live_recheck(*, hook_id: uuid.UUID | str, key_id: int | None = None) -> None:
     """After commit, open websocket/SSE connections on the hook (or on one of its keys) re-check
-    their key, and live hubs re-read the hook: its pause, limits and secrets (hooks.events).
+    their key, and live hubs re-read the hook: its pause, limits and secrets (hooks.broadcast).
     Call from within the transaction that made the change."""
     hook, key = str(hook_id), key_id
-    transaction.on_commit(lambda: events.key_changed(hook_id=hook, key_id=key))
+    transaction.on_commit(lambda: broadcast.key_changed(hook_id=hook, key_id=key))
 
 
 SECRET_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -218,22 +230,30 @@ def secrets_rotate() -> int:
 def hook_delete(*, hook: Hook) -> None:
     """Remove the hook and everything it owns, table by table in bulk (Django's cascade would
     load every request into memory first), then close its live connections."""
+    with transaction.atomic():
+        history_delete(hook_id=hook.pk)
+        Hook.objects.filter(pk=hook.pk).update(live_version=None)
+        Hook.objects.filter(pk=hook.pk).delete()
+        live_recheck(hook_id=hook.pk)
+
+
+def history_delete(*, hook_id: uuid.UUID | str) -> None:
+    """Delete the hook's history: its requests, ledger entries and replay outcomes, in bulk.
+    Call inside the transaction that archives or deletes the hook (hook_archive, hook_delete,
+    accounts.services.visitors_delete_stale).
+
+    The hook's state locks come first, before any row a batch writes: a worker folding this
+    hook holds its state and then updates its requests, so taking the requests (or the hook
+    row, which a publish's switch updates under the state locks) first deadlocked with it."""
     from hooks.models import LedgerEntry, ReplayOutcome, Request
 
-    hook_id = str(hook.pk)
-    with transaction.atomic():
-        # First, before any row a batch writes: a worker folding this hook holds its state and
-        # then updates its requests, so taking the requests (or the hook row, which a publish's
-        # switch updates under the state locks) first deadlocked with it.
-        states_lock(hook_id=hook.pk)
-        Hook.objects.filter(pk=hook.pk).update(live_version=None)
-        ReplayOutcome.objects.filter(version__hook_id=hook.pk).delete()
-        LedgerEntry.objects.filter(version__hook_id=hook.pk).delete()
-        with connection.cursor() as cursor:
-            # One statement: the ORM's delete would fetch every row to null duplicate_of.
-            cursor.execute(f"DELETE FROM {Request._meta.db_table} WHERE hook_id = %s", [hook.pk])  # noqa: S608
-        Hook.objects.filter(pk=hook.pk).delete()
-        live_recheck(hook_id=hook_id)
+    states_lock(hook_id=hook_id)
+    ReplayOutcome.objects.filter(version__hook_id=hook_id).delete()
+    LedgerEntry.objects.filter(version__hook_id=hook_id).delete()
+    with connection.cursor() as cursor:
+        # One statement: the ORM's delete (and a cascade from the hook or its owner) would
+        # fetch every row first, to null duplicate_of and resent_from.
+        cursor.execute(f"DELETE FROM {Request._meta.db_table} WHERE hook_id = %s", [str(hook_id)])  # noqa: S608
 
 
 def states_lock(*, hook_id: uuid.UUID | str) -> None:
@@ -263,7 +283,8 @@ def hooks_set_paused(*, hook_ids: list[uuid.UUID], paused: bool) -> int:
 def keys_update(*, keys: list[Key], paused: bool | None = None, revoke: bool = False) -> None:
     """Pause, resume or revoke several keys at once (operators)."""
     for key in keys:
-        if revoke and key.revoked_at is None:
-            key_revoke(key=key)
-        elif paused is not None:
-            key_set_paused(key=key, paused=paused)
+        with contextlib.suppress(KeyRevoked):  # a revoked key is left as it is
+            if revoke:
+                key_revoke(key=key)
+            elif paused is not None:
+                key_set_paused(key=key, paused=paused)

@@ -1,4 +1,4 @@
-"""Per-call and per-child resource limits (SPEC §1 "Default limits")."""
+"""Per-call and per-child resource limits (docs/configuration.md, "Limits"; docs/sandbox.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The public API: `session(...)` runs one hook's code in a sandboxed child (SPEC §1, §3.6)."""
+"""The public API: `session(...)` runs one hook's code in a sandboxed child (docs/sandbox.md)."""
 
 from __future__ import annotations
 
@@ -160,7 +160,7 @@ class Session:
         self._reducing = role == "reduce"
 
     # ---- public calls ---------------------------------------------------------------------------
-    # A request is a dict, or the same as JSON text (hooks.stored builds it without parsing).
+    # A request is a dict, or the same as JSON text (hooks.request_rows builds it without parsing).
     def idempotency_keys(self, requests: Sequence[Payload]) -> list[CallResult]:
         if self._init_error is None and "idempotency_key" not in self._functions:
             return [

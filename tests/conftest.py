@@ -57,6 +57,13 @@ def read_key(hook: Hook) -> str:
 
 
 @pytest.fixture
+def mail_after_commit(transactional_db: Any, eager_tasks: Any) -> None:
+    """Sign-in emails as they really go out: queued when the request's transaction commits
+    (transactional tests: inside a test's transaction nothing ever commits), then sent by the
+    Celery task, run in process so the test outbox catches it."""
+
+
+@pytest.fixture
 def eager_tasks() -> Any:
     """Run Celery tasks in process, as the embedded default does."""
     previous = celery_app.conf.task_always_eager

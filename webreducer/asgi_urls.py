@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from hooks.public import ReadApi, WriteApi
+from hooks.views.public import ReadApi, WriteApi
 from webreducer.asgi_public import on_public_threads
 from webreducer.urls import urlpatterns as wsgi_urlpatterns
 

@@ -11,7 +11,7 @@ from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 class AutoSchema(SpectacularAutoSchema):
     """Names components of nested serializers after their view.
 
-    Views declare `InputSerializer` and `OutputSerializer` inside themselves (STYLE 4); named
+    Views declare `InputSerializer` and `OutputSerializer` inside themselves (docs/architecture.md, "Conventions"); named
     by class name alone they would all be "Input" and "Output" and overwrite each other in
     the schema. `HookPublishApi.InputSerializer` becomes the component `HookPublishInput`.
     """

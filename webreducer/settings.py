@@ -22,6 +22,21 @@ def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
+def env_secret(name: str, default: str = "") -> str:
+    """A secret from `name`, or from the file `name`_FILE names (Docker and Compose secrets
+    mount them as files, e.g. SECRET_KEY_FILE=/run/secrets/secret_key): the file's text
+    without its trailing newline. Setting both is a mistake, refused."""
+    path = os.environ.get(f"{name}_FILE", "")
+    if not path:
+        return env_str(name, default)
+    if os.environ.get(name):
+        raise ImproperlyConfigured(f"Set {name} or {name}_FILE, not both.")
+    try:
+        return Path(path).read_text().rstrip("\r\n")
+    except OSError as error:
+        raise ImproperlyConfigured(f"{name}_FILE: cannot read {path}: {error.strerror}") from None
+
+
 def env_bool(name: str, default: bool = False) -> bool:
     value = os.environ.get(name)
     if value is None or value == "":
@@ -53,8 +68,8 @@ def env_float(name: str, default: float) -> float:
         raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
 
 
-def env_list(name: str, default: list[str]) -> list[str]:
-    value = os.environ.get(name)
+def env_list(name: str, default: list[str], *, secret: bool = False) -> list[str]:
+    value = env_secret(name) if secret else os.environ.get(name)
     if value is None or value == "":
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
@@ -63,7 +78,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
 DEBUG = env_bool("DEBUG", default=True)
 # The development default is refused by the `webreducer.E001` system check when DEBUG is off.
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"  # noqa: S105
-SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY)
+SECRET_KEY = env_secret("SECRET_KEY", DEV_SECRET_KEY)
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Two origins (webreducer/origins.py, docs/security.md): the app, and the public endpoints that
 # serve users' content. Empty: the public origin is SITE_ROOT (one origin, as in development);
@@ -153,7 +168,7 @@ TEMPLATES = [
 # max_connections for everyone. A Celery worker process runs one task at a time and keeps one
 # connection across tasks instead (CELERY_DB_REUSE_MAX below): webreducer/celery.py sets
 # WR_DB_POOL_MAX_SIZE=0 there. 0 anywhere means persistent connections, one per thread.
-DATABASE_URL = env_str("DATABASE_URL")
+DATABASE_URL = env_secret("DATABASE_URL")
 WR_DB_POOL_MAX_SIZE = env_int("WR_DB_POOL_MAX_SIZE", 4)
 WR_DB_POOL_TIMEOUT = env_float("WR_DB_POOL_TIMEOUT", 5.0)
 if DATABASE_URL:
@@ -185,7 +200,7 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, Celery, Channels ----------------------------------------------------------------
-REDIS_URL = env_str("REDIS_URL")
+REDIS_URL = env_secret("REDIS_URL")
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL  # embedded default: tasks run in process
@@ -243,7 +258,7 @@ EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(BASE_DIR / "var" / "mail"))
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
-EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "WebReducer <noreply@localhost>")
 
@@ -262,7 +277,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "WebReducer management API",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
-    # The API docs page serves Swagger UI from a pinned package, never from a CDN (STYLE 10).
+    # The API docs page serves Swagger UI from a pinned package, never from a CDN (docs/api.md).
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -308,7 +323,7 @@ LOGGING = {
     "loggers": {"django.request": {"level": "ERROR"}},
 }
 
-# --- WebReducer limits (SPEC §1); per-hook overrides live on Hook.limits ---------------------
+# --- WebReducer limits (docs/configuration.md); per-hook overrides live on Hook.limits ---------------------
 WR_MAX_BODY_BYTES = env_int("WR_MAX_BODY_BYTES", 1024 * 1024)
 WR_RATE_PER_SECOND = env_float("WR_RATE_PER_SECOND", 100.0)
 WR_RATE_BURST = env_int("WR_RATE_BURST", 1000)
@@ -337,6 +352,11 @@ WR_SANDBOX_NICE = env_int("WR_SANDBOX_NICE", 10)
 WR_ASGI_PUBLIC_THREADS = env_int("WR_ASGI_PUBLIC_THREADS", 8)
 # Development only: run user code with whatever isolation layers exist (see docs/sandbox.md).
 WR_SANDBOX_ALLOW_WEAK = env_bool("WR_SANDBOX_ALLOW_WEAK", False)
+# Warm children for responders and queries (sandbox/process.py, WarmPool; docs/sandbox.md):
+# idle for at most this long, at most this many idle per process, this many calls each.
+WR_SANDBOX_WARM_SECONDS = env_float("WR_SANDBOX_WARM_SECONDS", 30.0)
+WR_SANDBOX_WARM_MAX = env_int("WR_SANDBOX_WARM_MAX", 32)
+WR_SANDBOX_WARM_MAX_CALLS = env_int("WR_SANDBOX_WARM_MAX_CALLS", 1000)
 
 # --- Proxies and request input (docs/security.md, "Proxies" and "Request input") ------------
 # How many proxies in front of the app append to X-Forwarded-For; every per-IP limit takes the
@@ -373,7 +393,7 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = max(1000, WR_MAX_QUERY_FIELDS)
 # put first and `manage.py rotatesecrets` re-encrypts everything under it. The development
 # default is refused by the `webreducer.E002` system check when DEBUG is off.
 DEV_SECRETS_KEY = "ZGV2LW9ubHktd2VicmVkdWNlci1zZWNyZXRzLWtleSE="
-WR_SECRETS_KEYS = env_list("WR_SECRETS_KEYS", [DEV_SECRETS_KEY])
+WR_SECRETS_KEYS = env_list("WR_SECRETS_KEYS", [DEV_SECRETS_KEY], secret=True)
 
 # --- Pipeline tuning --------------------------------------------------------------------------
 # A reduce task folds one hook for at most this long, then queues the rest behind other hooks.

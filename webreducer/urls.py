@@ -5,8 +5,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from hooks.public import ReadApi, WriteApi
-from hooks.streams import live_events
+from hooks.live.sse import live_events
+from hooks.views.public import ReadApi, WriteApi
 
 urlpatterns = [
     path("write/<str:token>", WriteApi.as_view(), name="write"),

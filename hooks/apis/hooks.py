@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request as DrfRequest
@@ -20,9 +20,9 @@ from hooks.apis.base import (
     paginated,
     responses,
 )
-from hooks.models import Hook, Key, Request, State, Version
+from hooks.models import Hook, Key, State, Version
 from hooks.replay import replay_progress
-from hooks.selectors import hook_list_for_user
+from hooks.selectors import hook_list_for_user, live_state_get, request_counts
 from hooks.serializers import HookDetailSerializer, HookSerializer, StateSerializer, StringField
 from hooks.services import draft_save, hook_archive, hook_create, hook_delete, hook_update
 from sandbox import CodeError
@@ -48,10 +48,7 @@ def hook_detail(hook: Hook) -> Hook:
     newest = Version.objects.filter(hook=hook).select_related("hook").order_by("-number").first()
     building = (Version.Status.BUILDING, Version.Status.FAILED)
     hook.replay = replay_progress(newest) if newest and newest.status in building else None  # type: ignore[attr-defined]
-    counts = dict.fromkeys(Request.Outcome.values, 0)
-    rows = Request.objects.filter(hook=hook).values_list("outcome").annotate(n=Count("id"))
-    counts.update({outcome: n for outcome, n in rows})
-    hook.counts = counts  # type: ignore[attr-defined]
+    hook.counts = request_counts(hook=hook)  # type: ignore[attr-defined]
     return hook
 
 
@@ -192,11 +189,7 @@ class HookStateApi(HookApi):
         responses=responses({200: StateSerializer}),
     )
     def get(self, request: DrfRequest, hook_id: str) -> Response:
-        hook = self.hook(hook_id)
-        state = None
-        if hook.live_version_id is not None:
-            live = State.objects.filter(version_id=hook.live_version_id)
-            state = live.select_related("version").first()
+        state = live_state_get(hook=self.hook(hook_id))
         data: dict[str, Any] = {"seq": 0, "state": None, "version": None}
         if state is not None:
             data = {

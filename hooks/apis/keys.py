@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+import contextlib
+
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request as DrfRequest
 from rest_framework.response import Response
 
-from hooks.apis.base import HOOK_ID, KEY_ID, Conflict, HookApi, int_or_404, not_found, responses
+from hooks.apis.base import HOOK_ID, KEY_ID, Conflict, HookApi, not_found, responses
 from hooks.models import Hook, Key
+from hooks.selectors import key_get_for_hook
 from hooks.serializers import KeySerializer, StringField
-from hooks.services import key_create, key_revoke, key_set_paused
+from hooks.services import KeyRevoked, key_create, key_revoke, key_set_paused
 
 TAGS = ["keys"]
 
 
 def _key(hook: Hook, key_id: str) -> Key:
-    key = Key.objects.select_for_update().filter(hook=hook, pk=int_or_404(key_id)).first()
+    key = key_get_for_hook(hook=hook, key_id=key_id)
     if key is None:
         raise not_found()
     return key
@@ -72,11 +74,11 @@ class KeyDetailApi(HookApi):
         hook = self.hook(hook_id)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        with transaction.atomic():
-            key = _key(hook, key_id)
-            if key.revoked_at is not None:
-                raise Conflict("A revoked key cannot be paused or resumed.", code="key_revoked")
+        key = _key(hook, key_id)
+        try:
             key_set_paused(key=key, paused=serializer.validated_data["paused"])
+        except KeyRevoked as error:
+            raise Conflict(str(error), code="key_revoked") from None
         return Response(KeySerializer(key).data)
 
     @extend_schema(
@@ -86,9 +88,7 @@ class KeyDetailApi(HookApi):
         responses=responses({204: None}),
     )
     def delete(self, request: DrfRequest, hook_id: str, key_id: str) -> Response:
-        hook = self.hook(hook_id)
-        with transaction.atomic():
-            key = _key(hook, key_id)
-            if key.revoked_at is None:
-                key_revoke(key=key)
+        key = _key(self.hook(hook_id), key_id)
+        with contextlib.suppress(KeyRevoked):  # revoking twice is still "revoked"
+            key_revoke(key=key)
         return Response(status=status.HTTP_204_NO_CONTENT)

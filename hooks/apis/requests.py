@@ -3,15 +3,13 @@ resend; the whole log as NDJSON (streamed)."""
 
 from __future__ import annotations
 
-import base64
 import json
-import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.db.models import F, Max, QuerySet
+from django.db.models import Max, QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -20,14 +18,13 @@ from rest_framework.request import Request as DrfRequest
 from rest_framework.response import Response
 
 from hooks.apis.base import CURSOR, HOOK_ID, HookApi, OrderedCursorPagination, paginated, responses
-from hooks.diff import json_diff
 from hooks.models import Hook, Request
 from hooks.resend import ResendRefused, request_resend
 from hooks.responses import retry_after
+from hooks.selectors import log_entries, log_entry_get, log_rows
 from hooks.serializers import OUTCOMES, RequestLogSerializer
 
 TAGS = ["requests"]
-MISSING = object()
 
 
 class RequestLogPagination(OrderedCursorPagination):
@@ -36,47 +33,6 @@ class RequestLogPagination(OrderedCursorPagination):
     model = Request
     ordering = "-id"
     page_size = 40
-
-
-def log_rows(hook: Hook) -> QuerySet[Request]:
-    """The hook's log rows with the ids RequestLogSerializer shows for linked rows."""
-    return Request.objects.filter(hook=hook).annotate(
-        duplicate_of_uuid=F("duplicate_of__uuid"), resent_from_uuid=F("resent_from__uuid")
-    )
-
-
-def _json(text: str | None) -> Any:
-    return MISSING if text is None else json.loads(text)
-
-
-def log_entries(hook: Hook, rows: Sequence[Request]) -> list[Request]:
-    """Decorate a page of rows for RequestLogSerializer: the body as text or base64, the state
-    after each one and its diff to the state before it.
-
-    The state before seq N is the state after seq N - 1: the rows on the page give most of
-    them, one more query fetches the rest (a filtered page has gaps).
-    """
-    on_page: dict[int | None, str | None] = {
-        row.seq: row.state_after for row in rows if row.seq is not None
-    }
-    wanted = {row.seq - 1 for row in rows if row.seq is not None and row.seq > 1} - on_page.keys()
-    before: dict[int | None, str | None] = {0: "null", **on_page}
-    if wanted:
-        rows_before = Request.objects.filter(hook=hook, seq__in=wanted).order_by()
-        before.update(rows_before.values_list("seq", "state_after"))
-    for row in rows:
-        body = bytes(row.body)
-        try:
-            row.body_text, row.body_encoding = body.decode("utf-8"), "utf-8"  # type: ignore[attr-defined]
-        except UnicodeDecodeError:
-            row.body_text, row.body_encoding = base64.b64encode(body).decode(), "base64"  # type: ignore[attr-defined]
-        after = _json(row.state_after) if row.outcome != Request.Outcome.PENDING else MISSING
-        previous = _json(before.get(row.seq - 1)) if row.seq is not None else MISSING
-        row.state_after_value = None if after is MISSING else after  # type: ignore[attr-defined]
-        row.state_diff = (  # type: ignore[attr-defined]
-            None if after is MISSING or previous is MISSING else json_diff(previous, after)
-        )
-    return list(rows)
 
 
 class NdjsonRenderer(renderers.BaseRenderer):
@@ -101,7 +57,7 @@ def _ndjson_chunk(hook: Hook, rows: QuerySet[Request], after: int, upto: int) ->
     page = list(rows.filter(id__gt=after, id__lte=upto).order_by("id")[:NDJSON_CHUNK])
     if not page:
         return b"", after
-    data = RequestLogSerializer(log_entries(hook, page), many=True).data
+    data = RequestLogSerializer(log_entries(hook=hook, rows=page), many=True).data
     text = "".join(json.dumps(entry, ensure_ascii=False) + "\n" for entry in data)
     return text.encode(), page[-1].id
 
@@ -198,7 +154,7 @@ class RequestLogApi(HookApi):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         wanted = filters.validated_data
-        rows = log_rows(hook)
+        rows = log_rows(hook=hook)
         if outcome := wanted.get("status"):
             rows = rows.filter(outcome=outcome)
         if path := wanted.get("path"):
@@ -218,7 +174,7 @@ class RequestLogApi(HookApi):
             raise serializers.ValidationError({"since": ["Only with format=ndjson."]})
         paginator = RequestLogPagination()
         page = paginator.paginate_queryset(rows, request, view=self) or []
-        data = RequestLogSerializer(log_entries(hook, page), many=True).data
+        data = RequestLogSerializer(log_entries(hook=hook, rows=page), many=True).data
         return paginator.get_paginated_response(data)
 
 
@@ -229,14 +185,9 @@ REQUEST_ID = OpenApiParameter(
 
 def log_entry(hook: Hook, request_id: object) -> Request:
     """One decorated log entry of `hook`, else 404 (a malformed id too)."""
-    try:
-        wanted = request_id if isinstance(request_id, uuid.UUID) else uuid.UUID(str(request_id))
-    except ValueError:
-        raise exceptions.NotFound() from None
-    row = log_rows(hook).filter(uuid=wanted).first()
-    if row is None:
+    entry = log_entry_get(hook=hook, request_id=request_id)
+    if entry is None:
         raise exceptions.NotFound()
-    (entry,) = log_entries(hook, [row])
     return entry
 
 

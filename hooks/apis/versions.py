@@ -1,4 +1,4 @@
-"""Publishing: publish, versions, diff, rollback, dry run (SPEC §3.5)."""
+"""Publishing: publish, versions, diff, rollback, dry run (docs/api.md, "Publishing")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """One hub per hook per process: it turns each change of the live state into one offer to that
 process's live connections.
 
-A `state.changed` notification carries the new state's JSON text (hooks.events.state_changed,
+A `state.changed` notification carries the new state's JSON text (hooks.broadcast.state_changed,
 up to WR_LIVE_INLINE_STATE_BYTES): when it is for the version the hub knows is live, the hub
 builds the snapshot from the message, with no database read. Otherwise (no value, another
 version, a seq older than the last one, keys the hub has not checked yet, a `key.changed`) it
@@ -24,7 +24,7 @@ from typing import Any
 
 from django.conf import settings
 
-from hooks.events import hook_group
+from hooks.broadcast import hook_group
 from hooks.live import db, listeners
 from hooks.live.state import Delivery, Params, Snapshot, delivery_for, snapshot_read
 from hooks.live.subscription import CLOSE_NOT_FOUND, CLOSE_RESET, Subscription

@@ -7,7 +7,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from hooks.models import Hook, Key, Request, State
+from hooks.models import Hook, Key, Request
+from hooks.selectors import live_state_get
 from hooks.serializers import key_url
 from webreducer import origins
 
@@ -59,11 +60,8 @@ class LiveState:
 
 
 def live_state(hook: Hook) -> LiveState:
-    state = None
-    if hook.live_version_id is not None:
-        state = (
-            State.objects.filter(version_id=hook.live_version_id).select_related("version").first()
-        )
+    """The live state as the state panel shows it."""
+    state = live_state_get(hook=hook)
     if state is None:
         return LiveState(seq=0, version=None, text="null", size=4)
     return LiveState(

@@ -21,7 +21,7 @@ from accounts.models import User
 from hooks import services
 from hooks.models import Hook, Key, Request, Secret, State, Version
 from hooks.replay import replay_progress
-from hooks.selectors import hook_get_for_user, hook_list_for_user
+from hooks.selectors import hook_get_for_user, hook_list_for_user, request_counts
 from hooks.serializers import OUTCOMES, key_url
 from hooks.services import EXAMPLE_CODE, hook_archive, hook_create, hook_update
 from hooks.testcases import tests_get
@@ -125,7 +125,7 @@ def detail_context(request: HttpRequest, hook: Hook) -> dict[str, Any]:
     )
     building = next((v for v in versions if v.status == Version.Status.BUILDING), None)
     rows, more = common.log_page(hook)
-    counts = dict(Request.objects.filter(hook=hook).values_list("outcome").annotate(n=Count("id")))
+    counts = request_counts(hook=hook)
     starter = next(
         (s for s in STARTERS if s.code and s.code == (live.code if live else None)), None
     )

@@ -13,17 +13,16 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from hooks import services
-from hooks.apis.requests import log_entries, log_rows
 from hooks.models import Hook, Key, Request, Secret, Version
-from hooks.selectors import hook_get_for_user
+from hooks.selectors import hook_get_for_user, key_get_for_hook, log_entry_get
 from hooks.services import (
+    KeyRevoked,
     SecretError,
     draft_save,
     key_create,
@@ -59,10 +58,9 @@ def log(request: HttpRequest, hook_id: str) -> HttpResponse:
 @require_GET
 def request_detail(request: HttpRequest, hook_id: str, request_id: str) -> HttpResponse:
     hook = hook_get_for_user(user=request.user, hook_id=hook_id)
-    row = log_rows(hook).filter(uuid=request_id).first()
-    if row is None:
+    entry = log_entry_get(hook=hook, request_id=request_id)
+    if entry is None:
         raise Http404("No such request.")
-    (entry,) = log_entries(hook, [row])
     error = entry.error if isinstance(entry.error, dict) else None
     answer = entry.response if isinstance(entry.response, dict) else None
     resent_from = (
@@ -241,16 +239,16 @@ def key_action(request: HttpRequest, hook_id: str, key_id: int, action: str) -> 
     hook = hook_get_for_user(user=request.user, hook_id=hook_id)
     if action not in KEY_ACTIONS:
         raise Http404("No such action.")
-    with transaction.atomic():
-        key = Key.objects.select_for_update().filter(hook=hook, pk=key_id).first()
-        if key is None:
-            raise Http404("No such key.")
-        if key.revoked_at is not None:
-            return _keys_panel(request, hook, "This key is revoked already.")
+    key = key_get_for_hook(hook=hook, key_id=key_id)
+    if key is None:
+        raise Http404("No such key.")
+    try:
         if action == "revoke":
             key_revoke(key=key)
         else:
             key_set_paused(key=key, paused=action == "pause")
+    except KeyRevoked as error:
+        return _keys_panel(request, hook, str(error))
     return _keys_panel(request, hook)
 
 

@@ -143,7 +143,7 @@ _CE_BINARY_HEADERS = frozenset({"ce-specversion", "ce-id", "ce-source", "ce-type
 
 
 def _cloudevent(headers: Headers, content_type: str, raw: bytes) -> Any:
-    """The CloudEvent the request carries (SPEC §2), unless the server already gave it."""
+    """The CloudEvent the request carries (docs/helpers.md, CloudEvents), unless the server already gave it."""
     if _cloudevents is None:
         return None
     binary = not _CE_BINARY_HEADERS.isdisjoint(headers._lower())

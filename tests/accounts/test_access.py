@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, User
 from accounts.services import api_token_create
-from hooks import secrets as crypto
+from hooks import crypto
 from hooks.models import Hook, Key, Request, Secret
 from hooks.services import hook_create
 

@@ -10,8 +10,7 @@ from django.test import Client
 
 from accounts.models import ApiToken, User
 from accounts.services import api_token_create
-from hooks import events
-from hooks import secrets as crypto
+from hooks import broadcast, crypto
 from hooks.models import Hook, Key, Request, Secret
 from hooks.services import hook_create
 
@@ -167,10 +166,10 @@ def _form_data(response: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def rechecked(monkeypatch: Any) -> list[tuple[str, int | None]]:
-    """(hook id, key id) of every live re-check sent (hooks.events.key_changed)."""
+    """(hook id, key id) of every live re-check sent (hooks.broadcast.key_changed)."""
     sent: list[tuple[str, int | None]] = []
     monkeypatch.setattr(
-        events, "key_changed", lambda hook_id, key_id=None: sent.append((hook_id, key_id))
+        broadcast, "key_changed", lambda hook_id, key_id=None: sent.append((hook_id, key_id))
     )
     return sent
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from django.core import mail
 from django.test import Client
 
@@ -12,6 +13,8 @@ from accounts.models import User
 from hooks.models import Hook
 from hooks.services import hook_create
 from tests.accounts.helpers import link_path, sent_links
+
+pytestmark = pytest.mark.usefixtures("mail_after_commit")  # they read the outbox
 
 CSRF = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 

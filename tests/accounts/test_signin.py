@@ -8,15 +8,19 @@ from typing import Any
 
 import pytest
 from django.core import mail
+from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, MagicLink, User
-from accounts.services import api_token_create
+from accounts.services import api_token_create, magic_link_request
+from accounts.tasks import magic_link_send_task
 from hooks.models import Hook
 from hooks.services import hook_create
 from tests.accounts.helpers import ask_for_link, bearer, link_path, link_token, sent_links
+
+pytestmark = pytest.mark.usefixtures("mail_after_commit")  # they read the outbox
 
 
 def confirm(client: APIClient, token: str) -> Any:
@@ -459,3 +463,31 @@ def test_it_keeps_allauths_password_pages_out_of_the_way(db: Any) -> None:
         response = Client().get(path)
         assert response.status_code == 302, path
         assert response["Location"] == "/accounts/login/"
+
+
+def test_the_sign_in_email_goes_out_from_a_task_only_once_the_request_commits() -> None:
+    with transaction.atomic():
+        magic_link_request(email="late@example.com", ip="192.0.2.1")
+        assert mail.outbox == []
+        assert not MagicLink.objects.filter(email="late@example.com").exists()
+
+    assert [message.to for message in mail.outbox] == [["late@example.com"]]
+    assert MagicLink.objects.get(email="late@example.com").requested_ip == "192.0.2.1"
+
+
+def test_no_sign_in_token_travels_through_the_task_queue(monkeypatch: Any) -> None:
+    queued: list[dict[str, Any]] = []
+    monkeypatch.setattr(magic_link_send_task, "delay", lambda **kwargs: queued.append(kwargs))
+
+    with transaction.atomic():
+        magic_link_request(email="queued@example.com", ip="192.0.2.2", user_agent="curl/8")
+
+    assert queued == [
+        {
+            "email": "queued@example.com",
+            "visitor_id": None,
+            "requested_ip": "192.0.2.2",
+            "requested_browser": queued[0]["requested_browser"],
+        }
+    ]
+    assert mail.outbox == [] and not MagicLink.objects.exists()  # the task makes the token

@@ -13,9 +13,12 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from accounts.services import visitor_for_request, visitors_delete_stale
 from accounts.tasks import cleanup
-from hooks.models import Hook
+from hooks import broadcast
+from hooks.models import Hook, Request
 from hooks.services import hook_create
 from tests.accounts.helpers import bearer
+from tests.conftest import write_key
+from tests.hooks.api import write
 
 
 def test_it_creates_a_visitor_on_the_first_visit(db: Any) -> None:
@@ -113,6 +116,28 @@ def test_it_deletes_visitors_untouched_for_30_days(alice: User) -> None:
     assert set(User.objects.all()) == {alice, seen_lately, fresh}
     assert not Hook.objects.filter(pk=hook.pk).exists()
     assert not User.objects.filter(pk=seen_long_ago.pk).exists()
+
+
+def test_a_stale_visitors_hooks_go_with_their_history_and_their_live_connections_close(
+    db: Any, monkeypatch: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    old = timezone.now() - timedelta(days=31)
+    stale = User.objects.create_user(username="visitor-stale", is_visitor=True, date_joined=old)
+    hook = hook_create(owner=stale, name="forgotten")
+    for n in range(3):
+        assert write(Client(), write_key(hook), {"n": n}).status_code == 202
+    assert Request.objects.filter(hook=hook).count() == 3
+    rechecked: list[str] = []
+    monkeypatch.setattr(
+        broadcast, "key_changed", lambda hook_id, key_id=None: rechecked.append(hook_id)
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert visitors_delete_stale() == 1
+
+    assert not Request.objects.filter(hook_id=hook.pk).exists()
+    assert not Hook.objects.filter(pk=hook.pk).exists()
+    assert rechecked == [str(hook.pk)]
 
 
 def test_it_takes_the_visitor_age_from_settings(db: Any, settings: Any) -> None:

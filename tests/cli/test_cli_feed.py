@@ -56,7 +56,7 @@ def test_it_follows_the_log_over_the_live_feed_with_the_token(
 
 
 def _subscribed(hook_id: Any) -> bool:
-    # The feed's watch mark (hooks.events.watch), read without the process's cache.
+    # The feed's watch mark (hooks.broadcast.watch), read without the process's cache.
     client = get_redis()
     assert client is not None
     return bool(client.exists(f"wr:watch:{hook_id}"))

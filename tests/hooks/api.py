@@ -17,10 +17,10 @@ def url(hook: Hook | str, *parts: object) -> str:
     return f"/api/hooks/{hook_id}/{tail}"
 
 
-def write(client: Client, token: str, body: Any, **headers: str) -> Any:
-    return client.post(
-        f"/write/{token}", json.dumps(body), content_type="application/json", headers=headers
-    )
+def write(client: Client, token: str, body: Any, path: str = "", **headers: str) -> Any:
+    """POST `body` as JSON to the write URL of `token` (under `path`): the one write helper."""
+    url = f"/write/{token}" + (f"/{path}" if path else "")
+    return client.post(url, json.dumps(body), content_type="application/json", headers=headers)
 
 
 def read(client: Client, token: str) -> Any:

@@ -1,4 +1,4 @@
-"""Keys through the management API: create, pause, resume, revoke (SPEC §2, §4)."""
+"""Keys through the management API: create, pause, resume, revoke (docs/api.md)."""
 
 from __future__ import annotations
 

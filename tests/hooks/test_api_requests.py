@@ -1,4 +1,4 @@
-"""The request log (SPEC §4): newest first, cursor pagination, filters, each entry in full."""
+"""The request log (docs/api.md): newest first, cursor pagination, filters, each entry in full."""
 
 from __future__ import annotations
 

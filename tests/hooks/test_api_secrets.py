@@ -1,4 +1,4 @@
-"""Secrets (SPEC §4): set, list with a fingerprint, delete; the value is never shown again."""
+"""Secrets (docs/api.md): set, list with a fingerprint, delete; the value is never shown again."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.test import Client, override_settings
 
-from hooks import secrets as crypto
+from hooks import crypto
 from hooks.models import Secret
 from hooks.services import hook_secrets
 from tests.conftest import read_key, write_key

@@ -1,4 +1,4 @@
-"""Versions, their diff, and dry runs through the management API (SPEC §3.5, §4)."""
+"""Versions, their diff, and dry runs through the management API (docs/api.md)."""
 
 from __future__ import annotations
 

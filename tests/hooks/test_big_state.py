@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from hooks import events, pipeline
+from hooks import broadcast, pipeline
 from hooks.models import Hook, Request, State
 from tests.conftest import read_key, write_key
 from tests.hooks.api import url
@@ -63,7 +63,7 @@ def log(hook: Hook) -> list[tuple[int | None, str, str | None, str | None]]:
 def notified(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """The realtime notifications the pipeline sends after each commit."""
     sent: list[dict[str, Any]] = []
-    monkeypatch.setattr(events, "state_changed", lambda **message: sent.append(message))
+    monkeypatch.setattr(broadcast, "state_changed", lambda **message: sent.append(message))
     return sent
 
 

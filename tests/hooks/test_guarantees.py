@@ -1,4 +1,4 @@
-"""SPEC §3.1 to 3.4 with real processes: concurrent writers over HTTP, several Celery workers,
+"""The processing guarantees (docs/pipeline.md) with real processes: concurrent writers over HTTP, several Celery workers,
 a worker killed mid-batch, Redis flushed with work pending."""
 
 from __future__ import annotations

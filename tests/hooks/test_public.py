@@ -1,4 +1,4 @@
-"""The write and read endpoints (SPEC §1, §2), with tasks run in process."""
+"""The write and read endpoints (docs/pipeline.md), with tasks run in process."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.test import Client
 
 from hooks.models import Key, Request, State
 from tests.conftest import read_key, write_key
+from tests.hooks.api import write
 
 pytestmark = pytest.mark.usefixtures("eager_tasks")
 
@@ -21,19 +22,14 @@ def reducer(state, request, secrets):
 """
 
 
-def post_json(client: Client, token: str, body: Any, path: str = "", **headers: str) -> Any:
-    url = f"/write/{token}" + (f"/{path}" if path else "")
-    return client.post(url, json.dumps(body), content_type="application/json", headers=headers)
-
-
 def read(client: Client, token: str, query: str = "") -> Any:
     return client.get(f"/read/{token}" + (f"?{query}" if query else ""))
 
 
 def test_it_folds_the_original_counter_case(make_hook, client: Client) -> None:
     hook = make_hook(COUNTER)
-    assert post_json(client, write_key(hook), {"number": 4}).status_code == 202
-    assert post_json(client, write_key(hook), {"number": 3}).status_code == 202
+    assert write(client, write_key(hook), {"number": 4}).status_code == 202
+    assert write(client, write_key(hook), {"number": 3}).status_code == 202
 
     response = read(client, read_key(hook))
 
@@ -45,7 +41,7 @@ def test_it_folds_the_original_counter_case(make_hook, client: Client) -> None:
 
 def test_it_answers_with_the_request_id_by_default(make_hook, client: Client) -> None:
     hook = make_hook("")
-    response = post_json(client, write_key(hook), {"a": 1})
+    response = write(client, write_key(hook), {"a": 1})
 
     assert response.status_code == 202
     stored = Request.objects.get()
@@ -75,7 +71,7 @@ def test_it_stores_every_field_of_the_request(make_hook, client: Client) -> None
 def test_it_keeps_falsy_states_as_themselves(make_hook, client: Client) -> None:
     for value in ("0", "False", '""', "[]", "None"):
         hook = make_hook(f"def reducer(state, request, secrets):\n    return {value}\n")
-        post_json(client, write_key(hook), {})
+        write(client, write_key(hook), {})
         body = read(client, read_key(hook)).content
         assert json.loads(body) == eval(value)
 
@@ -93,7 +89,7 @@ def test_it_uses_the_responders_status_headers_and_body(make_hook, client: Clien
         "def responder(request, secrets):\n"
         "    return Response({'got': request.body}, status=201, headers={'X-Thing': 'yes'})\n"
     )
-    response = post_json(client, write_key(hook), {"a": 1})
+    response = write(client, write_key(hook), {"a": 1})
 
     assert response.status_code == 201
     assert response["X-Thing"] == "yes"
@@ -109,8 +105,8 @@ def test_it_rejects_when_the_responder_answers_an_error(make_hook, client: Clien
         "        return Response({'error': 'negative'}, status=422)\n"
         "    return {'ok': True}\n"
     )
-    assert post_json(client, write_key(hook), {"number": 5}).status_code == 200
-    rejected = post_json(client, write_key(hook), {"number": -1})
+    assert write(client, write_key(hook), {"number": 5}).status_code == 200
+    rejected = write(client, write_key(hook), {"number": -1})
 
     assert rejected.status_code == 422
     assert rejected.json() == {"error": "negative"}
@@ -122,7 +118,7 @@ def test_it_rejects_when_the_responder_answers_an_error(make_hook, client: Clien
 
 def test_it_answers_500_and_rejects_when_the_responder_raises(make_hook, client: Client) -> None:
     hook = make_hook(COUNTER + "def responder(request, secrets):\n    return 1 / 0\n")
-    response = post_json(client, write_key(hook), {"number": 5})
+    response = write(client, write_key(hook), {"number": 5})
 
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "responder_error"
@@ -141,7 +137,7 @@ def test_it_honours_the_querys_status_and_headers(make_hook, client: Client) -> 
         "    return Response({'n': state['number'], 'tags': params.getlist('t')}, status=203,\n"
         "                    headers={'Cache-Control': 'no-store'})\n"
     )
-    post_json(client, write_key(hook), {"number": 4})
+    write(client, write_key(hook), {"number": 4})
 
     response = read(client, read_key(hook), "t=a&t=b")
     assert response.status_code == 203
@@ -156,9 +152,9 @@ def test_it_honours_the_querys_status_and_headers(make_hook, client: Client) -> 
 
 def test_it_records_reducer_errors_and_goes_on(make_hook, client: Client) -> None:
     hook = make_hook(COUNTER)
-    post_json(client, write_key(hook), {"number": 1})
-    post_json(client, write_key(hook), {"nope": 1})
-    post_json(client, write_key(hook), {"number": 2})
+    write(client, write_key(hook), {"number": 1})
+    write(client, write_key(hook), {"nope": 1})
+    write(client, write_key(hook), {"number": 2})
 
     assert read(client, read_key(hook)).json() == {"number": 3}
     failed = Request.objects.get(outcome="failed")
@@ -171,14 +167,14 @@ def test_it_records_reducer_errors_and_goes_on(make_hook, client: Client) -> Non
 
 def test_it_captures_print_output_per_request(make_hook, client: Client) -> None:
     hook = make_hook("def reducer(state, request, secrets):\n    print('seen', request.seq)\n")
-    post_json(client, write_key(hook), {})
+    write(client, write_key(hook), {})
     assert Request.objects.get().console == "seen 1\n"
 
 
 def test_it_applies_an_idempotency_key_once(make_hook, client: Client) -> None:
     hook = make_hook(COUNTER)
     for _ in range(3):
-        post_json(client, write_key(hook), {"number": 2}, **{"Idempotency-Key": "abc"})
+        write(client, write_key(hook), {"number": 2}, **{"Idempotency-Key": "abc"})
 
     assert read(client, read_key(hook)).json() == {"number": 2}
     rows = list(Request.objects.order_by("seq"))
@@ -193,7 +189,7 @@ def test_it_uses_a_custom_idempotency_key(make_hook, client: Client) -> None:
         COUNTER + "def idempotency_key(request, secrets):\n    return request.body.get('event')\n"
     )
     for event in ("e1", "e2", "e1"):
-        post_json(client, write_key(hook), {"number": 1, "event": event})
+        write(client, write_key(hook), {"number": 1, "event": event})
 
     assert read(client, read_key(hook)).json() == {"number": 2}
 
@@ -201,8 +197,8 @@ def test_it_uses_a_custom_idempotency_key(make_hook, client: Client) -> None:
 def test_it_applies_a_retry_of_a_request_that_failed(make_hook, client: Client) -> None:
     """A failed request was never applied: its key is not in the ledger."""
     hook = make_hook(COUNTER)
-    post_json(client, write_key(hook), {"bad": 1}, **{"Idempotency-Key": "k"})
-    post_json(client, write_key(hook), {"number": 9}, **{"Idempotency-Key": "k"})
+    write(client, write_key(hook), {"bad": 1}, **{"Idempotency-Key": "k"})
+    write(client, write_key(hook), {"number": 9}, **{"Idempotency-Key": "k"})
 
     assert read(client, read_key(hook)).json() == {"number": 9}
 
@@ -228,7 +224,7 @@ def test_it_answers_404_and_stores_nothing_for_unusable_write_keys(
     else:
         token = read_key(hook)
 
-    response = post_json(client, token, {"number": 1})
+    response = write(client, token, {"number": 1})
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
@@ -238,7 +234,7 @@ def test_it_answers_404_and_stores_nothing_for_unusable_write_keys(
 def test_it_does_not_run_the_responder_of_a_paused_key(make_hook, client: Client) -> None:
     hook = make_hook("def responder(request, secrets):\n    print('ran')\n    return 1\n")
     Key.objects.filter(hook=hook, kind="write").update(is_paused=True)
-    assert post_json(client, write_key(hook), {}).status_code == 404
+    assert write(client, write_key(hook), {}).status_code == 404
 
 
 def test_it_answers_404_for_a_paused_read_key(make_hook, client: Client) -> None:
@@ -298,8 +294,8 @@ def test_it_fails_a_request_whose_state_is_not_json(make_hook, client: Client) -
     hook = make_hook(
         COUNTER.replace("return state", "return state if state['number'] < 5 else {1, 2}")
     )
-    post_json(client, write_key(hook), {"number": 4})
-    post_json(client, write_key(hook), {"number": 4})
+    write(client, write_key(hook), {"number": 4})
+    write(client, write_key(hook), {"number": 4})
 
     assert read(client, read_key(hook)).json() == {"number": 4}
     failed = Request.objects.get(outcome="failed")
@@ -311,8 +307,8 @@ def test_it_fails_a_request_whose_state_is_too_large(make_hook, client: Client) 
     hook = make_hook(
         "def reducer(state, request, secrets):\n    return 'x' * request.body['size']\n"
     )
-    post_json(client, write_key(hook), {"size": 10})
-    post_json(client, write_key(hook), {"size": 2 * 1024 * 1024})
+    write(client, write_key(hook), {"size": 10})
+    write(client, write_key(hook), {"size": 2 * 1024 * 1024})
 
     assert read(client, read_key(hook)).json() == "x" * 10
     assert Request.objects.get(outcome="failed").seq == 2
@@ -338,11 +334,11 @@ def test_it_rate_limits_per_key_with_retry_after(make_hook, client: Client) -> N
     hook.limits = {"rate_per_second": 1, "rate_burst": 3}
     hook.save()
 
-    statuses = [post_json(client, write_key(hook), {}).status_code for _ in range(5)]
+    statuses = [write(client, write_key(hook), {}).status_code for _ in range(5)]
 
     assert statuses[:3] == [202, 202, 202]
     assert 429 in statuses[3:]
-    limited = post_json(client, write_key(hook), {})
+    limited = write(client, write_key(hook), {})
     assert limited.status_code == 429
     assert int(limited["Retry-After"]) >= 1
     assert limited.json()["error"]["code"] == "rate_limited"
@@ -363,7 +359,7 @@ def test_it_answers_503_with_retry_after_when_the_database_is_down(
         raise OperationalError("connection refused")
 
     monkeypatch.setattr(ingest, "_insert", down)
-    response = post_json(client, token, {"a": 1})
+    response = write(client, token, {"a": 1})
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "unavailable"
@@ -382,7 +378,7 @@ def test_it_masks_secret_values_in_console_and_errors(make_hook, client: Client)
         "    raise ValueError('bad ' + secrets['TOKEN'])\n"
     )
     secret_set(hook=hook, name="TOKEN", value="tok-12345-very-secret")
-    post_json(client, write_key(hook), {})
+    write(client, write_key(hook), {})
 
     row = Request.objects.get()
     assert "tok-12345-very-secret" not in row.console
@@ -395,7 +391,7 @@ def test_it_masks_secret_values_in_console_and_errors(make_hook, client: Client)
 def test_it_does_not_store_the_cookie_header(make_hook, client: Client) -> None:
     hook = make_hook("")
     client.cookies["sessionid"] = "someone-s-session"
-    post_json(client, write_key(hook), {}, **{"X-Other": "kept"})
+    write(client, write_key(hook), {}, **{"X-Other": "kept"})
 
     headers = Request.objects.get().headers
     assert "Cookie" not in headers
@@ -414,6 +410,6 @@ def test_it_uses_a_changed_secret_at_once(make_hook, client: Client) -> None:
             secret_delete(hook=hook, name="TOKEN")
         else:
             secret_set(hook=hook, name="TOKEN", value=step)
-        answers.append(post_json(client, write_key(hook), {}).json()["token"])
+        answers.append(write(client, write_key(hook), {}).json()["token"])
 
     assert answers == ["first-value", "second-value", None]

@@ -1,4 +1,4 @@
-"""Publishing replays the history, blue/green (SPEC §3.5), through the management API."""
+"""Publishing replays the history, blue/green (docs/api.md, "Publishing"), through the management API."""
 
 from __future__ import annotations
 

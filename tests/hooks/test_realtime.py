@@ -16,12 +16,13 @@ from django.conf import settings
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from hooks import events
+from hooks import broadcast
 from hooks.live import db as live_db
 from hooks.live import state as live_state
 from hooks.live.subscription import Subscription
 from hooks.models import Hook, Key
 from tests.conftest import read_key, write_key
+from tests.hooks import api
 from tests.hooks.realtime_helpers import (  # noqa: F401 (a fixture)
     COUNTER,
     QUERYING,
@@ -46,10 +47,7 @@ def run(scenario: Callable[[], Any]) -> None:
 
 @database_sync_to_async
 def write(hook: Hook, body: Any) -> int:
-    response = Client().post(
-        f"/write/{write_key(hook)}", json.dumps(body), content_type="application/json"
-    )
-    return response.status_code
+    return api.write(Client(), write_key(hook), body).status_code
 
 
 async def connect(path: str, **kwargs: Any) -> WebsocketCommunicator:
@@ -208,13 +206,13 @@ def test_it_closes_connections_when_their_key_is_paused_or_revoked(make_hook) ->
         await database_sync_to_async(
             Key.objects.filter(hook=hook, kind="read").exclude(pk=other.pk).update
         )(is_paused=True)
-        await database_sync_to_async(events.key_changed)(hook_id=str(hook.pk), key_id=None)
+        await database_sync_to_async(broadcast.key_changed)(hook_id=str(hook.pk), key_id=None)
         assert await closed_with(paused) == 4404
         assert await untouched.receive_nothing(timeout=0.3)
         await database_sync_to_async(Key.objects.filter(pk=other.pk).update)(
             revoked_at=timezone.now()
         )
-        await database_sync_to_async(events.key_changed)(hook_id=str(hook.pk), key_id=other.pk)
+        await database_sync_to_async(broadcast.key_changed)(hook_id=str(hook.pk), key_id=other.pk)
         assert await closed_with(revoked) == 4404
         assert await closed_with(untouched) == 4404
 

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from hooks import events
+from hooks import broadcast
 from hooks.models import Hook, Key, State
 from tests.conftest import read_key, write_key
 from tests.hooks.realtime_helpers import COUNTER, QUERYING, RAPID, live_slots_clean  # noqa: F401
@@ -209,7 +209,7 @@ def test_it_delivers_states_carried_by_notifications_from_sync_code(stack, make_
             assert recv_json(ws)["seq"] == 1
         for seq in (2, 3):
             State.objects.filter(version_id=version_id).update(seq=seq, value='"database"')
-            events.state_changed(
+            broadcast.state_changed(
                 hook_id=str(hook.pk), seq=seq, version_id=version_id, value=f'{{"carried": {seq}}}'
             )
         for ws in (on_a, on_b):
@@ -274,7 +274,7 @@ def test_it_refuses_unknown_keys_and_closes_connections_of_a_paused_key(stack, m
         assert recv_json(ws)["seq"] == 0
         # What the key management code does: update the key, then broadcast after commit.
         Key.objects.filter(token=token).update(is_paused=True)
-        events.key_changed(hook_id=str(hook.pk), key_id=Key.objects.get(token=token).pk)
+        broadcast.key_changed(hook_id=str(hook.pk), key_id=Key.objects.get(token=token).pk)
         assert close_code(ws, timeout=5) == 4404
     sse.join(5)
     assert not sse.is_alive()

@@ -12,7 +12,7 @@ from channels.db import database_sync_to_async
 from django.test import override_settings
 from django.utils import timezone
 
-from hooks import events
+from hooks import broadcast
 from hooks.live import db as live_db
 from hooks.live.state import Delivery
 from hooks.live.subscription import Subscription
@@ -42,7 +42,7 @@ def db_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 @database_sync_to_async
 def notify(hook: Hook, seq: int, **kwargs: Any) -> None:
-    events.state_changed(hook_id=str(hook.pk), seq=seq, **kwargs)
+    broadcast.state_changed(hook_id=str(hook.pk), seq=seq, **kwargs)
 
 
 @database_sync_to_async
@@ -167,7 +167,7 @@ def test_it_closes_connections_of_a_paused_key_within_a_second_between_carried_s
         await database_sync_to_async(Key.objects.filter(token=token).update)(
             revoked_at=timezone.now()
         )
-        await database_sync_to_async(events.key_changed)(hook_id=str(hook.pk), key_id=None)
+        await database_sync_to_async(broadcast.key_changed)(hook_id=str(hook.pk), key_id=None)
         assert await asyncio.wait_for(closed_with(paused), 1) == 4404
         # The cached key check was renewed: carried states still reach the usable key only.
         await store(version_id, 3, "3")
@@ -240,11 +240,13 @@ def test_a_subscription_never_goes_back_to_an_earlier_seq_or_version() -> None:
 @override_settings(WR_LIVE_INLINE_STATE_BYTES=10)
 def test_state_changed_carries_the_state_up_to_the_configured_size(monkeypatch) -> None:
     sent: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr(events, "broadcast", lambda group, message: sent.append((group, message)))
-    events.state_changed(hook_id="h", seq=1, version_id=7, value='"abcdefgh"')  # 10 bytes
-    events.state_changed(hook_id="h", seq=2, version_id=7, value='"abcdefghi"')  # 11 bytes
-    events.state_changed(hook_id="h", seq=3, version_id=7, value='"ééééé"')  # 5 chars, 12 bytes
-    events.state_changed(hook_id="h", seq=4)  # the callers that pass only the seq
+    monkeypatch.setattr(
+        broadcast, "broadcast", lambda group, message: sent.append((group, message))
+    )
+    broadcast.state_changed(hook_id="h", seq=1, version_id=7, value='"abcdefgh"')  # 10 bytes
+    broadcast.state_changed(hook_id="h", seq=2, version_id=7, value='"abcdefghi"')  # 11 bytes
+    broadcast.state_changed(hook_id="h", seq=3, version_id=7, value='"ééééé"')  # 5 chars, 12 bytes
+    broadcast.state_changed(hook_id="h", seq=4)  # the callers that pass only the seq
     assert sent == [
         ("hook.h", {"type": "state.changed", "seq": 1, "version_id": 7, "value": '"abcdefgh"'}),
         ("hook.h", {"type": "state.changed", "seq": 2, "version_id": 7}),

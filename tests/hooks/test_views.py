@@ -216,16 +216,23 @@ def test_it_refuses_a_bad_secret_name_in_the_panel(alice: User, make_hook: Any) 
     assert not Secret.objects.exists()
 
 
+def key_action(client: Client, key: Key, action: str) -> str:
+    """Post a keys panel action as the page's script does; the panel's new HTML."""
+    url = reverse(
+        "hooks:key-action", kwargs={"hook_id": key.hook_id, "key_id": key.pk, "action": action}
+    )
+    answer = client.post(url, HTTP_X_REQUESTED_WITH="fetch")
+    assert answer.status_code == 200
+    return answer.content.decode()
+
+
 def test_it_pauses_resumes_and_revokes_a_key(alice: User, make_hook: Any) -> None:
     hook = make_hook(EXAMPLE_CODE)
     key = hook.keys.get(kind=Key.Kind.WRITE)
     client = logged_in(alice)
 
     def act(action: str) -> None:
-        url = reverse(
-            "hooks:key-action", kwargs={"hook_id": hook.pk, "key_id": key.pk, "action": action}
-        )
-        assert client.post(url, HTTP_X_REQUESTED_WITH="fetch").status_code == 200
+        key_action(client, key, action)
 
     act("pause")
     key.refresh_from_db()
@@ -236,6 +243,21 @@ def test_it_pauses_resumes_and_revokes_a_key(alice: User, make_hook: Any) -> Non
     act("revoke")
     key.refresh_from_db()
     assert key.revoked_at is not None
+
+
+def test_a_revoked_key_stays_revoked_in_the_keys_panel_as_in_the_api(
+    alice: User, make_hook: Any
+) -> None:
+    hook = make_hook(EXAMPLE_CODE)
+    key = hook.keys.get(kind=Key.Kind.WRITE)
+    client = logged_in(alice)
+    key_action(client, key, "revoke")
+    revoked_at = Key.objects.get(pk=key.pk).revoked_at
+
+    assert "A revoked key cannot be paused or resumed." in key_action(client, key, "resume")
+    assert "This key is revoked already." in key_action(client, key, "revoke")
+    key.refresh_from_db()
+    assert key.revoked_at == revoked_at and not key.is_paused
 
 
 def test_it_shows_a_request_with_its_state_diff(

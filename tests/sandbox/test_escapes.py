@@ -1,4 +1,4 @@
-"""Real hostile code through the real sandbox (SPEC §3.6).
+"""Real hostile code through the real sandbox (docs/sandbox.md).
 
 Python-level restrictions are not the boundary: most attempts here first climb out of them by
 object introspection (to the real `sys`, `os`, `posix`, `_io`, `socket`, `ctypes`), then call the

@@ -1,4 +1,4 @@
-"""What user code can do through the real sandbox (SPEC §1)."""
+"""What user code can do through the real sandbox (docs/functions.md)."""
 
 from __future__ import annotations
 

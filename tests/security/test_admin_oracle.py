@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken, MagicLink, User
 from accounts.services import api_token_create, token_hash
-from hooks import secrets as crypto
+from hooks import crypto
 from hooks.admin import KeyAdmin
 from hooks.models import Hook, Key, Request, Secret
 from hooks.services import hook_create

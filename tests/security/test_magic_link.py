@@ -32,6 +32,10 @@ from tests.browser.conftest import (  # noqa: F401  (fixtures: the real stack an
     new_page,
     stack,
 )
+from tests.servers import wait_for
+
+pytestmark = pytest.mark.usefixtures("mail_after_commit")  # they read the outbox
+
 
 CSRF_INPUT = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 ATTACKER_AGENT = "curl/8.5.0"
@@ -288,8 +292,13 @@ class HttpAttacker:
         before = set(pattern.findall("".join(self.stack.emails())))
         answer = self.get_or_post("post", "/api/auth/magic-link/", {"email": email})
         assert answer.status_code == 202, answer.text
-        self.stack.sign_in_link(email)  # waits for the email
-        (new,) = set(pattern.findall("".join(self.stack.emails()))) - before
+
+        def new_links() -> set[str]:
+            return set(pattern.findall("".join(self.stack.emails()))) - before
+
+        # The stack's worker sends it once the request has committed (accounts.tasks).
+        wait_for(lambda: bool(new_links()), 30, f"a new sign-in email to {email}")
+        (new,) = new_links()
         return str(new)
 
 

@@ -154,8 +154,8 @@ def test_it_shows_the_public_origin_in_every_url_of_a_key(alice: User, make_hook
     assert re.search(rf"^read  {re.escape(PUBLIC)}/read/\S+$", out.getvalue(), re.M)
 
 
-@pytest.mark.usefixtures("two_origins")
-def test_it_sends_sign_in_links_on_the_apps_origin(db: Any) -> None:
+@pytest.mark.usefixtures("two_origins", "mail_after_commit")
+def test_it_sends_sign_in_links_on_the_apps_origin() -> None:
     APIClient(HTTP_HOST="wr.example.com").post(
         "/api/auth/magic-link/", {"email": "carol@example.com"}, format="json"
     )

@@ -1,4 +1,4 @@
-"""Bounded request input on both servers (SPEC "Trust boundaries"; docs/security.md).
+"""Bounded request input on both servers (docs/security.md).
 
 Every request's head (path, query string, headers) is measured against the WR_MAX_… settings
 and its body is read here, up to WR_MAX_REQUEST_BODY_BYTES and within WR_BODY_READ_SECONDS,

@@ -98,7 +98,7 @@ def declared_length(value: str | None, limits: Limits) -> int | None:
 
 
 def too_large(limits: Limits) -> Refused:
-    # The same code and message as the write endpoint's own limit (hooks.public).
+    # The same code and message as the write endpoint's own limit (hooks.views.public).
     return Refused(413, "too_large", f"The body is over {limits.body_bytes} bytes.")
 
 
@@ -119,7 +119,7 @@ def is_chunked(transfer_encoding: str | None) -> bool:
 
 
 def public_path(path: bytes) -> bool:
-    # The public endpoints are CORS-open (SPEC §2): a browser page that sent the request may
+    # The public endpoints are CORS-open (docs/security.md): a browser page that sent the request may
     # read why it was refused. The app's own routes keep their same-origin answers.
     return path.startswith((b"/write/", b"/read/"))
 

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from django.conf import settings
+
 from webreducer.inputs.limits import (
     Limits,
     Refused,
@@ -109,6 +111,7 @@ class InputLimits:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         path = _raw_path(environ)
+        body_untouched = True
         try:
             head_check(
                 self.limits,
@@ -119,6 +122,7 @@ class InputLimits:
             declared = declared_length(environ.get("CONTENT_LENGTH") or None, self.limits)
             chunked = is_chunked(environ.get("HTTP_TRANSFER_ENCODING"))
             if declared or chunked:
+                body_untouched = False
                 body = self._read(environ, declared)
                 environ["wsgi.input"] = io.BytesIO(body)
                 environ["CONTENT_LENGTH"] = str(len(body))
@@ -127,13 +131,39 @@ class InputLimits:
                 environ.pop("HTTP_TRANSFER_ENCODING", None)
         except Refused as refused:
             sock = environ.get("gunicorn.socket")
-            if isinstance(sock, socket.socket):
+            if isinstance(sock, socket.socket) and not (
+                body_untouched and self._drained(environ, sock)
+            ):
                 # Connection: close is a hop-by-hop header a WSGI app cannot send; this ends
                 # the connection instead, so no worker reads (or drains) the rest of the body.
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RD)
             return _refuse(start_response, refused, path)
         return self.app(environ, start_response)
+
+    def _drained(self, environ: dict[str, Any], sock: socket.socket) -> bool:
+        """Behind a proxy (TRUSTED_PROXY_COUNT > 0), read and drop the body of a refused request
+        when it declares a length of at most twice the limit: nginx has buffered it whole and
+        is still writing it, and a connection shut under that write reaches the client as
+        nginx's 502 instead of this refusal. False (nothing or not all read) otherwise: a
+        client straight on the server does not get to make a worker read its body."""
+        if not settings.TRUSTED_PROXY_COUNT or is_chunked(environ.get("HTTP_TRANSFER_ENCODING")):
+            return False
+        value = str(environ.get("CONTENT_LENGTH") or "0").strip()
+        if not value.isdigit() or len(value) > 19 or int(value) > 2 * self.limits.body_bytes:
+            return False
+        left = int(value)
+        stream = environ["wsgi.input"]
+        with watchdog.deadline(sock, self.limits.body_seconds) as expired:
+            try:
+                while left > 0 and not expired():
+                    chunk = stream.read(min(READ_STEP, left))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+            except Exception:  # shut under the read (too slow) or broken: close it
+                return False
+        return left == 0
 
     def _read(self, environ: dict[str, Any], declared: int | None) -> bytes:
         stream = environ["wsgi.input"]

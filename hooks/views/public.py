@@ -1,4 +1,4 @@
-"""The public endpoints (SPEC §2): no login, the key in the URL is the credential."""
+"""The public endpoints (docs/pipeline.md): no login, the key in the URL is the credential."""
 
 from __future__ import annotations
 

@@ -28,10 +28,6 @@ def decrypt(ciphertext: bytes) -> str:
     return fernet().decrypt(bytes(ciphertext)).decode()
 
 
-def rotate(ciphertext: bytes) -> bytes:
-    return fernet().rotate(bytes(ciphertext))
-
-
 def fingerprint(value: str) -> str:
     # Keyed, so a fingerprint shown in the API cannot be brute-forced offline into the value.
     key = settings.WR_SECRETS_KEYS[0].encode()

@@ -1,4 +1,4 @@
-"""hooks.events.broadcast: from sync code through one long-lived event loop per process, from
+"""hooks.broadcast.broadcast: from sync code through one long-lived event loop per process, from
 async code as a task, in order, never raising; and the in-memory layer of the embedded default."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.test import Client, override_settings
 
-from hooks import events
+from hooks import broadcast
 from tests.conftest import read_key, write_key
 from tests.hooks.realtime_helpers import COUNTER, live_slots_clean  # noqa: F401 (a fixture)
 from tests.hooks.test_realtime import connect, run
@@ -56,23 +56,23 @@ def test_sync_code_sends_in_order_on_one_long_lived_loop(send_loops, monkeypatch
     monkeypatch.setattr(SyncToAsync.threadlocal, "main_event_loop", stale, raising=False)
     monkeypatch.setattr(SyncToAsync.threadlocal, "main_event_loop_pid", os.getpid(), raising=False)
     for n in range(100):
-        events.broadcast("events-test.order", {"type": "test.message", "n": n})
+        broadcast.broadcast("events-test.order", {"type": "test.message", "n": n})
     # The caller waited for its send: everything is there already.
     messages = async_to_sync(_drain)(channel, 100)
     assert [m["n"] for m in messages] == list(range(100))
     # One loop for all of them (channels_redis keeps its connections per loop), still running.
     assert len(send_loops) == 100 and len(set(send_loops)) == 1
     assert send_loops[0].is_running()
-    assert send_loops[0] is events._loop_thread().loop
+    assert send_loops[0] is broadcast._loop_thread().loop
 
 
 def test_a_forked_process_starts_its_own_broadcast_loop(send_loops) -> None:
-    events.broadcast("events-test.fork", {"type": "test.message"})
-    parent = events._loop_thread()
+    broadcast.broadcast("events-test.fork", {"type": "test.message"})
+    parent = broadcast._loop_thread()
     # What a child of a fork sees: the parent's loop object, without its thread.
     parent.pid = -1
-    events.broadcast("events-test.fork", {"type": "test.message"})
-    child = events._loop_thread()
+    broadcast.broadcast("events-test.fork", {"type": "test.message"})
+    child = broadcast._loop_thread()
     assert child is not parent and child.thread.is_alive()
     assert send_loops == [parent.loop, child.loop]
     parent.loop.call_soon_threadsafe(parent.loop.stop)
@@ -85,11 +85,11 @@ def test_a_failed_broadcast_is_logged_and_never_raises(monkeypatch, caplog) -> N
         raise ConnectionError("redis is gone")
 
     monkeypatch.setattr(layer, "group_send", failing)
-    with caplog.at_level(logging.ERROR, logger="hooks.events"):
-        events.state_changed(hook_id="h", seq=1)  # plain sync code
+    with caplog.at_level(logging.ERROR, logger="hooks.broadcast"):
+        broadcast.state_changed(hook_id="h", seq=1)  # plain sync code
 
         async def from_async_code() -> None:
-            events.key_changed(hook_id="h")
+            broadcast.key_changed(hook_id="h")
             await asyncio.sleep(0.1)
 
         async_to_sync(from_async_code)()
@@ -101,7 +101,7 @@ def test_async_code_sends_in_order_without_blocking_its_loop() -> None:
     async def scenario() -> list[int]:
         channel = await _listen("events-test.async")
         for n in range(20):
-            events.broadcast("events-test.async", {"type": "test.message", "n": n})
+            broadcast.broadcast("events-test.async", {"type": "test.message", "n": n})
         return [m["n"] for m in await _drain(channel, 20)]
 
     assert async_to_sync(scenario)() == list(range(20))

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -32,6 +32,13 @@ from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
+from hooks.channel_messages import (
+    KeyChanged,
+    ReplayProgress,
+    RequestsLogged,
+    RequestSummary,
+    StateChanged,
+)
 from webreducer.redis import get_redis
 
 logger = logging.getLogger(__name__)
@@ -69,7 +76,7 @@ _send_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] 
 _in_flight: set[asyncio.Task[None]] = set()
 
 
-async def _send(layer: Any, group: str, message: dict[str, Any]) -> None:
+async def _send(layer: Any, group: str, message: Mapping[str, Any]) -> None:
     """Send in submission order on this loop; never raises (a failure is logged: a lost
     broadcast only delays an update, every hub re-reads its hook every WR_LIVE_RESYNC_SECONDS)."""
     loop = asyncio.get_running_loop()
@@ -125,7 +132,7 @@ def _outer_loop() -> asyncio.AbstractEventLoop | None:
     return loop if loop is not None and loop.is_running() else None
 
 
-def broadcast(group: str, message: dict[str, Any]) -> None:
+def broadcast(group: str, message: Mapping[str, Any]) -> None:
     """Send `message` to `group` from sync or async code. Never raises; broadcasts from one
     thread or event loop arrive in the order they were made."""
     try:
@@ -134,7 +141,7 @@ def broadcast(group: str, message: dict[str, Any]) -> None:
         logger.exception("broadcast to %s failed", group)
 
 
-def _broadcast(group: str, message: dict[str, Any]) -> None:
+def _broadcast(group: str, message: Mapping[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
@@ -169,7 +176,7 @@ def state_changed(
     """The hook's live state changed (call after commit). With `value`, the committed state's
     JSON text of version `version_id`: up to WR_LIVE_INLINE_STATE_BYTES it travels in the
     message, and web processes deliver it without reading the database."""
-    message: dict[str, Any] = {"type": "state.changed", "seq": seq}
+    message: StateChanged = {"type": "state.changed", "seq": seq}
     if version_id is not None:
         message["version_id"] = version_id
         if value is not None and _inline_fits(value):
@@ -189,10 +196,11 @@ def key_changed(*, hook_id: str, key_id: int | None = None) -> None:
     """A key was paused, resumed or revoked (or, with key_id None, the whole hook changed: paused
     by an operator, deleted). Call after commit: open live connections re-check their key and
     the ones that lost it close within a second."""
-    broadcast(hook_group(hook_id), {"type": "key.changed", "key_id": key_id})
+    message: KeyChanged = {"type": "key.changed", "key_id": key_id}
+    broadcast(hook_group(hook_id), message)
 
 
-def request_summary(request: Any) -> dict[str, Any]:
+def request_summary(request: Any) -> RequestSummary:
     """One row of the owner's live request log."""
     return {
         "id": str(request.uuid),
@@ -212,25 +220,24 @@ def requests_logged(*, hook_id: str, requests: Sequence[Any]) -> None:
     owner is watching: one cached flag lookup."""
     if not requests or not watched(hook_id):
         return
-    broadcast(
-        owner_group(hook_id),
-        {"type": "requests.logged", "requests": [request_summary(r) for r in requests]},
-    )
+    message: RequestsLogged = {
+        "type": "requests.logged",
+        "requests": [request_summary(r) for r in requests],
+    }
+    broadcast(owner_group(hook_id), message)
 
 
 def replay_progress(*, hook_id: str, version: int, done: int, total: int, status: str) -> None:
     """Progress of a publish/rollback replay, for the owner's feed (status: building,
     published, failed)."""
-    broadcast(
-        owner_group(hook_id),
-        {
-            "type": "replay.progress",
-            "version": version,
-            "done": done,
-            "total": total,
-            "status": status,
-        },
-    )
+    message: ReplayProgress = {
+        "type": "replay.progress",
+        "version": version,
+        "done": done,
+        "total": total,
+        "status": status,
+    }
+    broadcast(owner_group(hook_id), message)
 
 
 # --- Who is watching ------------------------------------------------------------------------

@@ -1,0 +1,108 @@
+"""The messages that travel over the channel layer (hooks.broadcast sends them), and the ones
+the owners' feed sends on to the browser (hooks.consumers.OwnerFeedConsumer).
+
+Each is a TypedDict whose `type` is a Literal, so mypy knows which fields a message of a given
+type has; a receiver keeps one handler per type (see OwnerFeedConsumer.HANDLERS) instead of an
+if/elif chain. The live hub (hooks.live.hub) receives the same `state.changed` and `key.changed`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+# --- Over the channel layer (group hooks.broadcast.hook_group) ------------------------------
+
+
+class StateChanged(TypedDict):
+    """The hook's live state changed (committed). `value` is the state's JSON text of version
+    `version_id` when it fits WR_LIVE_INLINE_STATE_BYTES."""
+
+    type: Literal["state.changed"]
+    seq: int
+    version_id: NotRequired[int]
+    value: NotRequired[str]
+
+
+class KeyChanged(TypedDict):
+    """A key was paused, resumed or revoked; `key_id` None: the whole hook changed."""
+
+    type: Literal["key.changed"]
+    key_id: int | None
+
+
+# --- Over the channel layer (group hooks.broadcast.owner_group) -----------------------------
+
+
+class RequestSummary(TypedDict):
+    """One row of the owner's live request log (hooks.broadcast.request_summary)."""
+
+    id: str
+    seq: int | None
+    outcome: str
+    method: str
+    path: str
+    status: int | None
+    received_at: str | None
+    duration_ms: float | None
+    error: str | None
+
+
+class RequestsLogged(TypedDict):
+    type: Literal["requests.logged"]
+    requests: list[RequestSummary]
+
+
+class ReplayProgress(TypedDict):
+    type: Literal["replay.progress"]
+    version: int
+    done: int
+    total: int
+    status: str  # building, published, failed
+
+
+HookMessage = StateChanged | KeyChanged
+OwnerMessage = RequestsLogged | ReplayProgress
+
+
+# --- From the owners' feed to the browser (docs/realtime.md, "The owners' feed") ------------
+
+
+class FeedHello(TypedDict):
+    type: Literal["hello"]
+    hook: str
+
+
+class FeedState(TypedDict):
+    type: Literal["state"]
+    seq: int
+
+
+class FeedKeys(TypedDict):
+    type: Literal["keys"]
+    key_id: int | None
+
+
+class FeedRequests(TypedDict):
+    type: Literal["requests"]
+    requests: list[RequestSummary]
+
+
+class FeedReplay(TypedDict):
+    type: Literal["replay"]
+    version: int
+    done: int
+    total: int
+    status: str
+
+
+class FeedPong(TypedDict):
+    type: Literal["pong"]
+
+
+FeedMessage = FeedHello | FeedState | FeedKeys | FeedRequests | FeedReplay | FeedPong
+
+
+def message_type(message: dict[str, Any]) -> str | None:
+    """A received message's type, None when it has none (a receiver skips it)."""
+    kind = message.get("type")
+    return kind if isinstance(kind, str) else None
