@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from accounts.models import User
 from hooks.models import Key
 from hooks.services import hook_create
 from sandbox import CodeError
-from webreducer.origins import local_origins, public_root
+from webreducer.origins import local_origins, local_port, public_root
 
 
 class Command(BaseCommand):
@@ -26,14 +25,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--port",
             type=int,
-            default=int(os.environ.get("PORT", "8000")),
+            default=local_port(),
             help="the port of `make run`, for its URLs when no origin is configured",
         )
 
     def handle(
         self, *args: Any, code: str | None, name: str, email: str, port: int, **options: Any
     ) -> None:
-        source = Path(code).read_text() if code else ""
+        try:
+            source = Path(code).read_text() if code else ""
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or error
+            raise CommandError(f"Cannot read the code file {code}: {reason}.") from error
         owner, _ = User.objects.get_or_create(email=email, defaults={"username": email})
         try:
             hook = hook_create(
