@@ -29,7 +29,8 @@ class RateLimited(Exception):
 
 
 def hit(scope: str, ident: str, *, limit: int, window: int, message: str) -> None:
-    """Count one event for (scope, ident); raise RateLimited past `limit` per `window` seconds."""
+    """Count one event for (scope, ident); raise RateLimited past `limit` per `window` seconds,
+    its message saying how long to wait (at `{wait}` in it, else after it)."""
     if limit <= 0:
         return
     now = time.time()
@@ -40,9 +41,11 @@ def hit(scope: str, ident: str, *, limit: int, window: int, message: str) -> Non
     count = _incr(key, ttl=window + 1)
     if count > limit:
         retry_after = max(1, int(window_start + window - now) + 1)
-        raise RateLimited(
-            f"{message} Try again in {wait_text(retry_after)}.", retry_after=retry_after
+        wait = wait_text(retry_after)
+        text = (
+            message.format(wait=wait) if "{wait}" in message else f"{message} Try again in {wait}."
         )
+        raise RateLimited(text, retry_after=retry_after)
 
 
 def wait_text(seconds: int) -> str:

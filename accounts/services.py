@@ -97,7 +97,7 @@ def _visitor_rate_limit(ip: str) -> None:
         ip,
         limit=settings.WR_VISITORS_PER_IP_PER_HOUR,
         window=HOUR,
-        message="Too many visitors were started from your network. Sign in, or wait.",
+        message="Too many visitors were started from your network. Sign in, or try again in {wait}.",
     )
 
 
@@ -211,7 +211,7 @@ def magic_link_request(
         email,
         limit=settings.WR_MAGIC_LINKS_PER_EMAIL_PER_HOUR,
         window=HOUR,
-        message="Too many sign-in links were sent to this address. Use the latest one, or wait.",
+        message="Too many sign-in links were sent to this address. Use the latest one, or try again in {wait}.",
     )
     token = secrets.token_urlsafe(32)
     link = MagicLink.objects.create(
