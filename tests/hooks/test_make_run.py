@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.servers import free_port, wait_for
+from webreducer.origins import local_origins
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNTER = "def reducer(state, request, secrets):\n    return (state or 0) + 1\n"
@@ -194,3 +195,20 @@ def test_make_run_installs_the_runtime_only_and_make_test_the_dev_tools_too(
 
     assert "-r requirements.txt" in run and "requirements-dev.txt" not in run
     assert "-r requirements.txt" in test and "-r requirements-dev.txt" in test
+
+
+@pytest.mark.parametrize(
+    ("host", "app", "public"),
+    [
+        ("127.0.0.1", "http://localhost:8123", "http://127.0.0.1:8123"),
+        ("0.0.0.0", "http://localhost:8123", "http://127.0.0.1:8123"),
+        ("192.0.2.7", "http://192.0.2.7:8123", "http://192.0.2.7:8123"),
+    ],
+)
+def test_its_origins_follow_the_host_it_listens_on(
+    monkeypatch: pytest.MonkeyPatch, host: str, app: str, public: str
+) -> None:
+    monkeypatch.delenv("SITE_ROOT", raising=False)
+    monkeypatch.delenv("WR_PUBLIC_ORIGIN", raising=False)
+
+    assert local_origins(8123, host) == {"SITE_ROOT": app, "WR_PUBLIC_ORIGIN": public}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,8 @@ class Command(BaseCommand):
         # is configured (it serves them on 127.0.0.1 only), else the configured one.
         root = public_root()
         if not settings.WR_PUBLIC_ORIGIN:
-            root = local_origins(port).get("WR_PUBLIC_ORIGIN", root)
+            host = os.environ.get("HOST") or "127.0.0.1"
+            root = local_origins(port, host).get("WR_PUBLIC_ORIGIN", root)
         write = hook.keys.get(kind=Key.Kind.WRITE).token
         read = hook.keys.get(kind=Key.Kind.READ).token
         self.stdout.write(f"hook  {hook.pk}  {hook.name}")
