@@ -7,15 +7,23 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/9
 
 .PHONY: run test lint bench venv
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+
+# `make run` needs the runtime only (requirements.txt); `make test` adds the dev toolchain.
+$(BIN)/.installed-run: requirements.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PIP) -r requirements.txt
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.installed-run requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
 	touch $@
 
 venv: $(BIN)/.installed
 
 # The product: embedded defaults (SQLite, in-process tasks) unless DATABASE_URL/REDIS_URL are set.
-run: venv
+# HOST and PORT pick where it serves (127.0.0.1:8000).
+run: $(BIN)/.installed-run
 	$(BIN)/python manage.py runstack
 
 # The whole suite against real PostgreSQL and Redis, with lint and type checks first.

@@ -53,8 +53,11 @@ class LinkRefused(exceptions.APIException):
 
 
 def _throttled(exc: RateLimited) -> exceptions.Throttled:
-    # DRF's handler turns `wait` into the Retry-After header.
-    return exceptions.Throttled(wait=exc.retry_after, detail=exc.message)
+    # DRF's handler turns `wait` into the Retry-After header; the message says the wait already
+    # (in minutes), so not DRF's "Expected available in N seconds." too.
+    throttled = exceptions.Throttled(wait=exc.retry_after)
+    throttled.detail = exceptions.ErrorDetail(exc.message, code=throttled.default_code)
+    return throttled
 
 
 def _visitor(user: Any) -> User | None:

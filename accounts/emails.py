@@ -25,3 +25,17 @@ def email_send(name: str, *, to: str, context: dict[str, Any]) -> None:
     )
     message.attach_alternative(html, "text/html")
     message.send()
+
+
+def email_delivery_hint() -> str:
+    """Where a sign-in email goes when it is not really sent (development), or ""."""
+    backend = settings.EMAIL_BACKEND
+    if backend == "django.core.mail.backends.console.EmailBackend":
+        return (
+            "No email is sent in development: the link is printed in the terminal running make run."
+        )
+    if backend == "django.core.mail.backends.filebased.EmailBackend":
+        return f"No email is sent: it is written to a file in {settings.EMAIL_FILE_PATH}."
+    if backend == "django.core.mail.backends.locmem.EmailBackend":
+        return "No email is sent: it is kept in memory (tests)."
+    return ""

@@ -7,6 +7,7 @@ the embedded single-process default. A limit answers with how long to wait, for 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import time
 
@@ -28,7 +29,8 @@ class RateLimited(Exception):
 
 
 def hit(scope: str, ident: str, *, limit: int, window: int, message: str) -> None:
-    """Count one event for (scope, ident); raise RateLimited past `limit` per `window` seconds."""
+    """Count one event for (scope, ident); raise RateLimited past `limit` per `window` seconds,
+    its message saying how long to wait (at `{wait}` in it, else after it)."""
     if limit <= 0:
         return
     now = time.time()
@@ -39,7 +41,26 @@ def hit(scope: str, ident: str, *, limit: int, window: int, message: str) -> Non
     count = _incr(key, ttl=window + 1)
     if count > limit:
         retry_after = max(1, int(window_start + window - now) + 1)
-        raise RateLimited(message, retry_after=retry_after)
+        wait = wait_text(retry_after)
+        text = (
+            message.format(wait=wait) if "{wait}" in message else f"{message} Try again in {wait}."
+        )
+        raise RateLimited(text, retry_after=retry_after)
+
+
+def wait_text(seconds: int) -> str:
+    """A wait as people say it: "40 seconds", "1 minute", "46 minutes" (rounded up)."""
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = -(-seconds // 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
 
 
 def _incr(key: str, *, ttl: int) -> int:

@@ -90,12 +90,15 @@ def visitor_create() -> User:
 
 
 def _visitor_rate_limit(ip: str) -> None:
+    # In development every browser of the developer's is a visitor from loopback: no limit.
+    if settings.DEBUG and ratelimit.is_loopback(ip):
+        return
     ratelimit.hit(
         "visitor",
         ip,
         limit=settings.WR_VISITORS_PER_IP_PER_HOUR,
         window=HOUR,
-        message="Too many visitors were started from your network. Sign in, or try again later.",
+        message="Too many visitors were started from your network. Sign in, or try again in {wait}.",
     )
 
 
@@ -206,14 +209,14 @@ def magic_link_request(
         ip,
         limit=settings.WR_MAGIC_LINKS_PER_IP_PER_HOUR,
         window=HOUR,
-        message="Too many sign-in links were asked for from your network. Try again later.",
+        message="Too many sign-in links were asked for from your network.",
     )
     ratelimit.hit(
         "link-email",
         email,
         limit=settings.WR_MAGIC_LINKS_PER_EMAIL_PER_HOUR,
         window=HOUR,
-        message="Too many sign-in links were sent to this address. Use the latest one, or try again later.",
+        message="Too many sign-in links were sent to this address. Use the latest one, or try again in {wait}.",
     )
     # Only what the link records travels through the broker: its token is made in the task,
     # so no credential ever sits in the queue.
@@ -315,7 +318,7 @@ def magic_link_confirm(
         ip,
         limit=settings.WR_MAGIC_LINK_CONFIRMS_PER_IP_PER_HOUR,
         window=HOUR,
-        message="Too many sign-in attempts from your network. Try again later.",
+        message="Too many sign-in attempts from your network.",
     )
     now = timezone.now()
     with transaction.atomic():

@@ -10,6 +10,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.decorators import rate_limited_response
+from accounts.emails import email_delivery_hint
 from accounts.forms import EmailForm
 from accounts.models import MagicLink, User
 from accounts.ratelimit import RateLimited
@@ -66,13 +67,15 @@ def login_view(request: HttpRequest) -> HttpResponse:
         request.session[SESSION_EMAIL_KEY] = email
         return redirect("accounts:check-email")
     status = 400 if form.errors else 200
-    return render(request, "accounts/login.html", {"form": form}, status=status)
+    context = {"form": form, "delivery_hint": email_delivery_hint()}
+    return render(request, "accounts/login.html", context, status=status)
 
 
 def check_email_view(request: HttpRequest) -> HttpResponse:
     context = {
         "email": request.session.get(SESSION_EMAIL_KEY, ""),
         "minutes": settings.WR_MAGIC_LINK_MAX_AGE_SECONDS // 60,
+        "delivery_hint": email_delivery_hint(),
     }
     return render(request, "accounts/check-email.html", context)
 

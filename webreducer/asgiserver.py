@@ -11,6 +11,10 @@ starts it through here, so its hard limits follow the settings (docs/security.md
   when told to trust every address; webreducer.clientip reads the header itself, trusting
   TRUSTED_PROXY_COUNT hops, as on gunicorn.
 - `ws_max_size`: a websocket message is bounded like a request body, not uvicorn's 16 MiB.
+- `timeout_graceful_shutdown`: on Ctrl-C or SIGTERM uvicorn waits for open connections to end,
+  and an SSE stream never does: after GRACEFUL_SHUTDOWN_SECONDS the streams are cancelled (their
+  clients reconnect, with Last-Event-ID, to the next server).
+- `lifespan="off"`: Django has no lifespan handler; "auto" only logs that it is unsupported.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from __future__ import annotations
 import argparse
 import os
 from typing import Any
+
+# Long enough for a write or read in flight to be answered; live streams are cut after it.
+GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
 def uvicorn_options() -> dict[str, Any]:
@@ -31,6 +38,8 @@ def uvicorn_options() -> dict[str, Any]:
         "ws_max_size": limits.websocket_message_bytes,
         # Small frames to many subscribers: compression costs ~30% more CPU per frame.
         "ws_per_message_deflate": False,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+        "lifespan": "off",
     }
 
 

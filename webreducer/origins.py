@@ -98,9 +98,22 @@ def misrouted(*, host: str, path: str) -> str | None:
     return None
 
 
-def local_origins(port: int) -> dict[str, str]:
+# Addresses a server listens on that a browser on the same machine reaches as loopback.
+WILDCARD_HOSTS = {"", "0.0.0.0", "::", "[::]"}  # noqa: S104 - names, not a bind
+
+
+def local_port() -> int:
+    """The port `make run` serves on: PORT, else 8000 (docs/configuration.md)."""
+    return int(os.environ.get("PORT") or 8000)
+
+
+def local_origins(port: int, host: str = "127.0.0.1") -> dict[str, str]:
     """SITE_ROOT and WR_PUBLIC_ORIGIN of a local run on one port (`make run`), unless the
-    operator chose either: two host names for one loopback server."""
+    operator chose either: two host names for one loopback server. A server on one other
+    address (HOST=192.168.1.5) is one origin there, the only name it answers to."""
     if os.environ.get("SITE_ROOT") or os.environ.get("WR_PUBLIC_ORIGIN"):
         return {}
+    if host.lower() not in LOOPBACK_HOSTS | WILDCARD_HOSTS | {"::1"}:
+        name = f"[{host}]" if ":" in host else host
+        return {"SITE_ROOT": f"http://{name}:{port}", "WR_PUBLIC_ORIGIN": f"http://{name}:{port}"}
     return {"SITE_ROOT": f"http://localhost:{port}", "WR_PUBLIC_ORIGIN": f"http://127.0.0.1:{port}"}

@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from webreducer.origins import LOOPBACK_HOSTS, host_of, origin_parse
+from webreducer.origins import LOOPBACK_HOSTS, host_of, local_port, origin_parse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -83,7 +83,8 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Two origins (webreducer/origins.py, docs/security.md): the app, and the public endpoints that
 # serve users' content. Empty: the public origin is SITE_ROOT (one origin, as in development);
 # read it through webreducer.origins.public_root().
-SITE_ROOT = origin_parse(env_str("SITE_ROOT", "http://localhost:8000"), name="SITE_ROOT")
+# Unset: `make run`'s app origin on its PORT (8000), so every URL shown names the port served.
+SITE_ROOT = origin_parse(env_str("SITE_ROOT", f"http://localhost:{local_port()}"), name="SITE_ROOT")
 WR_PUBLIC_ORIGIN = env_str("WR_PUBLIC_ORIGIN") and origin_parse(
     env_str("WR_PUBLIC_ORIGIN"), name="WR_PUBLIC_ORIGIN"
 )
@@ -126,6 +127,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: refuses the other origin's routes, and its headers go on every public answer.
     "webreducer.origin_guards.OriginsMiddleware",
+    # A page for people, JSON for programs, instead of Django's bare 404 and 405 answers.
+    "webreducer.error_pages.ErrorPagesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -202,7 +205,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis, Celery, Channels ----------------------------------------------------------------
 REDIS_URL = env_secret("REDIS_URL")
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# memory://localhost/: kombu warns "No hostname was supplied" for a bare memory://.
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL  # embedded default: tasks run in process
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True

@@ -30,3 +30,6 @@ if settings.WR_BENCH_VIEWS:
 
 # The web UI (pages, the docs page) last: its routes are the catch-all of the site.
 urlpatterns.append(path("", include("hooks.urls")))
+
+# DEBUG off: the same 404 as the middleware gives (webreducer/error_pages.py).
+handler404 = "webreducer.error_pages.not_found"

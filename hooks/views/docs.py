@@ -1,4 +1,5 @@
-"""The docs page: docs/functions.md and docs/helpers.md as HTML, the limits in force, examples."""
+"""The docs page: docs/functions.md, docs/helpers.md and the client part of docs/realtime.md as
+HTML, the limits in force, examples. static/js/docs.js adds the search."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from webreducer.origins import websocket_url
 
 DOCS = settings.BASE_DIR / "docs"
 SOURCES = ("functions.md", "helpers.md")
+# (file, its section for clients, the heading it gets here): the server's side stays in the repo.
+CLIENT_PARTS = (("realtime.md", "## For clients", "# Live updates"),)
 
 
 @dataclass(frozen=True)
@@ -29,20 +32,26 @@ class Rendered:
 
 
 @lru_cache(maxsize=8)
-def _render(path: Path, mtime: float) -> Rendered:
+def _render(path: Path, mtime: float, part: tuple[str, str] | None = None) -> Rendered:
     # The files are the repository's own (trusted) docs; the mtime in the cache key picks up
     # edits in development without a restart.
+    text = path.read_text(encoding="utf-8")
+    if part is not None:
+        heading, title = part
+        start = text.index(heading + "\n")
+        end = text.find("\n## ", start + len(heading))
+        text = title + text[start + len(heading) : end if end >= 0 else None]
     md = markdown.Markdown(
         extensions=["fenced_code", "tables", "toc", "sane_lists"],
         extension_configs={"toc": {"baselevel": 2, "permalink": False}},
     )
-    html = md.convert(path.read_text(encoding="utf-8"))
+    html = md.convert(text)
     return Rendered(html=mark_safe(html), toc=list(md.toc_tokens))  # type: ignore[attr-defined]  # noqa: S308
 
 
-def rendered(name: str) -> Rendered:
+def rendered(name: str, part: tuple[str, str] | None = None) -> Rendered:
     path = DOCS / name
-    return _render(path, path.stat().st_mtime)
+    return _render(path, path.stat().st_mtime, part)
 
 
 def limits() -> list[tuple[str, str, str]]:
@@ -82,6 +91,7 @@ def limits() -> list[tuple[str, str, str]]:
 @require_GET
 def docs(request: HttpRequest) -> HttpResponse:
     documents = [rendered(name) for name in SOURCES]
+    documents += [rendered(name, (heading, title)) for name, heading, title in CLIENT_PARTS]
     return render(
         request,
         "docs/index.html",

@@ -38,7 +38,7 @@ class SecretForm(forms.Form):
             attrs={
                 "autocomplete": "off",
                 "spellcheck": "false",
-                "placeholder": "GITHUB_WEBHOOK_SECRET",
+                "placeholder": "GITHUB_SECRET",
             }
         ),
     )

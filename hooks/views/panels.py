@@ -31,6 +31,7 @@ from hooks.services import (
     secret_set,
 )
 from hooks.views import common, samples
+from hooks.views.bodies import body_taken_as
 from hooks.views.forms import KeyCreateForm, SecretForm
 from sandbox import CodeError
 
@@ -76,6 +77,7 @@ def request_detail(request: HttpRequest, hook_id: str, request_id: str) -> HttpR
             "row": entry,
             "error": error,
             "body_pretty": _body_pretty(entry),
+            "taken_as": body_taken_as(entry.content_type, entry.body_text),  # type: ignore[attr-defined]
             "state_after": common.pretty_json(entry.state_after_value)  # type: ignore[attr-defined]
             if entry.state_after is not None
             else "",

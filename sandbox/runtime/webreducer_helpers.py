@@ -7,7 +7,7 @@ code::
 
     def responder(request, secrets):
         try:
-            verify_github(request, secrets["GITHUB_WEBHOOK_SECRET"])
+            verify_github(request, secrets["GITHUB_SECRET"])
         except WebhookVerificationError as error:
             return Response({"error": str(error)}, status=401)
         return {"ok": True}
@@ -350,7 +350,7 @@ def verify_stripe(
     Example::
 
         def responder(request, secrets):
-            verify_stripe(request, secrets["STRIPE_WEBHOOK_SECRET"])
+            verify_stripe(request, secrets["STRIPE_SECRET"])
             return {"received": request.body["type"]}
 
         def idempotency_key(request, secrets):

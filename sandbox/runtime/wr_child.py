@@ -476,6 +476,24 @@ def response_json(result: Any, *, limit: int) -> str:
     )
 
 
+class MissingSecret(KeyError):
+    """`secrets["NAME"]` for a secret the hook does not have: says which, and where to set it.
+    A KeyError still, so `except KeyError` and `secrets.get("NAME")` work as on a dict."""
+
+    def __str__(self) -> str:
+        return (
+            f"the secret {self.args[0]} is not set: add it under Secrets on the hook's page "
+            f"(or `wr secrets set {self.args[0]}`), or use secrets.get({self.args[0]!r})"
+        )
+
+
+class Secrets(dict):  # type: ignore[type-arg]
+    """The `secrets` argument: a plain dict of the hook's secrets, a copy per call."""
+
+    def __missing__(self, name: Any) -> Any:
+        raise MissingSecret(name)
+
+
 # ---- the call loop -------------------------------------------------------------------------------
 class Runtime:
     def __init__(self, channel: Channel, init: dict[str, Any]) -> None:
@@ -633,7 +651,7 @@ class Runtime:
             state = json.loads(previous)
             if reducer is None:
                 return previous, len(previous.encode("utf-8"))
-            new_state = reducer(state, make_request(data), dict(self.secrets))
+            new_state = reducer(state, make_request(data), Secrets(self.secrets))
             return dump_sized(new_state, what="state", limit=self.state_bytes)
 
         # After a CPU or memory limit this child exits: the parent restarts from this state.
@@ -660,7 +678,7 @@ class Runtime:
             if fn is None:
                 key = request["headers"].get("idempotency-key") or None
             else:
-                key = fn(request, dict(self.secrets))
+                key = fn(request, Secrets(self.secrets))
             if key is not None and not isinstance(key, str):
                 raise _Failed(
                     "TypeError",
@@ -680,7 +698,7 @@ class Runtime:
                     webreducer.Response({"id": request.get("id")}, status=202),
                     limit=self.value_bytes,
                 )
-            return response_json(fn(request, dict(self.secrets)), limit=self.value_bytes)
+            return response_json(fn(request, Secrets(self.secrets)), limit=self.value_bytes)
 
         return self.run(call)
 
@@ -692,7 +710,7 @@ class Runtime:
             if fn is None:
                 return response_json(state, limit=self.value_bytes)
             return response_json(
-                fn(state, MultiDict(params), dict(self.secrets)), limit=self.value_bytes
+                fn(state, MultiDict(params), Secrets(self.secrets)), limit=self.value_bytes
             )
 
         return self.run(call)

@@ -369,6 +369,9 @@ def _preload() -> dict[str, str]:
 
 
 def main() -> None:
+    # Ctrl-C in a terminal signals the whole process group: the server that started this one
+    # decides when it stops (it closes the control socket), so no KeyboardInterrupt here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     control_fd = int(sys.argv[1])
     sys.path[:0] = json.loads(sys.argv[2])
     os.chdir("/")

@@ -118,11 +118,15 @@
       .then((result) => {
         if (result.ok && result.data.saved) {
           savedCode = code;
+          const hadError = saveError !== null;
           saveError = null;
           showErrors([]);
           setDraftChanged(result.data.changed);
           if (getCode() === code) setStatus("saved", "Saved");
           else draftEdited();
+          // What was said about the old draft no longer holds.
+          if (hadError && progressBox.dataset.state === "failed") progressBox.hidden = true;
+          setTimeout(refreshOpenPanels, 0);
         } else if (result.ok && result.data.error) {
           const error = result.data.error;
           saveError = { line: error.line, column: error.column, message: error.message };
@@ -193,6 +197,19 @@
     }
   }
 
+  // The diff and the dry run open below the editor describe one draft and one live version:
+  // after an edit is saved or a version goes live, the diff is redone and the dry run marked.
+  function refreshOpenPanels(reason) {
+    if (!diffPanel.hidden) showDiff();
+    const dryRun = $("#dry-run-output");
+    if (!$("#dry-run-panel").hidden && dryRun.dataset.done) {
+      delete dryRun.dataset.done;
+      dryRun.replaceChildren(
+        el("p", { class: "message message-warning small", text: (reason || "The draft changed") + " since this dry run: run it again to see what it does now." }),
+      );
+    }
+  }
+
   diffButton.addEventListener("click", () => {
     const open = diffPanel.hidden;
     diffPanel.hidden = !open;
@@ -250,6 +267,7 @@
         return;
       }
       const data = result.data;
+      output.dataset.done = "1";
       const summary =
         "Folded " + data.requests + " of " + data.history + " applied request" + (data.history === 1 ? "" : "s") +
         (data.truncated ? " (only the most recent, from a null state)" : "") + ". " +
@@ -334,6 +352,7 @@
         }
         refreshState();
         refreshLog();
+        refreshOpenPanels("Version " + number + " went live");
         break;
       } else {
         showProgress("Version " + number + " did not go live: " + (version.error || version.status), 0, 1, "failed");
@@ -395,6 +414,7 @@
 
   // --- The live state ---------------------------------------------------------------------------
 
+  // Whether the server answered (false only when it cannot be reached).
   async function refreshState() {
     try {
       const html = await WR.fetchHtml(config.stateUrl);
@@ -402,15 +422,16 @@
       const before = panel.querySelector("#state-meta");
       const fragment = WR.parseHtml(html);
       const meta = fragment.querySelector("#state-meta");
-      if (before && meta && before.dataset.seq === meta.dataset.seq && before.textContent === meta.textContent) return;
+      if (before && meta && before.dataset.seq === meta.dataset.seq && before.textContent === meta.textContent) return true;
       panel.replaceChildren(fragment);
       highlight(panel);
       $("#stat-seq").textContent = meta ? meta.dataset.seq : "";
       panel.classList.remove("flash");
       void panel.offsetWidth;
       panel.classList.add("flash");
+      return true;
     } catch (error) {
-      /* polled again soon */
+      return !(error instanceof TypeError); // fetch's network error; an HTTP error is an answer
     }
   }
 
@@ -594,13 +615,31 @@
     indicator.querySelector(".live-text").textContent = text;
   }
 
+  let retryTimer = null;
+
+  // One poll: the state panel's answer also tells whether the server is reachable at all.
+  async function poll() {
+    refreshLog();
+    const reached = await refreshState();
+    if (!pollTimer) return; // the live feed came back meanwhile
+    if (!reached) {
+      setLive("offline", "Offline: the server cannot be reached");
+    } else if (indicator.dataset.state !== "polling") {
+      setLive("polling", "Polling");
+      // Back: try the live feed now rather than after the retry's back-off.
+      if (!socket) {
+        clearTimeout(retryTimer);
+        retryDelay = 1000;
+        connect();
+      }
+    }
+  }
+
   function startPolling() {
     if (pollTimer) return;
     setLive("polling", "Polling");
-    pollTimer = setInterval(() => {
-      refreshLog();
-      refreshState();
-    }, 3000);
+    pollTimer = setInterval(poll, 3000);
+    poll();
   }
 
   function stopPolling() {
@@ -609,6 +648,7 @@
   }
 
   function connect() {
+    if (socket) return;
     if (!("WebSocket" in window)) {
       startPolling();
       return;
@@ -638,14 +678,17 @@
         if (!tracking) refreshVersions();
       }
     });
+    const opened = socket;
     socket.addEventListener("close", (event) => {
+      if (socket !== opened) return;
       socket = null;
       startPolling();
       if (event.code === 4403 || event.code === 4404) {
         setLive("polling", "Polling (live feed refused)");
         return;
       }
-      setTimeout(connect, retryDelay);
+      clearTimeout(retryTimer);
+      retryTimer = setTimeout(connect, retryDelay);
       retryDelay = Math.min(retryDelay * 2, 30000);
     });
   }
@@ -662,8 +705,6 @@
   }, 4000);
 
   // --- Send a test request ---------------------------------------------------------------------
-
-  const form = $("#test-request");
 
   // "Name: value" lines; blank lines and lines without a colon are skipped.
   function parseHeaders(text) {
@@ -727,8 +768,11 @@
     out.dataset.ok = result.status < 400 ? "1" : "0";
   }
 
-  if (form) {
-    form.addEventListener("submit", async (event) => {
+  // Delegated: the Send requests card is redrawn when the keys change.
+  document.addEventListener("submit", async (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || form.id !== "test-request") return;
+    {
       event.preventDefault();
       const button = form.querySelector("button[type=submit]");
       const note = $("#tr-status");
@@ -743,8 +787,52 @@
       } finally {
         button.disabled = false;
       }
-    });
+    }
+  });
+
+  // A key created, paused, resumed or revoked in the Keys panel: the Send requests card and the
+  // read URLs show the keys that work now (or say there is none), as a reload would.
+  async function refreshKeyedParts() {
+    let page;
+    try {
+      page = WR.parseHtml(await WR.fetchHtml(location.pathname));
+    } catch (error) {
+      return;
+    }
+    const fresh = JSON.parse(page.querySelector("#hook-config").textContent);
+    config.writeUrl = fresh.writeUrl;
+    for (const selector of ["#try", "#state .read-url"]) {
+      const now = document.querySelector(selector);
+      const next = page.querySelector(selector);
+      if (now && next) now.replaceWith(next);
+      else if (now) now.remove();
+      else if (next && selector !== "#try") $("#state").appendChild(next);
+    }
+    document.querySelectorAll("[data-send-sample]").forEach((button) => (button.hidden = !config.writeUrl));
   }
+
+  document.addEventListener("wr:panel-updated", (event) => {
+    if (event.target.id === "keys-panel") refreshKeyedParts();
+  });
+
+  // --- Keyboard: Ctrl/Cmd-S saves the draft now, Ctrl/Cmd-Enter publishes it --------------------
+
+  document.addEventListener(
+    "keydown",
+    (event) => {
+      if (!(event.ctrlKey || event.metaKey) || event.altKey || event.shiftKey) return;
+      if (event.key === "s" || event.key === "S") {
+        event.preventDefault(); // not the browser's "Save page as"
+        save();
+      } else if (event.key === "Enter" && (view ? view.dom.contains(event.target) : event.target === fallback)) {
+        event.preventDefault();
+        event.stopPropagation(); // before CodeMirror's own Mod-Enter (insert a blank line)
+        const publish = $("#publish-button");
+        if (!publish.disabled) publish.click();
+      }
+    },
+    true,
+  );
 
   document.querySelectorAll("[data-send-sample]").forEach((button) => {
     button.addEventListener("click", async () => {

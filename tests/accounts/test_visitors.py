@@ -173,3 +173,43 @@ def test_it_keeps_the_visitors_session_as_long_as_the_visitor(db: Any, settings:
     cookie = browser.cookies[settings.SESSION_COOKIE_NAME]
 
     assert int(cookie["max-age"]) == settings.WR_VISITOR_MAX_AGE_DAYS * 24 * 3600
+
+
+def test_the_rate_limit_says_how_long_to_wait_in_minutes(
+    db: Any, settings: Any, monkeypatch: Any
+) -> None:
+    settings.WR_VISITORS_PER_IP_PER_HOUR = 1
+    ten_past = 1_800_000_000 - 1_800_000_000 % 3600 + 600  # 10 minutes into an hour's window
+    monkeypatch.setattr("accounts.ratelimit.time.time", lambda: ten_past)
+    Client(REMOTE_ADDR="203.0.113.9").get("/")
+
+    page = Client(REMOTE_ADDR="203.0.113.9").get("/")
+    api = APIClient(REMOTE_ADDR="203.0.113.9").post("/api/visitors/")
+
+    assert page.status_code == 429 and page["Retry-After"] == "3001"
+    assert "Sign in, or try again in 51 minutes." in page.content.decode()
+    assert "seconds" not in page.content.decode()
+    assert api.json()["error"]["message"] == (
+        "Too many visitors were started from your network. Sign in, or try again in 51 minutes."
+    )
+
+
+def test_in_development_browsers_on_loopback_are_not_rate_limited(db: Any, settings: Any) -> None:
+    settings.DEBUG = True
+    settings.WR_VISITORS_PER_IP_PER_HOUR = 1
+
+    loopback = [Client(REMOTE_ADDR="127.0.0.1").get("/").status_code for _ in range(3)]
+    ipv6 = Client(REMOTE_ADDR="::1").get("/").status_code
+    elsewhere = [Client(REMOTE_ADDR="203.0.113.10").get("/").status_code for _ in range(2)]
+
+    assert loopback == [302, 302, 302] and ipv6 == 302
+    assert elsewhere == [302, 429]
+
+
+def test_without_debug_loopback_is_rate_limited_like_any_address(db: Any, settings: Any) -> None:
+    settings.DEBUG = False
+    settings.WR_VISITORS_PER_IP_PER_HOUR = 1
+
+    statuses = [Client(REMOTE_ADDR="127.0.0.1").get("/").status_code for _ in range(2)]
+
+    assert statuses == [302, 429]

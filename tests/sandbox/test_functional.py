@@ -426,3 +426,31 @@ def test_it_reads_limits_from_settings_with_overrides(settings: object) -> None:
     assert limits == Limits(cpu_seconds=3.0, wall_seconds=2.0, output_bytes=123, state_bytes=99)
     with pytest.raises(ValueError, match="unknown limit"):
         Limits.from_settings({"bogus": 1})
+
+
+def test_a_missing_secret_says_which_one_and_where_to_set_it() -> None:
+    code = """
+    def responder(request, secrets):
+        return {"default": secrets.get("NOPE", "-"), "got": secrets["GITHUB_SECRET"]}
+    """
+    set_one = respond(code, secrets={"GITHUB_SECRET": "s"})
+    missing = respond(code)
+
+    assert set_one.ok and set_one.value["body"]["got"] == "s"
+    assert not missing.ok and missing.error is not None
+    assert missing.error["type"] == "MissingSecret"
+    assert missing.error["message"].startswith("the secret GITHUB_SECRET is not set")
+    assert "Secrets on the hook's page" in missing.error["message"]
+
+
+def test_a_missing_secret_is_still_a_key_error_to_the_code() -> None:
+    code = """
+    def responder(request, secrets):
+        try:
+            return secrets["GITHUB_SECRET"]
+        except KeyError:
+            return "no secret"
+    """
+    result = respond(code)
+
+    assert result.ok and result.value["body"] == "no secret"

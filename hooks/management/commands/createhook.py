@@ -13,7 +13,7 @@ from accounts.models import User
 from hooks.models import Key
 from hooks.services import hook_create
 from sandbox import CodeError
-from webreducer.origins import local_origins, public_root
+from webreducer.origins import local_origins, local_port, public_root
 
 
 class Command(BaseCommand):
@@ -26,14 +26,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--port",
             type=int,
-            default=int(os.environ.get("PORT", "8000")),
+            default=local_port(),
             help="the port of `make run`, for its URLs when no origin is configured",
         )
 
     def handle(
         self, *args: Any, code: str | None, name: str, email: str, port: int, **options: Any
     ) -> None:
-        source = Path(code).read_text() if code else ""
+        try:
+            source = Path(code).read_text() if code else ""
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or error
+            raise CommandError(f"Cannot read the code file {code}: {reason}.") from error
         owner, _ = User.objects.get_or_create(email=email, defaults={"username": email})
         try:
             hook = hook_create(
@@ -45,7 +49,8 @@ class Command(BaseCommand):
         # is configured (it serves them on 127.0.0.1 only), else the configured one.
         root = public_root()
         if not settings.WR_PUBLIC_ORIGIN:
-            root = local_origins(port).get("WR_PUBLIC_ORIGIN", root)
+            host = os.environ.get("HOST") or "127.0.0.1"
+            root = local_origins(port, host).get("WR_PUBLIC_ORIGIN", root)
         write = hook.keys.get(kind=Key.Kind.WRITE).token
         read = hook.keys.get(kind=Key.Kind.READ).token
         self.stdout.write(f"hook  {hook.pk}  {hook.name}")
