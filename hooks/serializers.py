@@ -158,11 +158,21 @@ class VersionDetailSerializer(VersionSerializer):
 
 
 class StateSerializer(serializers.Serializer):
+    room = serializers.CharField(allow_null=True, help_text="null: the main room.")
     seq = serializers.IntegerField()
     state = serializers.JSONField(
         allow_null=True, help_text="Any JSON value; null before the first request."
     )
     version = serializers.IntegerField(allow_null=True, help_text="The live version's number.")
+
+
+class RoomSerializer(serializers.Serializer):
+    room = serializers.CharField(
+        source="room_name", allow_null=True, help_text="The room's name; null: the main room."
+    )
+    seq = serializers.IntegerField(help_text="The seq of the last request folded into it.")
+    size = serializers.IntegerField(help_text="Its state's size, serialised, in bytes.")
+    last_activity = serializers.DateTimeField(source="updated_at")
 
 
 class SecretSerializer(serializers.Serializer):
@@ -194,8 +204,12 @@ class RequestLogSerializer(serializers.Serializer):
     """One entry of the request log. The view sets `body_text`, `body_encoding`,
     `state_after_value` and `state_diff` on each row."""
 
+    room = serializers.CharField(
+        source="room_name", allow_null=True, help_text="The request's room; null: the main room."
+    )
     seq = serializers.IntegerField(
-        allow_null=True, help_text="null until applied; never for rejected."
+        allow_null=True,
+        help_text="The seq within its room: null until applied, never for rejected.",
     )
     id = serializers.UUIDField(source="uuid")
     received_at = serializers.DateTimeField()

@@ -11,7 +11,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.db.models import F, Max, QuerySet
+from django.db.models import F, Max, Q, QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -19,7 +19,15 @@ from rest_framework import exceptions, renderers, serializers, status
 from rest_framework.request import Request as DrfRequest
 from rest_framework.response import Response
 
-from hooks.apis.base import CURSOR, HOOK_ID, HookApi, OrderedCursorPagination, paginated, responses
+from hooks.apis.base import (
+    CURSOR,
+    HOOK_ID,
+    HookApi,
+    OrderedCursorPagination,
+    paginated,
+    responses,
+    room_param,
+)
 from hooks.diff import json_diff
 from hooks.models import Hook, Request
 from hooks.resend import ResendRefused, request_resend
@@ -53,17 +61,26 @@ def log_entries(hook: Hook, rows: Sequence[Request]) -> list[Request]:
     """Decorate a page of rows for RequestLogSerializer: the body as text or base64, the state
     after each one and its diff to the state before it.
 
-    The state before seq N is the state after seq N - 1: the rows on the page give most of
-    them, one more query fetches the rest (a filtered page has gaps).
+    The state before seq N of a room is the state after seq N - 1 of that room: the rows on
+    the page give most of them, one more query fetches the rest (a filtered page has gaps).
     """
-    on_page: dict[int | None, str | None] = {
-        row.seq: row.state_after for row in rows if row.seq is not None
+    on_page: dict[tuple[str, int], str | None] = {
+        (row.room, row.seq): row.state_after for row in rows if row.seq is not None
     }
-    wanted = {row.seq - 1 for row in rows if row.seq is not None and row.seq > 1} - on_page.keys()
-    before: dict[int | None, str | None] = {0: "null", **on_page}
+    wanted = {
+        (row.room, row.seq - 1) for row in rows if row.seq is not None and row.seq > 1
+    } - on_page.keys()
+    before: dict[tuple[str, int], str | None] = dict(on_page)
+    for room in {row.room for row in rows}:
+        before[(room, 0)] = "null"
     if wanted:
-        rows_before = Request.objects.filter(hook=hook, seq__in=wanted).order_by()
-        before.update(rows_before.values_list("seq", "state_after"))
+        where = Q()
+        for room, seq in wanted:
+            where |= Q(room=room, seq=seq)
+        rows_before = Request.objects.filter(where, hook=hook).order_by()
+        for earlier in rows_before.only("room", "seq", "state_after"):
+            if earlier.seq is not None:
+                before[(earlier.room, earlier.seq)] = earlier.state_after
     for row in rows:
         body = bytes(row.body)
         try:
@@ -71,7 +88,7 @@ def log_entries(hook: Hook, rows: Sequence[Request]) -> list[Request]:
         except UnicodeDecodeError:
             row.body_text, row.body_encoding = base64.b64encode(body).decode(), "base64"  # type: ignore[attr-defined]
         after = _json(row.state_after) if row.outcome != Request.Outcome.PENDING else MISSING
-        previous = _json(before.get(row.seq - 1)) if row.seq is not None else MISSING
+        previous = _json(before.get((row.room, row.seq - 1))) if row.seq is not None else MISSING
         row.state_after_value = None if after is MISSING else after  # type: ignore[attr-defined]
         row.state_diff = (  # type: ignore[attr-defined]
             None if after is MISSING or previous is MISSING else json_diff(previous, after)
@@ -155,6 +172,7 @@ class RequestLogApi(HookApi):
             required=False, allow_blank=True, max_length=2000, trim_whitespace=False
         )
         since = serializers.IntegerField(required=False, min_value=0)
+        room = serializers.CharField(required=False, allow_blank=True, max_length=200)
 
     @extend_schema(
         tags=TAGS,
@@ -166,6 +184,9 @@ class RequestLogApi(HookApi):
             OpenApiParameter("status", str, enum=OUTCOMES, description="Only this outcome."),
             OpenApiParameter(
                 "path", str, description="Only requests whose path starts with this (no `/`)."
+            ),
+            OpenApiParameter(
+                "room", str, description="Only this room's requests (empty: the main room)."
             ),
             OpenApiParameter(
                 "format",
@@ -203,6 +224,8 @@ class RequestLogApi(HookApi):
             rows = rows.filter(outcome=outcome)
         if path := wanted.get("path"):
             rows = rows.filter(path__startswith=path.lstrip("/"))
+        if "room" in wanted:
+            rows = rows.filter(room=room_param(wanted["room"]))
         if request.query_params.get("format") == "ndjson":
             if "since" in wanted:
                 rows = rows.filter(seq__gt=wanted["since"])

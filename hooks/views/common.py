@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from hooks.models import Hook, Key, Request, State
+from hooks.models import MAIN_ROOM, Hook, Key, Request, State
 from hooks.serializers import key_url
 from webreducer import origins
 
@@ -58,11 +58,13 @@ class LiveState:
     size: int
 
 
-def live_state(hook: Hook) -> LiveState:
+def live_state(hook: Hook, room: str = MAIN_ROOM) -> LiveState:
     state = None
     if hook.live_version_id is not None:
         state = (
-            State.objects.filter(version_id=hook.live_version_id).select_related("version").first()
+            State.objects.filter(version_id=hook.live_version_id, room=room)
+            .select_related("version")
+            .first()
         )
     if state is None:
         return LiveState(seq=0, version=None, text="null", size=4)

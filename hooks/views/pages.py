@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.decorators import visitor_required
 from accounts.models import User
 from hooks import services
-from hooks.models import Hook, Key, Request, Secret, State, Version
+from hooks.models import MAIN_ROOM, Hook, Key, Request, Secret, State, Version
 from hooks.replay import replay_progress
 from hooks.selectors import hook_get_for_user, hook_list_for_user
 from hooks.serializers import OUTCOMES, key_url
@@ -58,10 +58,9 @@ def home(request: HttpRequest) -> HttpResponse:
 @visitor_required
 @require_GET
 def hook_list(request: HttpRequest) -> HttpResponse:
-    state_size = State.objects.filter(version_id=OuterRef("live_version_id")).annotate(
-        size=Length("value")
-    )
-    live_seq = State.objects.filter(version_id=OuterRef("live_version_id")).values("seq")[:1]
+    main = State.objects.filter(version_id=OuterRef("live_version_id"), room=MAIN_ROOM)
+    state_size = main.annotate(size=Length("value"))
+    live_seq = main.values("seq")[:1]
     hooks = (
         hook_list_for_user(user=request.user)
         .annotate(
