@@ -158,7 +158,7 @@ class VersionDetailSerializer(VersionSerializer):
 
 
 class StateSerializer(serializers.Serializer):
-    room = serializers.CharField(allow_null=True, help_text="null: the main room.")
+    room = serializers.CharField(required=False, help_text="The room asked for (`?room=`).")
     seq = serializers.IntegerField()
     state = serializers.JSONField(
         allow_null=True, help_text="Any JSON value; null before the first request."
@@ -256,6 +256,7 @@ class RequestLogSerializer(serializers.Serializer):
 
 
 class DryRunReportSerializer(serializers.Serializer):
+    room = serializers.CharField(allow_null=True, help_text="Its room under the code; null: main.")
     seq = serializers.IntegerField()
     id = serializers.UUIDField()
     outcome = serializers.ChoiceField(choices=OUTCOMES)
@@ -263,11 +264,27 @@ class DryRunReportSerializer(serializers.Serializer):
     console = serializers.CharField(allow_blank=True)
 
 
+class DryRunRoomSerializer(serializers.Serializer):
+    room = serializers.CharField()
+    seq = serializers.IntegerField(help_text="Its seq after the dry run.")
+    diff = DiffOpSerializer(many=True, help_text="From the room's live state.")
+
+
+class DryRunRoomsSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Rooms the code makes of the history.")
+    live_count = serializers.IntegerField(help_text="Rooms the live version has.")
+    shown = DryRunRoomSerializer(
+        many=True, help_text="The first named rooms the history touched (at most 20)."
+    )
+    truncated = serializers.BooleanField(help_text="Whether more named rooms were touched.")
+
+
 class DryRunSerializer(serializers.Serializer):
     requests = serializers.IntegerField(help_text="How many requests were folded.")
-    history = serializers.IntegerField(help_text="How many applied requests are stored.")
+    history = serializers.IntegerField(help_text="How many accepted requests are stored.")
     truncated = serializers.BooleanField(help_text="Whether only the most recent ones were folded.")
-    state = serializers.JSONField(allow_null=True, help_text="The resulting state.")
+    state = serializers.JSONField(allow_null=True, help_text="The main room's resulting state.")
+    rooms = DryRunRoomsSerializer()
     live_state = serializers.JSONField(allow_null=True)
     live_seq = serializers.IntegerField()
     diff = DiffOpSerializer(many=True, help_text="From the live state to the resulting state.")

@@ -204,7 +204,9 @@ class HookStateApi(HookApi):
         if hook.live_version_id is not None:
             live = State.objects.filter(version_id=hook.live_version_id, room=room)
             state = live.select_related("version").first()
-        data: dict[str, Any] = {"room": room or None, "seq": 0, "state": None, "version": None}
+        data: dict[str, Any] = {"seq": 0, "state": None, "version": None}
+        if room:
+            data["room"] = room  # the main room's answer is what it was before rooms
         if state is not None:
             data.update(seq=state.seq, state=json.loads(state.value), version=state.version.number)
         return Response(StateSerializer(data).data)
