@@ -186,6 +186,9 @@ class Request(models.Model):
     hook = models.ForeignKey(Hook, on_delete=models.CASCADE, related_name="requests")
     key = models.ForeignKey(Key, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     room = models.CharField(max_length=200, blank=True, default=MAIN_ROOM)
+    # The version whose code chose `room` (null: stored before rooms). A write routed by the
+    # previous code while a publish switched is routed again by the new one (hooks.pipeline).
+    routed_by = models.BigIntegerField(null=True, blank=True)
     seq = models.BigIntegerField(null=True, blank=True)
     method = models.CharField(max_length=16)
     path = models.TextField(blank=True, default="")

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -36,11 +36,11 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from hooks import events
+from hooks import events, wakeup
 from hooks.fold import Folding, Outcome, Stored, fold_needs_sandbox, fold_start
 from hooks.models import MAIN_ROOM, Hook, LedgerEntry, Request, State, Version
 from hooks.refusals import commit_error, constraints_check, refusal_check
-from hooks.rooms import state_row_ensure
+from hooks.rooms import room_route, state_row_ensure
 from hooks.services import hook_limits, hook_secrets
 from hooks.stored import StoredRequest, stored_fetch
 from sandbox import Limits, Session, session
@@ -96,6 +96,7 @@ def hook_reduce_slice(
     applied. Raises HookFailing when even that record is refused: the fault is not one request.
     """
     deadline = time.monotonic() + (seconds or settings.WR_REDUCE_SLICE_SECONDS)
+    stale_reroute(hook_id=hook_id)
     size = min(FIRST_BATCH, settings.WR_BATCH_SIZE)
     total = 0
     ahead: Ahead | None = None
@@ -216,6 +217,8 @@ def _reduce_batch(
             return 0, None, True
         version = hook.live_version
         state = _state_lock(hook_id, version.pk, room)
+        if state is None:
+            return 0, None, True
         # The switch to a new version takes this same lock: re-read the pointer under it.
         if (
             Hook.objects.filter(pk=hook_id).values_list("live_version", flat=True).get()
@@ -252,7 +255,7 @@ def _reduce_batch(
         if ahead is not None:
             pending, folding, exhausted = ahead.requests, ahead.folding, ahead.exhausted
         else:
-            pending = pending_fetch(hook_id, room, batch_size)
+            pending = pending_fetch(hook_id, room, batch_size, version_id=version.pk)
             if not pending:
                 return 0, None, True
             exhausted = len(pending) < batch_size
@@ -276,7 +279,9 @@ def _reduce_batch(
                 # stored since then has queued a task of its own (hooks.wakeup).
                 following = []
             else:
-                following = pending_fetch(hook_id, room, batch_size, exclude=[r.id for r in done])
+                following = pending_fetch(
+                    hook_id, room, batch_size, exclude=[r.id for r in done], version_id=version.pk
+                )
             if following:
                 _number(following, after=state.seq)
                 upcoming = start(following, background=True)
@@ -307,14 +312,16 @@ def _reduce_batch(
         return len(done), next_batch, drained
 
 
-def _state_lock(hook_id: uuid.UUID | str, version_id: int, room: str) -> State:
+def _state_lock(hook_id: uuid.UUID | str, version_id: int, room: str) -> State | None:
     """The room's state row of the live version, locked (NOWAIT: HookBusy when another worker
-    folds the room). A room that has requests but no row for this version (a write stored
-    while a publish replayed, or before an archive) gets one first."""
+    folds the room). A room that has pending requests but no row for this version (a write
+    stored while a publish replayed) gets one first; None when it has neither."""
     rows = State.objects.select_for_update(nowait=True).filter(version_id=version_id, room=room)
     try:
         state = rows.first()
         if state is None:
+            if not pending_fetch(hook_id, room, 1, version_id=version_id):
+                return None  # e.g. its requests were routed elsewhere by a publish
             state_row_ensure(hook_id=str(hook_id), version_id=version_id, room=room)
             state = rows.get()
     except DatabaseError as error:
@@ -336,7 +343,9 @@ def _refused_fail(
             if hook is None or hook.live_version is None:
                 return 0
             state = _state_lock(hook_id, hook.live_version.pk, room)
-            pending = pending_fetch(hook_id, room, 1)
+            if state is None:
+                return 0
+            pending = pending_fetch(hook_id, room, 1, version_id=hook.live_version.pk)
             if not pending or pending[0].id != request_id:
                 return 0
             _number(pending, after=state.seq)
@@ -379,14 +388,72 @@ def _number(requests: list[StoredRequest], *, after: int) -> None:
 
 
 def pending_fetch(
-    hook_id: uuid.UUID | str, room: str, limit: int, *, exclude: Sequence[int] = ()
+    hook_id: uuid.UUID | str,
+    room: str,
+    limit: int,
+    *,
+    exclude: Sequence[int] = (),
+    version_id: int | None = None,
 ) -> list[StoredRequest]:
     """The oldest pending requests of the room, in the order they were stored, except
-    `exclude` (a batch folded but not yet written)."""
+    `exclude` (a batch folded but not yet written) and, with `version_id` (the live version),
+    requests another version's code routed (`stale_reroute` moves them first)."""
     where = Q(hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING)
+    if version_id is not None:
+        where &= Q(routed_by__isnull=True) | Q(routed_by=version_id)
     if exclude:
         where &= ~Q(id__in=exclude)
     return stored_fetch(where, order_by="id", limit=limit)
+
+
+# A write whose room the previous code chose, stored while a publish switched (the switch
+# re-routes everything it replayed, not what committed after its last read): for this long
+# after a switch, a slice first routes such pending requests again with the live code.
+REROUTE_SECONDS = 120
+
+
+def stale_reroute(*, hook_id: uuid.UUID | str) -> int:
+    """Route again, with the live code, the hook's pending requests that an earlier version's
+    code routed; wake the rooms they move to. Returns how many moved."""
+    hook = Hook.objects.filter(pk=hook_id).select_related("live_version").first()
+    version = hook.live_version if hook is not None else None
+    if (
+        hook is None
+        or version is None
+        or version.published_at is None
+        or timezone.now() - version.published_at > timedelta(seconds=REROUTE_SECONDS)
+    ):
+        return 0
+    pending = Q(hook_id=hook_id, outcome=Request.Outcome.PENDING, routed_by__isnull=False)
+    stale = stored_fetch(pending & ~Q(routed_by=version.pk), order_by="id", limit=1000)
+    if not stale:
+        return 0
+    moved: set[str] = set()
+    with ExitStack() as stack:
+        sandbox = None
+        if version.defines("room"):
+            sandbox = stack.enter_context(
+                session(
+                    code=version.code,
+                    secrets=hook_secrets(hook.pk, version=hook.secrets_version),
+                    limits=hook_limits(hook),
+                    hook_id=str(hook.pk),
+                    role="reduce",
+                )
+            )
+        for request in stale:
+            routed = room_route(version, sandbox, request)
+            room = routed if isinstance(routed, str) else MAIN_ROOM
+            # Only while still pending and stale: another worker may have moved it already.
+            if (
+                Request.objects.filter(pk=request.id, outcome=Request.Outcome.PENDING)
+                .exclude(routed_by=version.pk)
+                .update(room=room, routed_by=version.pk)
+            ):
+                moved.add(room)
+    for room in moved:
+        wakeup.wake(str(hook_id), room=room)
+    return len(stale)
 
 
 def ledger_lookup(version: Version, keys: list[str], *, claim: bool = False) -> dict[str, int]:

@@ -26,11 +26,10 @@ from django.utils import timezone
 from accounts.models import User
 from hooks import events
 from hooks.fold import Outcome, fold, fold_needs_sandbox
-from hooks.masking import mask_error
 from hooks.models import MAIN_ROOM, Hook, LedgerEntry, ReplayOutcome, Request, State, Version
 from hooks.pipeline import HookBusy, ledger_lookup, ledger_record
 from hooks.refusals import commit_error, constraints_check, refusal_check
-from hooks.rooms import RoomRefused, name_error, param_room, stored_room
+from hooks.rooms import room_route
 from hooks.services import code_check, hook_limits, hook_secrets
 from hooks.stored import StoredRequest, stored_fetch
 from sandbox import Session, session
@@ -184,33 +183,13 @@ def _replay_session(stack: ExitStack, version: Version) -> Session | None:
     )
 
 
-def _route(version: Version, sandbox: Session | None, request: StoredRequest) -> str | dict:
-    """The room the version's code puts `request` in (stored form), or the error that makes
-    it fail in the main room: a history request is never dropped."""
-    if not version.defines("room"):
-        try:
-            return param_room(request.query)
-        except RoomRefused as refused:  # the previous code chose its room, not `?room=`
-            return {"type": "InvalidRoom", "message": refused.message, "traceback": ""}
-    assert sandbox is not None
-    payload = json.loads(request.payload_json())
-    payload["room"] = None
-    result = sandbox.room(payload)
-    if not result.ok:
-        return mask_error(result.error, sandbox.secrets) or {}
-    problem = name_error(result.value)
-    if problem is not None:
-        return {"type": "InvalidRoom", "message": f"room returned {problem}", "traceback": ""}
-    return stored_room(result.value)
-
-
 def _replay_fold(
     version: Version, requests: Sequence[StoredRequest], sandbox: Session | None
 ) -> None:
     """Route one batch of history (in id order), then fold each room's part of it in order."""
     by_room: dict[str, list[tuple[StoredRequest, dict | None]]] = {}
     for request in requests:
-        routed = _route(version, sandbox, request)
+        routed = room_route(version, sandbox, request)
         room, error = (routed, None) if isinstance(routed, str) else (MAIN_ROOM, routed)
         request.room = room
         by_room.setdefault(room, []).append((request, error))
@@ -389,7 +368,7 @@ def _switch(version: Version) -> None:
             )
         cursor.execute(
             f"""
-            UPDATE {table} SET room = o.room, seq = o.seq,
+            UPDATE {table} SET room = o.room, seq = o.seq, routed_by = o.version_id,
                 outcome = o.outcome, error = o.error, console = o.console,
                 duration_ms = o.duration_ms, idempotency_key = o.idempotency_key,
                 duplicate_of_id = o.duplicate_of_id, state_after = o.state_after
@@ -482,7 +461,7 @@ def hook_dry_run(*, hook: Hook, code: str, last: int | None = None) -> dict[str,
             chunk = requests[start : start + settings.WR_BATCH_SIZE]
             by_room: dict[str, list[StoredRequest]] = {}
             for request in chunk:
-                routed = _route(probe, sandbox, request)
+                routed = room_route(probe, sandbox, request)
                 room = routed if isinstance(routed, str) else MAIN_ROOM
                 request.room = room
                 seqs[room] = seqs.get(room, 0) + 1

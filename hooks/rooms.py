@@ -9,13 +9,17 @@ row is created by its first write, which is where the rooms-per-hook limit is en
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
 
-from hooks.models import MAIN_ROOM, Hook, State
+from hooks.masking import mask_error
+from hooks.models import MAIN_ROOM, Hook, State, Version
+from hooks.stored import StoredRequest
+from sandbox import Session
 
 MAX_NAME = 200
 NAME = re.compile(r"[A-Za-z0-9._:-]{1,200}")
@@ -66,6 +70,28 @@ def param_room(params: dict[str, list[str]] | Any) -> str:
     if error is not None:
         raise RoomRefused(400, "invalid_room", error)
     return str(name)
+
+
+def room_route(
+    version: Version, sandbox: Session | None, request: StoredRequest
+) -> str | dict[str, str]:
+    """The room the version's code puts `request` in (stored form), or the error that makes
+    it fail in the main room: a history request is never dropped."""
+    if not version.defines("room"):
+        try:
+            return param_room(request.query)
+        except RoomRefused as refused:  # the previous code chose its room, not `?room=`
+            return {"type": "InvalidRoom", "message": refused.message, "traceback": ""}
+    assert sandbox is not None
+    payload = json.loads(request.payload_json())
+    payload["room"] = None
+    result = sandbox.room(payload)
+    if not result.ok:
+        return mask_error(result.error, sandbox.secrets) or {}
+    problem = name_error(result.value)
+    if problem is not None:
+        return {"type": "InvalidRoom", "message": f"room returned {problem}", "traceback": ""}
+    return stored_room(result.value)
 
 
 def max_rooms(hook: Hook) -> int:

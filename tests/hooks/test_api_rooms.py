@@ -183,6 +183,7 @@ def test_a_strict_publish_whose_room_fails_on_history_is_refused_and_nothing_mov
     api.post(url(hook, "publish"), {"strict": True}, format="json")
     hook.refresh_from_db()
     assert hook.live_version.number == 1
-    assert set(
-        Request.objects.filter(hook=hook).order_by("id").values_list("room", flat=True)
-    ) == {"x", "y"}
+    assert set(Request.objects.filter(hook=hook).order_by("id").values_list("room", flat=True)) == {
+        "x",
+        "y",
+    }
