@@ -89,11 +89,18 @@ def body_preview(row: Request) -> str:
 
 
 def log_page(
-    hook: Hook, *, before: int | None = None, outcome: str = "", path: str = ""
+    hook: Hook,
+    *,
+    before: int | None = None,
+    outcome: str = "",
+    path: str = "",
+    room: str | None = None,
 ) -> tuple[list[Request], bool]:
-    """The newest LOG_PAGE rows (older than id `before`; of one outcome, under a path prefix),
-    and whether there are more."""
+    """The newest LOG_PAGE rows (older than id `before`; of one outcome, under a path prefix,
+    of one room), and whether there are more."""
     rows = Request.objects.filter(hook=hook).defer("state_after", "console", "headers", "response")
+    if room is not None:
+        rows = rows.filter(room=room)
     if outcome in Request.Outcome.values:
         rows = rows.filter(outcome=outcome)
     if path:

@@ -179,6 +179,7 @@ def detail_context(request: HttpRequest, hook: Hook) -> dict[str, Any]:
             "versionsUrl": reverse("hooks:versions", kwargs={"hook_id": hook.pk}),
             "signUrl": reverse("hooks:sign", kwargs={"hook_id": hook.pk}) if signs_with else "",
             "requestsApi": reverse("hooks-api:requests", kwargs={"hook_id": hook.pk}),
+            "roomsApi": reverse("hooks-api:rooms", kwargs={"hook_id": hook.pk}),
             "wsPath": f"/ws/hooks/{hook.pk}/",
             # Absolute: on split origins the write URL is on the public host (CORS is open).
             "writeUrl": key_url(write_key) if write_key else "",
