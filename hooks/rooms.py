@@ -119,6 +119,11 @@ def room_open(*, hook: Hook, version_id: int, room: str) -> None:
     state_row_ensure(hook_id=str(hook.pk), version_id=version_id, room=room)
 
 
+def _hook_column(hook_id: str) -> Any:
+    """The hook id as the database stores it (SQLite keeps UUIDs as 32 hex characters)."""
+    return Hook._meta.pk.get_db_prep_value(hook_id, connection)  # type: ignore[union-attr]
+
+
 def state_row_ensure(*, hook_id: str, version_id: int, room: str) -> None:
     """The (version, room) state row, created if missing; a concurrent creator is no error."""
     table = State._meta.db_table
@@ -128,11 +133,7 @@ def state_row_ensure(*, hook_id: str, version_id: int, room: str) -> None:
             f"INSERT INTO {table} (version_id, hook_id, room, value, seq, updated_at) "  # noqa: S608
             "VALUES (%s, %s, %s, 'null', 0, CURRENT_TIMESTAMP) "
             "ON CONFLICT (version_id, room) DO NOTHING",
-            [
-                version_id,
-                hook_id.replace("-", "") if connection.vendor == "sqlite" else hook_id,
-                room,
-            ],
+            [version_id, _hook_column(hook_id), room],
         )
 
 

@@ -27,7 +27,7 @@ def test_it_picks_a_room_by_prefix_and_shows_its_live_state_and_log(
     expect(page.locator(".log-row")).to_have_count(4, timeout=LIVE_TIMEOUT)
     expect(page.locator(".log-row .c-room").first).to_have_text("lobby", timeout=LIVE_TIMEOUT)
 
-    picker = page.get_by_label("Room")
+    picker = page.get_by_role("combobox", name="Room")
     picker.fill("match-")
     options = page.locator("#room-options option")
     expect(options).to_have_count(2, timeout=LIVE_TIMEOUT)
