@@ -46,14 +46,14 @@ CATALOG = [
     Example(
         "tictactoe",
         "Multiplayer tic-tac-toe",
-        "Moves checked by the responder and the reducer; players watch the live board.",
+        "Many matches in one hook, a room each (?room=match-1); players watch the live board.",
         (),
         ("POST", "", "application/json", '{"player": "X", "row": 1, "col": 1}'),
     ),
     Example(
         "iot_last_seen",
         "IoT last-seen board",
-        "Devices report in; a reconnecting reader asks what changed ?since=N.",
+        "A room per device, a roster in the main room; readers see which devices changed.",
         (),
         ("POST", "", "application/json", '{"device": "sensor-1", "temp": 21.5}'),
     ),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from hooks.apis import hooks, keys, requests, secrets, tests, versions
+from hooks.apis import hooks, keys, requests, rooms, secrets, tests, versions
 
 app_name = "hooks-api"
 
@@ -46,6 +46,8 @@ urlpatterns = [
         requests.RequestResendApi.as_view(),
         name="request-resend",
     ),
+    path(HOOK + "rooms/", rooms.RoomListApi.as_view(), name="rooms"),
+    path(HOOK + "rooms/<str:name>/", rooms.RoomDetailApi.as_view(), name="room"),
     path(HOOK + "tests/", tests.HookTestsApi.as_view(), name="tests"),
     path(HOOK + "tests/run/", tests.HookTestsRunApi.as_view(), name="tests-run"),
 ]

@@ -171,12 +171,20 @@ def _broadcast(group: str, message: Mapping[str, Any]) -> None:
 
 
 def state_changed(
-    *, hook_id: str, seq: int, version_id: int | None = None, value: str | None = None
+    *,
+    hook_id: str,
+    seq: int,
+    version_id: int | None = None,
+    value: str | None = None,
+    room: str | None = "",
 ) -> None:
-    """The hook's live state changed (call after commit). With `value`, the committed state's
+    """A room's live state changed (call after commit). With `value`, the committed state's
     JSON text of version `version_id`: up to WR_LIVE_INLINE_STATE_BYTES it travels in the
-    message, and web processes deliver it without reading the database."""
+    message, and web processes deliver it without reading the database. `room` None means
+    every room of the hook (a publish's switch, an archive): subscribers read theirs again."""
     message: StateChanged = {"type": "state.changed", "seq": seq}
+    if room != "":
+        message["room"] = room  # absent: the main room, as before rooms existed
     if version_id is not None:
         message["version_id"] = version_id
         if value is not None and _inline_fits(value):
@@ -204,6 +212,7 @@ def request_summary(request: Any) -> RequestSummary:
     """One row of the owner's live request log."""
     return {
         "id": str(request.uuid),
+        "room": request.room or None,
         "seq": request.seq,
         "outcome": request.outcome,
         "method": request.method,

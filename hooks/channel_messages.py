@@ -14,11 +14,13 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 
 class StateChanged(TypedDict):
-    """The hook's live state changed (committed). `value` is the state's JSON text of version
-    `version_id` when it fits WR_LIVE_INLINE_STATE_BYTES."""
+    """A room's live state changed (committed). `value` is the state's JSON text of version
+    `version_id` when it fits WR_LIVE_INLINE_STATE_BYTES. `room` absent: the main room; None:
+    every room of the hook (a publish's switch, an archive)."""
 
     type: Literal["state.changed"]
     seq: int
+    room: NotRequired[str | None]
     version_id: NotRequired[int]
     value: NotRequired[str]
 
@@ -37,6 +39,7 @@ class RequestSummary(TypedDict):
     """One row of the owner's live request log (hooks.broadcast.request_summary)."""
 
     id: str
+    room: str | None  # None: the main room
     seq: int | None
     outcome: str
     method: str

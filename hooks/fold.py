@@ -37,6 +37,8 @@ class Stored(Protocol):
     @property
     def uuid(self) -> uuid.UUID: ...
     @property
+    def room(self) -> str: ...
+    @property
     def seq(self) -> int | None: ...
     @property
     def method(self) -> str: ...
@@ -71,6 +73,7 @@ def request_payload(request: Stored) -> dict[str, Any]:
     """The JSON form of a stored request that the sandbox turns into the user's `request`."""
     return {
         "id": str(request.uuid),
+        "room": request.room or None,  # the main room is stored as ""
         "seq": request.seq,
         "method": request.method,
         "path": request.path,

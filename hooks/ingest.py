@@ -22,7 +22,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Field
 from django.utils import timezone
 
-from hooks import broadcast, ratelimit, serving, wakeup
+from hooks import broadcast, ratelimit, rooms, serving, wakeup
 from hooks.answers import answer_record, default_answer
 from hooks.fold import request_payload
 from hooks.masking import mask, mask_error
@@ -215,6 +215,7 @@ def request_ingest(
             uuid=uuid.uuid4(),
             hook_id=hook.pk,
             key_id=key.pk,
+            routed_by=hook.live_id,
             method=method,
             path=path,
             headers=headers,
@@ -242,6 +243,7 @@ def request_ingest(
         reply.request = request
         if reply.status >= 400:
             request.outcome = Request.Outcome.REJECTED
+    _rooms_open(key, requests)
     try:
         # One request: a single autocommitted INSERT. A batch: all of its events or none.
         with transaction.atomic() if len(requests) > 1 else contextlib.nullcontext():
@@ -250,8 +252,8 @@ def request_ingest(
     except DatabaseError as error:
         raise database_unavailable() from error
     broadcast.requests_logged(hook_id=str(hook.pk), requests=requests)
-    if any(r.outcome == Request.Outcome.PENDING for r in requests):
-        wakeup.wake(str(hook.pk))
+    for room in dict.fromkeys(r.room for r in requests if r.outcome == Request.Outcome.PENDING):
+        wakeup.wake(str(hook.pk), room=room)
     if not batch:
         return replies[0]
     accepted = any(reply.status < 400 for reply in replies)
@@ -271,7 +273,11 @@ def _respond(key: Key, requests: list[Request]) -> list[Reply]:
     default `202 {"id": …}` without a sandbox when the code has no responder."""
     hook, version = key.hook, key.hook.live_version
     assert version is not None
-    if not version.defines("responder"):
+    routed = version.defines("room")
+    if not routed:
+        for request in requests:
+            request.room = _param_room(request.query)
+    if not version.defines("responder") and not routed:
         for request in requests:
             request.response = default_answer(str(request.uuid))
         return [Reply(status=202, body={"id": str(r.uuid)}) for r in requests]
@@ -279,9 +285,18 @@ def _respond(key: Key, requests: list[Request]) -> list[Reply]:
     secrets = hook_secrets(hook.pk, version=hook.secrets_version)
     with _fair_share(key), _live_session(key, secrets) as sandbox:
         for request in requests:
+            if routed:
+                refused = _route(sandbox, request, secrets)
+                if refused is not None:
+                    replies.append(refused)
+                    continue
+            if not version.defines("responder"):
+                request.response = default_answer(str(request.uuid))
+                replies.append(Reply(status=202, body={"id": str(request.uuid)}))
+                continue
             result = sandbox.respond(request_payload(request))
-            request.console = mask(result.console, secrets)
-            request.duration_ms = result.duration_ms
+            request.console += mask(result.console, secrets)  # after what `room` printed
+            request.duration_ms = (request.duration_ms or 0.0) + result.duration_ms
             error = result.error
             if result.ok:
                 value = result.value
@@ -318,10 +333,61 @@ def _respond(key: Key, requests: list[Request]) -> list[Reply]:
     return replies
 
 
+def _param_room(query: dict[str, list[str]]) -> str:
+    try:
+        return rooms.param_room(query)
+    except rooms.RoomRefused as refused:
+        raise PublicError(refused.status, refused.code, refused.message) from None
+
+
+def _route(sandbox: Session, request: Request, secrets: dict[str, str]) -> Reply | None:
+    """Run the code's `room` on `request` and set request.room; a `room` that raises or names
+    no valid room rejects the request (logged, never folded): its 400 reply."""
+    result = sandbox.room(request_payload(request))
+    request.console = mask(result.console, secrets)
+    request.duration_ms = result.duration_ms
+    error: dict[str, Any] | None = result.error
+    if result.ok:
+        problem = rooms.name_error(result.value)
+        if problem is None:
+            request.room = rooms.stored_room(result.value)
+            return None
+        error = {"type": "InvalidRoom", "message": f"room returned {problem}", "traceback": ""}
+    assert error is not None
+    request.error = mask_error(error, secrets)
+    message = f"The hook's room function raised {error['type']}: {error['message']}"
+    if error["type"] == "InvalidRoom":
+        message = f"The hook's room function returned no valid room: {error['message']}"
+    body = {
+        "error": {
+            "code": "room_error",
+            "message": mask(message, secrets),
+            "request_id": str(request.uuid),
+        }
+    }
+    request.response = answer_record(status=400, headers={}, body=body, secrets=secrets)
+    return Reply(status=400, body=body)
+
+
+def _rooms_open(key: Key, requests: list[Request]) -> None:
+    """The live version's state row of each accepted request's room, or 429 for the write when
+    it would make one room too many (nothing of it is stored)."""
+    hook, version_id = key.hook, key.hook.live_id
+    try:
+        for room in dict.fromkeys(r.room for r in requests if r.outcome == Request.Outcome.PENDING):
+            rooms.room_open(hook=hook, version_id=version_id, room=room)
+    except rooms.RoomRefused as refused:
+        raise PublicError(refused.status, refused.code, refused.message) from None
+    except DatabaseError as error:
+        raise database_unavailable() from error
+
+
 INSERT_FIELDS = [
     "uuid",
     "hook_id",
     "key_id",
+    "room",
+    "routed_by",
     "method",
     "path",
     "headers",
@@ -362,14 +428,15 @@ def state_read(*, key: Key, params: dict[str, list[str]]) -> Reply:
     hook = key.hook
     version = hook.live_version
     assert version is not None
+    room = _param_room(params)
     if not version.defines("query"):
-        state = _live_state(version)
+        state = _live_state(version, room)
         seq_header = {"X-WebReducer-Seq": str(state.seq)}
         return Reply(status=200, server_headers=seq_header, raw_json=state.value)
     # The slot before the state: a read refused for a busy hook costs the key lookup alone, not
     # a fetch of a state of up to a MiB that would be thrown away.
     with _fair_share(key):
-        state = _live_state(version)
+        state = _live_state(version, room)
         seq_header = {"X-WebReducer-Seq": str(state.seq)}
         result = query_run(key=key, state_json=state.value, params=params)
     if not result.ok:
@@ -389,11 +456,13 @@ def state_read(*, key: Key, params: dict[str, list[str]]) -> Reply:
     )
 
 
-def _live_state(version: Version) -> State:
+def _live_state(version: Version, room: str) -> State:
+    """The room's state; a room nothing was written to yet reads as null at seq 0 (SPEC)."""
     try:
-        return State.objects.only("value", "seq").get(version_id=version.pk)
+        state = State.objects.only("value", "seq").filter(version_id=version.pk, room=room).first()
     except DatabaseError as error:
         raise database_unavailable() from error
+    return state if state is not None else State(value="null", seq=0)
 
 
 def invalid_status(function: str, status: object) -> dict[str, str]:

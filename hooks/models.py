@@ -76,6 +76,9 @@ class Version(models.Model):
     rolled_back_from = models.PositiveIntegerField(null=True, blank=True)
     replay_failures = models.PositiveIntegerField(default=0)
     replay_error = models.TextField(blank=True, default="")
+    # How far the replay has come: the highest request id it folded, and how many it folded.
+    replay_cursor = models.BigIntegerField(default=0)
+    replay_done = models.PositiveIntegerField(default=0)
     published_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -91,23 +94,46 @@ class Version(models.Model):
         return function in self.functions
 
 
+MAIN_ROOM = ""  # the room of a request no `room` function or `?room=` names (None in the API)
+
+
 class State(models.Model):
-    """The state one version has folded so far. The live version's row is what readers see.
+    """One room's state as one version has folded it so far (SPEC §1 "Rooms"). The live
+    version's rows are what readers see; the main room's row (room "") exists from the
+    version's creation, a named room's from its first write (hooks.rooms).
 
     `value` is the JSON text exactly as the sandbox produced it: the read path serves it
-    without parsing, and JSON null stays distinct from "no row".
+    without parsing, and JSON null stays distinct from "no row". `updated_at` is the room's
+    last activity.
     """
 
-    version = models.OneToOneField(
-        Version, on_delete=models.CASCADE, primary_key=True, related_name="state"
+    id = models.BigAutoField(primary_key=True)
+    # No index of its own: the (version, room) constraint starts with it.
+    version = models.ForeignKey(
+        Version, on_delete=models.CASCADE, related_name="states", db_index=False
     )
     hook = models.ForeignKey(Hook, on_delete=models.CASCADE, related_name="states")
+    room = models.CharField(max_length=200, blank=True, default=MAIN_ROOM)
     value = models.TextField(default="null")
     seq = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "room"], name="hooks_state_room_unique")
+        ]
+        indexes = [
+            # The rooms list, most recently active first.
+            models.Index(fields=["version", "-updated_at"], name="hooks_state_activity"),
+        ]
+
     def __str__(self) -> str:
-        return f"{self.version} @ {self.seq}"
+        room = f" [{self.room}]" if self.room else ""
+        return f"{self.version}{room} @ {self.seq}"
+
+    @property
+    def room_name(self) -> str | None:
+        return self.room or None
 
 
 def new_key_token() -> str:
@@ -143,8 +169,9 @@ class Request(models.Model):
     """One request received on a write key, and what became of it.
 
     `seq` is given when the live version applies the request (hooks.pipeline), so accepted
-    requests are numbered 1, 2, 3… in the order they are folded, with no gaps. Rejected requests
-    never get one.
+    requests of a room are numbered 1, 2, 3… in the order they are folded, with no gaps.
+    Rejected requests never get one. `room` is chosen when the request is stored (hooks.rooms)
+    and again by each publish's replay.
     """
 
     class Outcome(models.TextChoices):
@@ -158,6 +185,10 @@ class Request(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     hook = models.ForeignKey(Hook, on_delete=models.CASCADE, related_name="requests")
     key = models.ForeignKey(Key, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    room = models.CharField(max_length=200, blank=True, default=MAIN_ROOM)
+    # The version whose code chose `room` (null: stored before rooms). A write routed by the
+    # previous code while a publish switched is routed again by the new one (hooks.pipeline).
+    routed_by = models.BigIntegerField(null=True, blank=True)
     seq = models.BigIntegerField(null=True, blank=True)
     method = models.CharField(max_length=16)
     path = models.TextField(blank=True, default="")
@@ -194,20 +225,25 @@ class Request(models.Model):
     class Meta:
         ordering = ["-id"]
         constraints = [
+            # Deferrable, without a condition (NULL seqs never collide): a publish's switch
+            # renumbers the history it re-partitioned in one statement (hooks.replay).
             models.UniqueConstraint(
-                fields=["hook", "seq"],
-                condition=Q(seq__isnull=False),
-                name="hooks_request_seq_unique",
+                fields=["hook", "room", "seq"],
+                name="hooks_request_room_seq_unique",
+                deferrable=models.Deferrable.IMMEDIATE,
             )
         ]
         indexes = [
             # The worker's "what is left to apply" scan, and the reconciler's.
             models.Index(
-                fields=["hook", "id"], condition=Q(outcome="pending"), name="hooks_request_pending"
+                fields=["hook", "room", "id"],
+                condition=Q(outcome="pending"),
+                name="hooks_request_room_pending",
             ),
             # The request log, newest first, optionally filtered by outcome.
             models.Index(fields=["hook", "-id"], name="hooks_request_log"),
             models.Index(fields=["hook", "outcome", "-id"], name="hooks_request_log_outcome"),
+            models.Index(fields=["hook", "room", "-id"], name="hooks_request_log_room"),
             models.Index(
                 fields=["resent_from"],
                 condition=Q(resent_from__isnull=False),
@@ -218,12 +254,19 @@ class Request(models.Model):
     def __str__(self) -> str:
         return f"{self.method} {self.hook_id} #{self.seq or '-'}"
 
+    @property
+    def room_name(self) -> str | None:
+        return self.room or None
+
 
 class ReplayOutcome(models.Model):
     """What a building version made of one request; copied onto the Request when it goes live."""
 
     version = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="+")
     request = models.ForeignKey(Request, on_delete=models.CASCADE, related_name="+")
+    # Where the version's `room` put the request, and its seq there.
+    room = models.CharField(max_length=200, blank=True, default=MAIN_ROOM)
+    seq = models.BigIntegerField(null=True, blank=True)
     outcome = models.CharField(max_length=10, choices=Request.Outcome.choices)
     error = models.JSONField(null=True, blank=True)
     console = models.TextField(blank=True, default="")

@@ -1,9 +1,11 @@
-"""The reduce pipeline: apply a hook's pending requests with its live version, exactly once and
-in order.
+"""The reduce pipeline: apply a room's pending requests with its hook's live version, exactly
+once and in order.
 
-One batch is one transaction. It locks the live state row, numbers the oldest pending requests
-after the state's seq, folds them in one sandbox child, and writes their outcomes, the ledger
-and the new state before committing. The row lock is what makes concurrent workers safe: a
+Everything here is per room (hooks.rooms; the main room is ""): a task folds one room, and the
+rooms of a hook fold side by side on different workers. One batch is one transaction. It locks
+the room's live state row, numbers the room's oldest pending requests after the state's seq,
+folds them in one sandbox child, and writes their outcomes, the ledger and the new state before
+committing. The row lock is what makes concurrent workers safe: a
 second worker cannot lock the row (NOWAIT) and retries later; a worker killed mid-batch loses its
 connection, PostgreSQL rolls the batch back, and the requests are still pending for the next
 one. The sandbox runs inside the transaction on purpose: the lock must cover the fold, and the
@@ -25,7 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -34,11 +36,12 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from hooks import broadcast
+from hooks import broadcast, wakeup
 from hooks.fold import Folding, Outcome, Stored, fold_needs_sandbox, fold_start
-from hooks.models import Hook, LedgerEntry, Request, State, Version
+from hooks.models import MAIN_ROOM, Hook, LedgerEntry, Request, State, Version
 from hooks.refusals import commit_error, constraints_check, refusal_check
 from hooks.request_rows import StoredRequest, stored_fetch
+from hooks.rooms import room_route, state_row_ensure
 from hooks.services import hook_limits, hook_secrets
 from sandbox import Limits, Session, session
 
@@ -46,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 
 class HookBusy(Exception):
-    """Another worker holds this hook's state; it will apply what is pending."""
+    """Another worker holds this room's state; it will apply what is pending."""
 
 
 class HookFailing(Exception):
@@ -73,18 +76,18 @@ FIRST_BATCH = 16
 BATCH_TARGET_SECONDS = 1.0
 
 
-def hook_reduce(*, hook_id: uuid.UUID | str) -> int:
-    """Apply everything pending for the hook; return how many requests were numbered."""
+def hook_reduce(*, hook_id: uuid.UUID | str, room: str = MAIN_ROOM) -> int:
+    """Apply everything pending in the room; return how many requests were numbered."""
     total = 0
     while True:
-        count, more = hook_reduce_slice(hook_id=hook_id)
+        count, more = hook_reduce_slice(hook_id=hook_id, room=room)
         total += count
         if not more:
             return total
 
 
 def hook_reduce_slice(
-    *, hook_id: uuid.UUID | str, seconds: float | None = None
+    *, hook_id: uuid.UUID | str, room: str = MAIN_ROOM, seconds: float | None = None
 ) -> tuple[int, bool]:
     """Apply pending requests for up to `seconds`; return (how many, whether any may be left).
 
@@ -93,6 +96,7 @@ def hook_reduce_slice(
     applied. Raises HookFailing when even that record is refused: the fault is not one request.
     """
     deadline = time.monotonic() + (seconds or settings.WR_REDUCE_SLICE_SECONDS)
+    stale_reroute(hook_id=hook_id)
     size = min(FIRST_BATCH, settings.WR_BATCH_SIZE)
     total = 0
     ahead: Ahead | None = None
@@ -106,6 +110,7 @@ def hook_reduce_slice(
                     hook_id,
                     size,
                     sandboxes,
+                    room=room,
                     ahead=ahead,
                     read_ahead=started < deadline and not suspect,
                 )
@@ -114,7 +119,9 @@ def hook_reduce_slice(
                 if refused.count > 1:
                     suspect, size = refused.count, max(1, refused.count // 2)
                     continue
-                total += _refused_fail(hook_id, request_id=refused.first_id, error=refused.error)
+                total += _refused_fail(
+                    hook_id, room, request_id=refused.first_id, error=refused.error
+                )
                 suspect, size = 0, min(FIRST_BATCH, settings.WR_BATCH_SIZE)
                 if time.monotonic() >= deadline:
                     return total, True  # a flood of poison requests still gets its slice only
@@ -196,6 +203,7 @@ def _reduce_batch(
     batch_size: int,
     sandboxes: Sandboxes | None = None,
     *,
+    room: str = MAIN_ROOM,
     ahead: Ahead | None = None,
     read_ahead: bool = False,
 ) -> tuple[int, Ahead | None, bool]:
@@ -208,10 +216,9 @@ def _reduce_batch(
         if hook is None or hook.live_version is None:
             return 0, None, True
         version = hook.live_version
-        try:
-            state = State.objects.select_for_update(nowait=True).get(version=version)
-        except DatabaseError as error:
-            raise HookBusy(str(hook_id)) from error
+        state = _state_lock(hook_id, version.pk, room)
+        if state is None:
+            return 0, None, True
         # The switch to a new version takes this same lock: re-read the pointer under it.
         if (
             Hook.objects.filter(pk=hook_id).values_list("live_version", flat=True).get()
@@ -230,7 +237,7 @@ def _reduce_batch(
         applied: dict[str, int] = {}  # keys this batch applies, not in the ledger table yet
 
         def seen(keys: list[str]) -> dict[str, int]:
-            found = ledger_lookup(version, keys)
+            found = ledger_lookup(version, keys, claim=True)
             found.update((k, applied[k]) for k in keys if k in applied)
             return found
 
@@ -248,7 +255,7 @@ def _reduce_batch(
         if ahead is not None:
             pending, folding, exhausted = ahead.requests, ahead.folding, ahead.exhausted
         else:
-            pending = pending_fetch(hook_id, batch_size)
+            pending = pending_fetch(hook_id, room, batch_size, version_id=version.pk)
             if not pending:
                 return 0, None, True
             exhausted = len(pending) < batch_size
@@ -272,7 +279,9 @@ def _reduce_batch(
                 # stored since then has queued a task of its own (hooks.wakeup).
                 following = []
             else:
-                following = pending_fetch(hook_id, batch_size, exclude=[r.id for r in done])
+                following = pending_fetch(
+                    hook_id, room, batch_size, exclude=[r.id for r in done], version_id=version.pk
+                )
             if following:
                 _number(following, after=state.seq)
                 upcoming = start(following, background=True)
@@ -296,7 +305,7 @@ def _reduce_batch(
         seq, value = state.seq, state.value
         transaction.on_commit(
             lambda: broadcast.state_changed(
-                hook_id=str(hook_id), seq=seq, version_id=version.pk, value=value
+                hook_id=str(hook_id), seq=seq, version_id=version.pk, value=value, room=room
             )
         )
         transaction.on_commit(
@@ -305,7 +314,26 @@ def _reduce_batch(
         return len(done), next_batch, drained
 
 
-def _refused_fail(hook_id: uuid.UUID | str, *, request_id: int, error: BaseException) -> int:
+def _state_lock(hook_id: uuid.UUID | str, version_id: int, room: str) -> State | None:
+    """The room's state row of the live version, locked (NOWAIT: HookBusy when another worker
+    folds the room). A room that has pending requests but no row for this version (a write
+    stored while a publish replayed) gets one first; None when it has neither."""
+    rows = State.objects.select_for_update(nowait=True).filter(version_id=version_id, room=room)
+    try:
+        state = rows.first()
+        if state is None:
+            if not pending_fetch(hook_id, room, 1, version_id=version_id):
+                return None  # e.g. its requests were routed elsewhere by a publish
+            state_row_ensure(hook_id=str(hook_id), version_id=version_id, room=room)
+            state = rows.get()
+    except DatabaseError as error:
+        raise HookBusy(f"{hook_id} {room}") from error
+    return state
+
+
+def _refused_fail(
+    hook_id: uuid.UUID | str, room: str, *, request_id: int, error: BaseException
+) -> int:
     """Record the oldest pending request, alone in a batch the database refused, as failed
     with a CommitError: it takes its seq, the state stays as it was, and nothing it produced
     (state, console output, idempotency key) is written. Returns 1, or 0 when the hook moved
@@ -316,11 +344,10 @@ def _refused_fail(hook_id: uuid.UUID | str, *, request_id: int, error: BaseExcep
             hook = Hook.objects.filter(pk=hook_id).select_related("live_version").first()
             if hook is None or hook.live_version is None:
                 return 0
-            try:
-                state = State.objects.select_for_update(nowait=True).get(version=hook.live_version)
-            except DatabaseError as busy:
-                raise HookBusy(str(hook_id)) from busy
-            pending = pending_fetch(hook_id, 1)
+            state = _state_lock(hook_id, hook.live_version.pk, room)
+            if state is None:
+                return 0
+            pending = pending_fetch(hook_id, room, 1, version_id=hook.live_version.pk)
             if not pending or pending[0].id != request_id:
                 return 0
             _number(pending, after=state.seq)
@@ -334,7 +361,7 @@ def _refused_fail(hook_id: uuid.UUID | str, *, request_id: int, error: BaseExcep
             seq, value, version_id = state.seq, state.value, hook.live_version.pk
             transaction.on_commit(
                 lambda: broadcast.state_changed(
-                    hook_id=str(hook_id), seq=seq, version_id=version_id, value=value
+                    hook_id=str(hook_id), seq=seq, version_id=version_id, value=value, room=room
                 )
             )
             transaction.on_commit(
@@ -363,17 +390,95 @@ def _number(requests: list[StoredRequest], *, after: int) -> None:
 
 
 def pending_fetch(
-    hook_id: uuid.UUID | str, limit: int, *, exclude: Sequence[int] = ()
+    hook_id: uuid.UUID | str,
+    room: str,
+    limit: int,
+    *,
+    exclude: Sequence[int] = (),
+    version_id: int | None = None,
 ) -> list[StoredRequest]:
-    """The oldest pending requests of the hook, in the order they were stored, except
-    `exclude` (a batch folded but not yet written)."""
-    where = Q(hook_id=hook_id, outcome=Request.Outcome.PENDING)
+    """The oldest pending requests of the room, in the order they were stored, except
+    `exclude` (a batch folded but not yet written) and, with `version_id` (the live version),
+    requests another version's code routed (`stale_reroute` moves them first)."""
+    where = Q(hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING)
+    if version_id is not None:
+        where &= Q(routed_by__isnull=True) | Q(routed_by=version_id)
     if exclude:
         where &= ~Q(id__in=exclude)
     return stored_fetch(where, order_by="id", limit=limit)
 
 
-def ledger_lookup(version: Version, keys: list[str]) -> dict[str, int]:
+# A write whose room the previous code chose, stored while a publish switched (the switch
+# re-routes everything it replayed, not what committed after its last read): for this long
+# after a switch, a slice first routes such pending requests again with the live code.
+REROUTE_SECONDS = 120
+
+
+def stale_reroute(*, hook_id: uuid.UUID | str) -> int:
+    """Route again, with the live code, the hook's pending requests that an earlier version's
+    code routed; wake the rooms they move to. Returns how many moved."""
+    hook = Hook.objects.filter(pk=hook_id).select_related("live_version").first()
+    version = hook.live_version if hook is not None else None
+    if (
+        hook is None
+        or version is None
+        or version.published_at is None
+        or timezone.now() - version.published_at > timedelta(seconds=REROUTE_SECONDS)
+    ):
+        return 0
+    pending = Q(hook_id=hook_id, outcome=Request.Outcome.PENDING, routed_by__isnull=False)
+    stale = stored_fetch(pending & ~Q(routed_by=version.pk), order_by="id", limit=1000)
+    if not stale:
+        return 0
+    moved: set[str] = set()
+    with ExitStack() as stack:
+        sandbox = None
+        if version.defines("room"):
+            sandbox = stack.enter_context(
+                session(
+                    code=version.code,
+                    secrets=hook_secrets(hook.pk, version=hook.secrets_version),
+                    limits=hook_limits(hook),
+                    hook_id=str(hook.pk),
+                    role="reduce",
+                )
+            )
+        for request in stale:
+            routed = room_route(version, sandbox, request)
+            room = routed if isinstance(routed, str) else MAIN_ROOM
+            # Only while still pending and stale: another worker may have moved it already.
+            if (
+                Request.objects.filter(pk=request.id, outcome=Request.Outcome.PENDING)
+                .exclude(routed_by=version.pk)
+                .update(room=room, routed_by=version.pk)
+            ):
+                moved.add(room)
+    for room in moved:
+        wakeup.wake(str(hook_id), room=room)
+    return len(stale)
+
+
+def ledger_lookup(version: Version, keys: list[str], *, claim: bool = False) -> dict[str, int]:
+    """key -> the request that applied it, of the keys the version's ledger holds.
+
+    With `claim` (the live pipeline), each key is first locked until the transaction ends
+    (a transaction-level advisory lock on the version and key, in sorted order): the ledger is
+    the hook's, but its rooms fold in parallel, so two rooms' batches could both look a key
+    up before either wrote it. The second now waits for the first to commit and then finds
+    its entry: one key is applied once across all rooms. Two batches that each hold a key the
+    other wants are a deadlock PostgreSQL breaks by failing one (HookBusy: it retries)."""
+    if claim and keys and connection.vendor == "postgresql":
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s || ':' || k, 0)) "
+                    "FROM unnest(%s::text[]) AS k ORDER BY k",
+                    [str(version.pk), sorted(set(keys))],
+                )
+        except DatabaseError as error:
+            if getattr(getattr(error, "__cause__", None), "sqlstate", None) == "40P01":
+                raise HookBusy(f"{version.hook_id}: idempotency keys") from error
+            raise
     rows = LedgerEntry.objects.filter(version=version, key__in=keys).values_list(
         "key", "request_id"
     )

@@ -1,31 +1,38 @@
-"""Publishing: a new version rebuilds the state from the whole history, blue/green (docs/api.md, "Publishing").
+"""Publishing: a new version rebuilds every room from the whole history, blue/green (docs/api.md, "Publishing").
 
-The new version gets its own State row and folds every applied request in seq order, in the
-background, while the live version keeps serving reads and applying new writes. When the
-rebuild is within one batch of the head, it locks the live state too (the live worker waits),
-folds the rest and swaps Hook.live_version in the same transaction: nothing is lost or applied
-twice, and readers see either the old state or the caught-up new one.
+The new version gets its own State rows and folds every accepted request in the order they were
+stored (by id), in the background, while the live version keeps serving reads and applying new
+writes. The new code's `room` routes each request again (hooks.rooms), so a publish can
+re-partition the history; each room is numbered 1, 2, 3… afresh, and the new room and seq are
+staged with the outcome (ReplayOutcome). When the rebuild is within one batch of the end of the
+history, it locks every live room too (the live workers wait), folds the rest, and swaps
+Hook.live_version and the staged outcomes in the same transaction: nothing is lost or applied
+twice, and readers see either every old room or every rebuilt one, never a mix.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Max, Q
+from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
 from accounts.models import User
 from hooks import broadcast
-from hooks.fold import Outcome, fold
-from hooks.models import Hook, LedgerEntry, ReplayOutcome, Request, State, Version
+from hooks.fold import Outcome, fold, fold_needs_sandbox
+from hooks.models import MAIN_ROOM, Hook, LedgerEntry, ReplayOutcome, Request, State, Version
 from hooks.pipeline import HookBusy, ledger_lookup, ledger_record
 from hooks.refusals import commit_error, constraints_check, refusal_check
 from hooks.request_rows import StoredRequest, stored_fetch
+from hooks.rooms import room_route
 from hooks.services import code_check, hook_limits, hook_secrets
+from sandbox import Session, session
 
 logger = logging.getLogger(__name__)
 
@@ -84,21 +91,24 @@ def _version_start(
     return version
 
 
+def _history(hook_id: object) -> Q:
+    """The requests a replay folds: every accepted one (a rejected request is never folded)."""
+    return Q(hook_id=hook_id) & ~Q(outcome=Request.Outcome.REJECTED)
+
+
 def replay_progress(version: Version) -> dict[str, object]:
-    """How far a version's rebuild has come: applied of total (the live head)."""
-    applied = State.objects.filter(version=version).values_list("seq", flat=True).first() or 0
-    live = (
-        State.objects.filter(version_id=version.hook.live_id).values_list("seq", flat=True).first()
-        or 0
-    )
-    total = max(live, applied)
-    if version.status == Version.Status.PUBLISHED:
-        applied = total = max(applied, live)
+    """How far a version's rebuild has come: requests folded of the history, and rooms."""
+    applied = version.replay_done
+    total = applied
+    if version.status == Version.Status.BUILDING:
+        left = Request.objects.filter(_history(version.hook_id), id__gt=version.replay_cursor)
+        total += left.count()
     return {
         "version": version.number,
         "status": {"building": "running", "published": "done"}.get(version.status, version.status),
         "applied": applied,
         "total": total,
+        "rooms": State.objects.filter(version=version).count(),
         "failures": version.replay_failures,
         "error": version.replay_error,
     }
@@ -122,35 +132,97 @@ def _replay_batch(version_id: int) -> bool:
         if version.status != Version.Status.BUILDING:
             return True
         try:
-            state = State.objects.select_for_update(nowait=True).get(version=version)
+            # The main room's row is the rebuild's own lock: one batch of it at a time.
+            State.objects.select_for_update(nowait=True).get(version=version, room=MAIN_ROOM)
         except DatabaseError as error:
             raise HookBusy(str(version.hook_id)) from error
         hook = version.hook
-        head = State.objects.values_list("seq", flat=True).get(version_id=hook.live_id)
-        final = head - state.seq <= batch
+        history = _history(hook.pk)
+        left = Request.objects.filter(history, id__gt=version.replay_cursor).count()
+        final = left <= batch
         if final:
-            # Hold the live state: the live worker waits, so the head stands still until the
-            # switch commits. Lock order (building, then live) is the same everywhere.
-            live = State.objects.select_for_update().get(version_id=hook.live_id)
-            head = live.seq
-        requests = stored_fetch(
-            Q(hook=hook, seq__gt=state.seq, seq__lte=head), order_by="seq", limit=batch
-        )
-        while requests:
-            done = _fold_into(version, state, requests)
-            requests = requests[done:]
-            if not final:
-                break
-        if final and state.seq == head:
-            _switch(version, state)
+            # Hold every live room: the live workers wait, so nothing more is numbered until
+            # the switch commits. Lock order (building, then live) is the same everywhere.
+            live = State.objects.select_for_update().filter(version_id=hook.live_id)
+            list(live.order_by("id").values_list("pk", flat=True))
+            # By id, but also a request that committed after the cursor passed its id (ids
+            # are taken before commit): everything accepted that this version has not folded.
+            staged = ReplayOutcome.objects.filter(version=version, request=OuterRef("pk"))
+            history &= ~Q(Exists(staged))
+        else:
+            history &= Q(id__gt=version.replay_cursor)
+        with ExitStack() as stack:
+            sandbox = _replay_session(stack, version)
+            while True:
+                requests = stored_fetch(history, order_by="id", limit=batch)
+                if not requests:
+                    break
+                _replay_fold(version, requests, sandbox)
+                if not final:
+                    break
+        if final:
+            _switch(version)
             return True
-        _progress(version, done=state.seq, total=head)
+        _progress(version)
         return False
 
 
-def _progress(version: Version, *, done: int, total: int) -> None:
+def _replay_session(stack: ExitStack, version: Version) -> Session | None:
+    """One sandbox child for a batch's routing and every room's fold."""
+    if not version.functions:
+        return None
+    hook = version.hook
+    return stack.enter_context(
+        session(
+            code=version.code,
+            secrets=hook_secrets(hook.pk),
+            limits=hook_limits(hook),
+            hook_id=str(hook.pk),
+            role="reduce",
+        )
+    )
+
+
+def _replay_fold(
+    version: Version, requests: Sequence[StoredRequest], sandbox: Session | None
+) -> None:
+    """Route one batch of history (in id order), then fold each room's part of it in order."""
+    by_room: dict[str, list[tuple[StoredRequest, dict | None]]] = {}
+    for request in requests:
+        routed = room_route(version, sandbox, request)
+        room, error = (routed, None) if isinstance(routed, str) else (MAIN_ROOM, routed)
+        request.room = room
+        by_room.setdefault(room, []).append((request, error))
+    for room, part in by_room.items():
+        state, _ = State.objects.get_or_create(version=version, room=room, hook_id=version.hook_id)
+        for offset, (request, _error) in enumerate(part, start=1):
+            request.seq = state.seq + offset
+        run: list[StoredRequest] = []
+        for item, error in [*part, (None, None)]:
+            if item is not None and error is None:
+                run.append(item)
+                continue
+            while run:  # the requests routed fine before this one, as the live pipeline would
+                run = run[_fold_into(version, state, run, sandbox) :]
+            if item is not None:
+                # Its room could not be decided: failed in the main room, the state unchanged.
+                failed = Outcome(
+                    outcome=Request.Outcome.FAILED, error=error, state_after=state.value
+                )
+                _fold_record(version, state, [item], [failed], state.value)
+    Version.objects.filter(pk=version.pk).update(
+        replay_cursor=max(version.replay_cursor, requests[-1].id),
+        replay_done=version.replay_done + len(requests),
+    )
+    version.replay_cursor = max(version.replay_cursor, requests[-1].id)
+    version.replay_done += len(requests)
+
+
+def _progress(version: Version) -> None:
     """Tell the owner's live feed how far the rebuild is, once this batch has committed."""
+    progress = replay_progress(version)
     hook_id, number, status = str(version.hook_id), version.number, version.status
+    done, total = int(progress["applied"]), int(progress["total"])  # type: ignore[call-overload]
     transaction.on_commit(
         lambda: broadcast.replay_progress(
             hook_id=hook_id, version=number, done=done, total=total, status=status
@@ -158,7 +230,12 @@ def _progress(version: Version, *, done: int, total: int) -> None:
     )
 
 
-def _fold_into(version: Version, state: State, requests: Sequence[StoredRequest]) -> int:
+def _fold_into(
+    version: Version,
+    state: State,
+    requests: Sequence[StoredRequest],
+    sandbox: Session | None = None,
+) -> int:
     """Fold and stage `requests` (or the first of them, when a repeated key cuts the batch);
     return how many. Each piece is written under a savepoint: a piece the database refuses is
     folded again in halves, down to the request that causes it, which is staged as failed with
@@ -166,17 +243,17 @@ def _fold_into(version: Version, state: State, requests: Sequence[StoredRequest]
     before = (state.value, state.seq, version.replay_failures)
     try:
         with transaction.atomic():
-            return _fold_write(version, state, requests)
+            return _fold_write(version, state, requests, sandbox)
     except Exception as error:
         if not refusal_check(error):
             raise
         state.value, state.seq, version.replay_failures = before
         if len(requests) > 1:
             half = len(requests) // 2
-            done = _fold_into(version, state, requests[:half])
+            done = _fold_into(version, state, requests[:half], sandbox)
             if done < half:
                 return done  # cut by a repeated key: the caller goes on from there
-            return done + _fold_into(version, state, requests[half:])
+            return done + _fold_into(version, state, requests[half:], sandbox)
         failed = Outcome(
             outcome=Request.Outcome.FAILED, error=commit_error(error), state_after=state.value
         )
@@ -190,8 +267,14 @@ def _fold_into(version: Version, state: State, requests: Sequence[StoredRequest]
         return 1
 
 
-def _fold_write(version: Version, state: State, requests: Sequence[StoredRequest]) -> int:
+def _fold_write(
+    version: Version,
+    state: State,
+    requests: Sequence[StoredRequest],
+    sandbox: Session | None = None,
+) -> int:
     outcomes, new_state = fold(
+        sandbox=sandbox if fold_needs_sandbox(version.functions) else None,
         code=version.code,
         functions=version.functions,
         secrets=hook_secrets(version.hook_id) if version.functions else {},
@@ -234,6 +317,8 @@ def _outcomes_stage(
         ReplayOutcome(
             version=version,
             request_id=request.id,
+            room=request.room,
+            seq=request.seq,
             outcome=outcome.outcome,
             error=outcome.error,
             console=outcome.console,
@@ -250,15 +335,16 @@ def _logged(state_after: str | None, cap: int) -> str | None:
     return state_after if state_after is not None and len(state_after) <= cap else None
 
 
-def _switch(version: Version, state: State) -> None:
+def _switch(version: Version) -> None:
     hook = version.hook
     if version.strict and version.replay_failures:
-        seqs = list(
+        failed = list(
             ReplayOutcome.objects.filter(version=version, outcome=Request.Outcome.FAILED)
-            .order_by("request__seq")
-            .values_list("request__seq", flat=True)[:20]
+            .order_by("request_id")
+            .values_list("room", "seq")[:20]
         )
-        listed = ", ".join(map(str, seqs)) + (", …" if version.replay_failures > len(seqs) else "")
+        seqs = [f"{room}:{seq}" if room else str(seq) for room, seq in failed]
+        listed = ", ".join(seqs) + (", …" if version.replay_failures > len(seqs) else "")
         version.status = Version.Status.FAILED
         version.replay_error = (
             f"Strict publish refused: {version.replay_failures} request(s) failed during the "
@@ -266,13 +352,24 @@ def _switch(version: Version, state: State) -> None:
         )
         version.save(update_fields=["status", "replay_error"])
         ReplayOutcome.objects.filter(version=version).delete()
-        _progress(version, done=state.seq, total=state.seq)
+        _progress(version)
         return
     table, staged = Request._meta.db_table, ReplayOutcome._meta.db_table
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # The history's rooms and seqs change in one statement: checked at commit.
+            cursor.execute("SET CONSTRAINTS hooks_request_room_seq_unique DEFERRED")
+        else:
+            # SQLite checks every row: clear the numbers first (the staged ones replace them).
+            cursor.execute(
+                f"UPDATE {table} SET seq = NULL WHERE id IN "  # noqa: S608
+                f"(SELECT request_id FROM {staged} WHERE version_id = %s)",
+                [version.pk],
+            )
         cursor.execute(
             f"""
-            UPDATE {table} SET outcome = o.outcome, error = o.error, console = o.console,
+            UPDATE {table} SET room = o.room, seq = o.seq, routed_by = o.version_id,
+                outcome = o.outcome, error = o.error, console = o.console,
                 duration_ms = o.duration_ms, idempotency_key = o.idempotency_key,
                 duplicate_of_id = o.duplicate_of_id, state_after = o.state_after
             FROM {staged} AS o
@@ -293,13 +390,16 @@ def _switch(version: Version, state: State) -> None:
     if version.rolled_back_from is not None:
         changes["draft_code"] = version.code
     Hook.objects.filter(pk=hook.pk).update(**changes)
-    hook_id, seq, value = str(hook.pk), state.seq, state.value
+    hook_id = str(hook.pk)
+    main = State.objects.get(version=version, room=MAIN_ROOM)
     transaction.on_commit(
         lambda: broadcast.state_changed(
-            hook_id=hook_id, seq=seq, version_id=version.pk, value=value
+            hook_id=hook_id, seq=main.seq, version_id=version.pk, value=main.value
         )
     )
-    _progress(version, done=seq, total=seq)
+    # Every other room's subscribers read theirs again.
+    transaction.on_commit(lambda: broadcast.state_changed(hook_id=hook_id, seq=0, room=None))
+    _progress(version)
 
 
 def replay_fail(*, version_id: int, error: str) -> None:
@@ -308,61 +408,92 @@ def replay_fail(*, version_id: int, error: str) -> None:
             status=Version.Status.FAILED, replay_error=error[:2000]
         )
         if failed:
-            version = Version.objects.get(pk=version_id)
-            done = State.objects.values_list("seq", flat=True).get(version=version)
-            _progress(version, done=done, total=done)
+            _progress(Version.objects.select_related("hook").get(pk=version_id))
+
+
+# A dry run's report lists at most this many rooms' state diffs (the busiest are not chosen:
+# the first rooms the history touched, in the order it did).
+DRY_RUN_MAX_ROOMS = 20
 
 
 def hook_dry_run(*, hook: Hook, code: str, last: int | None = None) -> dict[str, object]:
-    """Fold `code` over the stored history (or its last `last` requests, from a null state)
-    in memory: nothing is written. Returns the final state, the live state and per-request
-    failures and console output."""
-    import json
-
+    """Fold `code` over the stored history (or its last `last` requests, from null states)
+    in memory, routed by the code's `room`: nothing is written. Returns the main room's final
+    and live state, the rooms it made (count, and the state diff of the first
+    DRY_RUN_MAX_ROOMS it touched) and per-request failures and console output."""
     from hooks.diff import json_diff
 
     functions = code_check(code)
     limit = min(last or settings.WR_DRY_RUN_MAX_REQUESTS, settings.WR_DRY_RUN_MAX_REQUESTS)
-    history = Q(hook=hook, seq__isnull=False)
+    history = _history(hook.pk)
     total = Request.objects.filter(history).count()
-    requests = stored_fetch(history, order_by="-seq", limit=limit)[::-1]
+    requests = stored_fetch(history, order_by="-id", limit=limit)[::-1]
     ledger: dict[str, int] = {}
-    state = "null"
+    states: dict[str, str] = {}
+    seqs: dict[str, int] = {}
     report: list[dict[str, object]] = []
     secrets = hook_secrets(hook.pk) if functions else {}
-    limits = hook_limits(hook)
+    probe = Version(hook=hook, code=code, functions=sorted(functions))
 
     def seen(keys: list[str]) -> dict[str, int]:
         return {k: ledger[k] for k in keys if k in ledger}
 
-    position = 0
-    while position < len(requests):
-        chunk = requests[position : position + settings.WR_BATCH_SIZE]
-        outcomes, state = fold(
-            code=code,
-            functions=functions,
-            secrets=secrets,
-            limits=limits,
-            state=state,
-            requests=chunk,
-            seen=seen,
-        )
-        for request, outcome in zip(chunk, outcomes, strict=False):
-            if outcome.outcome == Request.Outcome.APPLIED and outcome.idempotency_key is not None:
-                ledger[outcome.idempotency_key] = request.id
-            if outcome.error or outcome.console:
-                report.append(
-                    {
-                        "seq": request.seq,
-                        "id": str(request.uuid),
-                        "outcome": outcome.outcome,
-                        "error": outcome.error,
-                        "console": outcome.console,
-                    }
-                )
-        position += len(outcomes)
-    live = State.objects.get(version_id=hook.live_id)
-    final, current = json.loads(state), json.loads(live.value)
+    def note(request: StoredRequest, outcome: Outcome) -> None:
+        if outcome.error or outcome.console:
+            report.append(
+                {
+                    "seq": request.seq,
+                    "room": request.room or None,
+                    "id": str(request.uuid),
+                    "outcome": outcome.outcome,
+                    "error": outcome.error,
+                    "console": outcome.console,
+                }
+            )
+
+    with ExitStack() as stack:
+        sandbox = None
+        if functions:
+            sandbox = stack.enter_context(
+                session(code=code, secrets=secrets, limits=hook_limits(hook))
+            )
+        for start in range(0, len(requests), settings.WR_BATCH_SIZE):
+            chunk = requests[start : start + settings.WR_BATCH_SIZE]
+            by_room: dict[str, list[StoredRequest]] = {}
+            for request in chunk:
+                routed = room_route(probe, sandbox, request)
+                room = routed if isinstance(routed, str) else MAIN_ROOM
+                request.room = room
+                seqs[room] = seqs.get(room, 0) + 1
+                request.seq = seqs[room]
+                states.setdefault(room, "null")
+                if isinstance(routed, dict):
+                    note(request, Outcome(outcome=Request.Outcome.FAILED, error=routed))
+                    continue
+                by_room.setdefault(room, []).append(request)
+            for room, part in by_room.items():
+                while part:
+                    outcomes, states[room] = fold(
+                        code=code,
+                        functions=functions,
+                        secrets=secrets,
+                        limits=hook_limits(hook),
+                        state=states[room],
+                        requests=part,
+                        seen=seen,
+                        sandbox=sandbox if fold_needs_sandbox(functions) else None,
+                    )
+                    for request, outcome in zip(part, outcomes, strict=False):
+                        key = outcome.idempotency_key
+                        if outcome.outcome == Request.Outcome.APPLIED and key is not None:
+                            ledger[key] = request.id
+                        note(request, outcome)
+                    part = part[len(outcomes) :]
+    live_rooms = State.objects.filter(version_id=hook.live_id)
+    live = live_rooms.get(room=MAIN_ROOM)
+    final, current = json.loads(states.get(MAIN_ROOM, "null")), json.loads(live.value)
+    shown = [room for room in states if room != MAIN_ROOM][:DRY_RUN_MAX_ROOMS]
+    before = dict(live_rooms.filter(room__in=shown).values_list("room", "value"))
     return {
         "requests": len(requests),
         "history": total,
@@ -371,6 +502,21 @@ def hook_dry_run(*, hook: Hook, code: str, last: int | None = None) -> dict[str,
         "live_state": current,
         "live_seq": live.seq,
         "diff": json_diff(current, final),
+        "rooms": {
+            "count": len(states),
+            "live_count": live_rooms.count(),
+            "shown": [
+                {
+                    "room": room,
+                    "seq": seqs[room],
+                    "diff": json_diff(
+                        json.loads(before.get(room, "null")), json.loads(states[room])
+                    ),
+                }
+                for room in shown
+            ],
+            "truncated": len(states) - (MAIN_ROOM in states) > len(shown),
+        },
         "failures": sum(1 for r in report if r["outcome"] == Request.Outcome.FAILED),
         "requests_report": report,
     }

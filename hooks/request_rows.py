@@ -34,6 +34,7 @@ class StoredRequest:
 
     id: int
     uuid: uuid.UUID
+    room: str  # "" is the main room (hooks.rooms)
     seq: int | None
     method: str
     path: str
@@ -92,8 +93,9 @@ class StoredRequest:
         """The request as the sandbox's `request` is made from (JSON text): fold.request_payload's
         fields, built by string formatting from text the database already produced."""
         seq = "null" if self.seq is None else int(self.seq)
+        room = _quote(self.room) if self.room else "null"
         return (
-            f'{{"id":"{self.uuid}","seq":{seq},"method":{_quote(self.method)},'
+            f'{{"id":"{self.uuid}","room":{room},"seq":{seq},"method":{_quote(self.method)},'
             f'"path":{_quote(self.path)},"headers":{self.headers_json},'
             f'"query":{self.query_json},"content_type":{_quote(self.content_type)},'
             f'"body_b64":"{base64.b64encode(self.body).decode()}","received_at":"{self.received_iso()}"}}'
@@ -103,6 +105,7 @@ class StoredRequest:
 FIELDS = (
     "id",
     "uuid",
+    "room",
     "seq",
     "method",
     "path",
@@ -130,6 +133,8 @@ def stored_fetch(where: Q, *, order_by: str, limit: int) -> list[StoredRequest]:
         .values_list(*FIELDS)[:limit]
     )
     return [
-        StoredRequest(id_, uid, seq, method, path, headers, query, kind, bytes(body), at, status)
-        for id_, uid, seq, method, path, headers, query, kind, body, at, status in rows
+        StoredRequest(
+            id_, uid, room, seq, method, path, headers, query, kind, bytes(body), at, status
+        )
+        for id_, uid, room, seq, method, path, headers, query, kind, body, at, status in rows
     ]

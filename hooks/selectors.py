@@ -10,11 +10,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.http import Http404
 
 from hooks.diff import json_diff
-from hooks.models import Hook, Key, Request, State
+from hooks.models import MAIN_ROOM, Hook, Key, Request, State
 
 
 def hook_list_for_user(*, user: Any) -> QuerySet[Hook]:
@@ -50,11 +50,13 @@ def request_counts(*, hook: Hook) -> dict[str, int]:
     return counts
 
 
-def live_state_get(*, hook: Hook) -> State | None:
-    """The hook's live state with its version, or None before the first publish."""
+def live_state_get(*, hook: Hook, room: str = MAIN_ROOM) -> State | None:
+    """A room's live state with its version, or None before the first publish or the room's
+    first write."""
     if hook.live_version_id is None:
         return None
-    return State.objects.filter(version_id=hook.live_version_id).select_related("version").first()
+    states = State.objects.filter(version_id=hook.live_version_id, room=room)
+    return states.select_related("version").first()
 
 
 def key_get_for_hook(*, hook: Hook, key_id: object) -> Key | None:
@@ -83,17 +85,26 @@ def log_entries(*, hook: Hook, rows: Sequence[Request]) -> list[Request]:
     """Decorate a page of rows for RequestLogSerializer: the body as text or base64, the state
     after each one and its diff to the state before it.
 
-    The state before seq N is the state after seq N - 1: the rows on the page give most of
-    them, one more query fetches the rest (a filtered page has gaps).
+    The state before seq N of a room is the state after seq N - 1 of that room: the rows on
+    the page give most of them, one more query fetches the rest (a filtered page has gaps).
     """
-    on_page: dict[int | None, str | None] = {
-        row.seq: row.state_after for row in rows if row.seq is not None
+    on_page: dict[tuple[str, int], str | None] = {
+        (row.room, row.seq): row.state_after for row in rows if row.seq is not None
     }
-    wanted = {row.seq - 1 for row in rows if row.seq is not None and row.seq > 1} - on_page.keys()
-    before: dict[int | None, str | None] = {0: "null", **on_page}
+    wanted = {
+        (row.room, row.seq - 1) for row in rows if row.seq is not None and row.seq > 1
+    } - on_page.keys()
+    before: dict[tuple[str, int], str | None] = dict(on_page)
+    for room in {row.room for row in rows}:
+        before[(room, 0)] = "null"
     if wanted:
-        rows_before = Request.objects.filter(hook=hook, seq__in=wanted).order_by()
-        before.update(rows_before.values_list("seq", "state_after"))
+        where = Q()
+        for room, seq in wanted:
+            where |= Q(room=room, seq=seq)
+        rows_before = Request.objects.filter(where, hook=hook).order_by()
+        for earlier in rows_before.only("room", "seq", "state_after"):
+            if earlier.seq is not None:
+                before[(earlier.room, earlier.seq)] = earlier.state_after
     for row in rows:
         body = bytes(row.body)
         try:
@@ -101,7 +112,7 @@ def log_entries(*, hook: Hook, rows: Sequence[Request]) -> list[Request]:
         except UnicodeDecodeError:
             row.body_text, row.body_encoding = base64.b64encode(body).decode(), "base64"  # type: ignore[attr-defined]
         after = _json(row.state_after) if row.outcome != Request.Outcome.PENDING else _MISSING
-        previous = _json(before.get(row.seq - 1)) if row.seq is not None else _MISSING
+        previous = _json(before.get((row.room, row.seq - 1))) if row.seq is not None else _MISSING
         row.state_after_value = None if after is _MISSING else after  # type: ignore[attr-defined]
         row.state_diff = (  # type: ignore[attr-defined]
             None if after is _MISSING or previous is _MISSING else json_diff(previous, after)

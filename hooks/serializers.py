@@ -158,11 +158,21 @@ class VersionDetailSerializer(VersionSerializer):
 
 
 class StateSerializer(serializers.Serializer):
+    room = serializers.CharField(required=False, help_text="The room asked for (`?room=`).")
     seq = serializers.IntegerField()
     state = serializers.JSONField(
         allow_null=True, help_text="Any JSON value; null before the first request."
     )
     version = serializers.IntegerField(allow_null=True, help_text="The live version's number.")
+
+
+class RoomSerializer(serializers.Serializer):
+    room = serializers.CharField(
+        source="room_name", allow_null=True, help_text="The room's name; null: the main room."
+    )
+    seq = serializers.IntegerField(help_text="The seq of the last request folded into it.")
+    size = serializers.IntegerField(help_text="Its state's size, serialised, in bytes.")
+    last_activity = serializers.DateTimeField(source="updated_at")
 
 
 class SecretSerializer(serializers.Serializer):
@@ -194,8 +204,12 @@ class RequestLogSerializer(serializers.Serializer):
     """One entry of the request log. The view sets `body_text`, `body_encoding`,
     `state_after_value` and `state_diff` on each row."""
 
+    room = serializers.CharField(
+        source="room_name", allow_null=True, help_text="The request's room; null: the main room."
+    )
     seq = serializers.IntegerField(
-        allow_null=True, help_text="null until applied; never for rejected."
+        allow_null=True,
+        help_text="The seq within its room: null until applied, never for rejected.",
     )
     id = serializers.UUIDField(source="uuid")
     received_at = serializers.DateTimeField()
@@ -242,6 +256,7 @@ class RequestLogSerializer(serializers.Serializer):
 
 
 class DryRunReportSerializer(serializers.Serializer):
+    room = serializers.CharField(allow_null=True, help_text="Its room under the code; null: main.")
     seq = serializers.IntegerField()
     id = serializers.UUIDField()
     outcome = serializers.ChoiceField(choices=OUTCOMES)
@@ -249,11 +264,27 @@ class DryRunReportSerializer(serializers.Serializer):
     console = serializers.CharField(allow_blank=True)
 
 
+class DryRunRoomSerializer(serializers.Serializer):
+    room = serializers.CharField()
+    seq = serializers.IntegerField(help_text="Its seq after the dry run.")
+    diff = DiffOpSerializer(many=True, help_text="From the room's live state.")
+
+
+class DryRunRoomsSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Rooms the code makes of the history.")
+    live_count = serializers.IntegerField(help_text="Rooms the live version has.")
+    shown = DryRunRoomSerializer(
+        many=True, help_text="The first named rooms the history touched (at most 20)."
+    )
+    truncated = serializers.BooleanField(help_text="Whether more named rooms were touched.")
+
+
 class DryRunSerializer(serializers.Serializer):
     requests = serializers.IntegerField(help_text="How many requests were folded.")
-    history = serializers.IntegerField(help_text="How many applied requests are stored.")
+    history = serializers.IntegerField(help_text="How many accepted requests are stored.")
     truncated = serializers.BooleanField(help_text="Whether only the most recent ones were folded.")
-    state = serializers.JSONField(allow_null=True, help_text="The resulting state.")
+    state = serializers.JSONField(allow_null=True, help_text="The main room's resulting state.")
+    rooms = DryRunRoomsSerializer()
     live_state = serializers.JSONField(allow_null=True)
     live_seq = serializers.IntegerField()
     diff = DiffOpSerializer(many=True, help_text="From the live state to the resulting state.")

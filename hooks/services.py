@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from hooks import broadcast, crypto
-from hooks.models import Hook, Key, Secret, State, Version
+from hooks.models import MAIN_ROOM, Hook, Key, Secret, State, Version
 from sandbox import Limits, check_code
 
 EXAMPLE_CODE = '''\
@@ -120,9 +120,11 @@ def hook_archive(*, hook: Hook) -> None:
         Version.objects.filter(hook=hook, status=Version.Status.BUILDING).update(
             status=Version.Status.FAILED, replay_error="The history was archived."
         )
+        # Every room goes: the named ones' rows, and the main room back to null at seq 0.
+        State.objects.filter(hook=hook).exclude(room=MAIN_ROOM).delete()
         State.objects.filter(hook=hook).update(value="null", seq=0)
         hook_id = str(hook.pk)
-        transaction.on_commit(lambda: broadcast.state_changed(hook_id=hook_id, seq=0))
+        transaction.on_commit(lambda: broadcast.state_changed(hook_id=hook_id, seq=0, room=None))
 
 
 def key_create(*, hook: Hook, kind: str, label: str = "") -> Key:
@@ -264,10 +266,11 @@ def states_lock(*, hook_id: uuid.UUID | str) -> None:
     live_id = Hook.objects.filter(pk=hook_id).values_list("live_version_id", flat=True).first()
     states = State.objects.select_for_update().filter(hook_id=hook_id)
     if live_id is None:
-        list(states.order_by("version_id").values_list("pk", flat=True))
+        list(states.order_by("version_id", "id").values_list("pk", flat=True))
         return
-    list(states.exclude(version_id=live_id).order_by("version_id").values_list("pk", flat=True))
-    list(states.filter(version_id=live_id).values_list("pk", flat=True))
+    others = states.exclude(version_id=live_id).order_by("version_id", "id")
+    list(others.values_list("pk", flat=True))
+    list(states.filter(version_id=live_id).order_by("id").values_list("pk", flat=True))
 
 
 def hooks_set_paused(*, hook_ids: list[uuid.UUID], paused: bool) -> int:

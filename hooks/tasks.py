@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db.models import Max
 from django.utils import timezone
 
 from hooks import pipeline, wakeup, worktime
@@ -17,65 +18,71 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True, acks_late=True)
-def reduce_hook(hook_id: str, busy: int = 0) -> int:
-    """Apply a hook's pending requests. Safe to run twice or concurrently: the pipeline locks.
-    `busy` counts the retries after finding the hook locked by another worker."""
-    run, failures = wakeup.claim(hook_id)
+def reduce_hook(hook_id: str, busy: int = 0, room: str = "") -> int:
+    """Apply a room's pending requests (the main room's by default). Safe to run twice or
+    concurrently: the pipeline locks the room. `busy` counts the retries after finding the
+    room locked by another worker."""
+    run, failures = wakeup.claim(hook_id, room)
     if not run:
         return 0  # backing off (hooks.wakeup): queued again when the pause is over
+    # Worker time is the hook's, whichever room spends it: a hook cannot get more of the
+    # workers by spreading its writes over more rooms.
     seconds, defer = worktime.slice_for(hook_id)
     if seconds is None:
         # Over its share of worker time (hooks.worktime): the next window, behind other hooks'
         # work. Queued through the wake-up flag, so its writes meanwhile queue nothing more.
         logger.info("hook %s is over its share of worker time: deferred %.1f s", hook_id, defer)
-        wakeup.wake(hook_id, countdown=defer)
+        wakeup.wake(hook_id, room=room, countdown=defer)
         return 0
     started = time.monotonic()
     try:
-        count, more = pipeline.hook_reduce_slice(hook_id=hook_id, seconds=seconds)
+        count, more = pipeline.hook_reduce_slice(hook_id=hook_id, room=room, seconds=seconds)
     except pipeline.HookBusy:
         # The worker holding the lock folds until nothing is pending, but a request that
         # committed just after its last look would wait for the reconciler: look again soon
         # (unless a task is queued already: that one will look).
         if busy < settings.WR_BUSY_RETRIES:
-            wakeup.wake(hook_id, countdown=settings.WR_BUSY_RETRY_SECONDS, busy=busy + 1)
+            wakeup.wake(hook_id, room=room, countdown=settings.WR_BUSY_RETRY_SECONDS, busy=busy + 1)
         return 0
     except Exception:
         # Not one request (the pipeline isolates those): the hook's state cannot be written,
         # the database is away, its secrets cannot be read... Retrying at once would only
         # flood the queue and take workers from other hooks.
-        delay = wakeup.back_off(hook_id)
+        delay = wakeup.back_off(hook_id, room)
         logger.exception("reducing hook %s failed; it is paused for %.1f s", hook_id, delay)
         return 0
     finally:
         worktime.charge(hook_id, time.monotonic() - started)
     if failures:
-        wakeup.recovered(hook_id)
+        wakeup.recovered(hook_id, room)
     if more:
-        # The slice ran out of time: queue the rest behind other hooks' work (fairness).
-        wakeup.wake(hook_id)
+        # The slice ran out of time: queue the rest behind other rooms' and hooks' work.
+        wakeup.wake(hook_id, room=room)
     return count
 
 
 @shared_task(ignore_result=True)
 def reconcile() -> int:
-    """Queue every hook whose requests have waited too long: lost messages only delay work."""
+    """Queue every room whose requests have waited too long: lost messages only delay work."""
     cutoff = timezone.now() - timedelta(seconds=settings.WR_RECONCILE_AFTER)
-    hook_ids = (
+    rooms = (
         Request.objects.filter(outcome=Request.Outcome.PENDING, received_at__lt=cutoff)
         .order_by()  # without it, the model's ordering made DISTINCT one row per request
-        .values_list("hook_id", flat=True)
+        .values_list("hook_id", "room")
         .distinct()
     )
     count = 0
-    for hook_id in hook_ids:
-        # Through the wake-up flag: a hook that has a task queued, or is backing off, gets none.
-        count += wakeup.wake(str(hook_id))
+    for hook_id, room in rooms:
+        # Through the wake-up flag: a room that has a task queued, or is backing off, gets none.
+        count += wakeup.wake(str(hook_id), room=room)
     # A rebuild whose state has not moved for a while lost its task (a running one moves every
     # batch; a duplicate task is harmless, it finds the state locked and retries).
-    stalled = Version.objects.filter(
-        status=Version.Status.BUILDING, state__updated_at__lt=timezone.now() - timedelta(seconds=30)
-    ).values_list("pk", flat=True)
+    stalled = (
+        Version.objects.filter(status=Version.Status.BUILDING)
+        .annotate(moved=Max("states__updated_at"))
+        .filter(moved__lt=timezone.now() - timedelta(seconds=30))
+        .values_list("pk", flat=True)
+    )
     for version_id in stalled:
         replay_version.delay(version_id)
         count += 1

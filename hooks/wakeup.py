@@ -1,6 +1,7 @@
-"""Coalesced wake-ups: at most one queued reduce task per hook, and a pause for a failing hook.
+"""Coalesced wake-ups: at most one queued reduce task per room, and a pause for a failing one.
 
-A flag per hook in Redis (SET NX) means "a task is queued": writes, the reconciler, a slice
+Everything here is per room of a hook (the main room, "", keeps the keys it had before rooms
+existed): the rooms of one hook queue, fold and back off independently. A flag per room in Redis (SET NX) means "a task is queued": writes, the reconciler, a slice
 that ran out of time and a busy retry all queue through `wake()`, so whatever they do a hook
 has at most one task waiting. The task clears the flag when it starts (`claim()`), so a write
 that lands during the fold queues the next one. A lost flag or message only delays work: the
@@ -46,73 +47,77 @@ return {1, tonumber(redis.call('GET', KEYS[2]) or '0')}
 """
 
 
-def _flag(hook_id: str) -> str:
-    return f"wr:wake:{hook_id}"
+def _flag(hook_id: str, room: str = "") -> str:
+    return f"wr:wake:{hook_id}:{room}" if room else f"wr:wake:{hook_id}"
 
 
-def _failures(hook_id: str) -> str:
-    return f"wr:fails:{hook_id}"
+def _failures(hook_id: str, room: str = "") -> str:
+    return f"wr:fails:{hook_id}:{room}" if room else f"wr:fails:{hook_id}"
 
 
-def wake(hook_id: str, *, countdown: float | None = None, busy: int = 0) -> bool:
-    """Queue a reduce task for the hook unless one is queued already or it is backing off;
+def wake(hook_id: str, *, room: str = "", countdown: float | None = None, busy: int = 0) -> bool:
+    """Queue a reduce task for the room unless one is queued already or it is backing off;
     return whether this call queued it. `countdown` delays the task (a busy retry)."""
     from hooks.tasks import reduce_hook
 
     client = get_redis()
+    # The main room's task message is what it was before rooms: queued tasks survive a deploy.
+    kwargs: dict[str, object] = {"room": room} if room else {}
     try:
         if client is not None and not client.set(
-            _flag(hook_id), QUEUED, nx=True, ex=FLAG_TTL_SECONDS
+            _flag(hook_id, room), QUEUED, nx=True, ex=FLAG_TTL_SECONDS
         ):
             return False
         if countdown is None and not busy:
-            reduce_hook.delay(hook_id)
+            reduce_hook.delay(hook_id, **kwargs)
         else:
-            reduce_hook.apply_async((hook_id,), {"busy": busy}, countdown=countdown)
+            reduce_hook.apply_async((hook_id,), {"busy": busy, **kwargs}, countdown=countdown)
     except (redis.RedisError, OSError):
         logger.warning("could not queue hook %s; the reconciler will", hook_id, exc_info=True)
         return False
     return True
 
 
-def claim(hook_id: str) -> tuple[bool, int]:
-    """At the start of a task: (whether to run, how many times in a row the hook's task failed
-    before). False while the hook backs off."""
+def claim(hook_id: str, room: str = "") -> tuple[bool, int]:
+    """At the start of a task: (whether to run, how many times in a row the room's task failed
+    before). False while the room backs off."""
     client = get_redis()
     if client is None:
         return True, 0
     try:
-        run, failures = client.eval(_CLAIM, 2, _flag(hook_id), _failures(hook_id), BACKING_OFF)
+        run, failures = client.eval(
+            _CLAIM, 2, _flag(hook_id, room), _failures(hook_id, room), BACKING_OFF
+        )
     except redis.RedisError:
         logger.warning("could not clear the wake-up flag of %s", hook_id, exc_info=True)
         return True, 0
     return bool(run), int(failures)
 
 
-def back_off(hook_id: str) -> float:
-    """The hook's task failed again: pause it; return for how many seconds."""
+def back_off(hook_id: str, room: str = "") -> float:
+    """The room's task failed again: pause it; return for how many seconds."""
     client = get_redis()
     first: float = settings.WR_REDUCE_BACKOFF_SECONDS
     longest: float = settings.WR_REDUCE_BACKOFF_MAX_SECONDS
     if client is None:
         return 0.0
     try:
-        failures = int(client.incr(_failures(hook_id)))
+        failures = int(client.incr(_failures(hook_id, room)))
         # Forgotten after a while even if no task succeeds (e.g. the hook was deleted).
-        client.expire(_failures(hook_id), int(4 * longest) + 60)
+        client.expire(_failures(hook_id, room), int(4 * longest) + 60)
         delay = min(longest, first * 2 ** min(failures - 1, 30))
-        client.set(_flag(hook_id), BACKING_OFF, px=max(1, int(delay * 1000)))
+        client.set(_flag(hook_id, room), BACKING_OFF, px=max(1, int(delay * 1000)))
     except redis.RedisError:
         logger.warning("could not pause hook %s", hook_id, exc_info=True)
         return 0.0
     return delay
 
 
-def recovered(hook_id: str) -> None:
-    """The hook's task succeeded after failures: the next failure pauses it briefly again."""
+def recovered(hook_id: str, room: str = "") -> None:
+    """The room's task succeeded after failures: the next failure pauses it briefly again."""
     client = get_redis()
     if client is not None:
         try:
-            client.delete(_failures(hook_id))
+            client.delete(_failures(hook_id, room))
         except redis.RedisError:
             logger.warning("could not reset the failures of %s", hook_id, exc_info=True)

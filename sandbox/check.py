@@ -7,7 +7,7 @@ import warnings
 
 from sandbox.errors import CodeError
 
-CONTRACT = ("reducer", "responder", "idempotency_key", "query")
+CONTRACT = ("reducer", "responder", "idempotency_key", "query", "room")
 FILENAME = "hook.py"
 
 # Nodes that open a new scope: names bound inside them are not module-level bindings.
@@ -24,7 +24,7 @@ _SCOPES = (
 
 
 def check_code(code: str, *, max_bytes: int) -> frozenset[str]:
-    """Compile-check `code`; return which of the four contract functions it defines with `def`.
+    """Compile-check `code`; return which of the contract functions it defines with `def`.
 
     Raises CodeError for a syntax error (with line and column), code over `max_bytes` (UTF-8), or
     a contract name bound at module level by anything other than a plain `def`.

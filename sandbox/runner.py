@@ -51,7 +51,7 @@ def _reusable_after(error: dict[str, Any] | None) -> bool:
 @dataclass
 class CallResult:
     ok: bool
-    value: Any  # idempotency_key: str | None; responder/query: {"status", "headers", "body"}
+    value: Any  # idempotency_key, room: str | None; responder/query: {"status", "headers", "body"}
     error: dict[str, str] | None  # {"type", "message", "traceback"}
     console: str
     duration_ms: float
@@ -76,6 +76,7 @@ class ValueRefused(ChildProtocolError):
         "reduce": ("StateNotSerializable", "the new state"),
         "idem": ("IdempotencyKeyNotSerializable", "the idempotency key"),
         "respond": ("ResponseNotSerializable", "the response"),
+        "room": ("RoomNotSerializable", "the room name"),
         "query": ("ResponseNotSerializable", "the response"),
     }
 
@@ -205,6 +206,16 @@ class Session:
         frames = [request_frame("respond", request)]
         # Drain the generator (not next()): its cleanup decides whether the child can be reused.
         ((_, result),) = list(self._run("respond", frames, warm=True))
+        return self._call_result(result)
+
+    def room(self, request: dict[str, Any]) -> CallResult:
+        """The room `request` folds into (the code's `room`): a str or None, on the warm
+        child that answers the responder next."""
+        if self._init_error is None and "room" not in self._functions:
+            values = (request.get("query") or {}).get("room") or [None]
+            return CallResult(True, values[0] or None, None, "", 0.0)
+        frames = [request_frame("room", request)]
+        ((_, result),) = list(self._run("room", frames, warm=True))
         return self._call_result(result)
 
     def query(self, state_json: str, params: dict[str, list[str]]) -> CallResult:
@@ -430,9 +441,9 @@ class Session:
         if op == "reduce":
             return result  # its state: _check_state
         value = self._parse_json(frame.get("value"), self._value_bytes, op)
-        if op == "idem":
+        if op in ("idem", "room"):
             if value is not None and not isinstance(value, str):
-                raise ChildProtocolError("idempotency key is not a string")
+                raise ChildProtocolError(f"{op} value is not a string")
         elif not (
             isinstance(value, dict)
             and set(value) == {"status", "headers", "body"}

@@ -339,6 +339,8 @@ WR_MEMORY_BYTES = env_int("WR_MEMORY_BYTES", 256 * 1024 * 1024)
 WR_MAX_OUTPUT_BYTES = env_int("WR_MAX_OUTPUT_BYTES", 64 * 1024)
 WR_MAX_SECRETS = env_int("WR_MAX_SECRETS", 50)
 WR_MAX_SECRET_BYTES = env_int("WR_MAX_SECRET_BYTES", 4 * 1024)
+# Rooms (states) per hook, the main room included; per hook: Hook.limits["max_rooms"].
+WR_MAX_ROOMS = env_int("WR_MAX_ROOMS", 100_000)
 # Requests folded per sandbox call; one batch is one transaction.
 WR_BATCH_SIZE = env_int("WR_BATCH_SIZE", 1000)
 # The request log keeps the state after each request up to this size (bigger ones are noted).

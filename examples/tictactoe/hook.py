@@ -1,7 +1,9 @@
-"""Multiplayer tic-tac-toe.
+"""Multiplayer tic-tac-toe: any number of matches in one hook, one room per match.
 
-Players POST {"player": "X" or "O", "row": 0-2, "col": 0-2} to the write URL and watch the
-board on the read URL's websocket (/read/<key>/live). The responder refuses malformed moves
+Players join a match by its URL: they POST {"player": "X" or "O", "row": 0-2, "col": 0-2} to
+the write URL with ?room=<match> (e.g. ?room=match-42) and watch that board on the read URL's
+websocket (/read/<key>/live?room=match-42). Without a `room` function the room is `?room=`;
+each match has its own board and its own seq, and matches are folded in parallel. The responder refuses malformed moves
 before they are stored (it cannot see the board); the reducer refuses moves that are illegal
 on the board (out of turn, taken square, game over) and records why. POST {"reset": true}
 starts a new game.

@@ -125,3 +125,16 @@ def responses(ok: dict[Any, Any], *errors: int) -> dict[Any, Any]:
     for code in sorted({401, 403, 404, *errors}):
         answers[code] = OpenApiResponse(ErrorSerializer, description=ERROR_TEXT[code])
     return answers
+
+
+def room_param(value: str) -> str:
+    """A room named in a management query (`?room=`; empty is the main room), in its stored
+    form; an invalid name answers 400."""
+    from hooks.rooms import name_error, stored_room
+
+    if value == "":
+        return stored_room(None)
+    problem = name_error(value)
+    if problem is not None:
+        raise serializers.ValidationError({"room": [problem]})
+    return stored_room(value)

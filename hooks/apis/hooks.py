@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request as DrfRequest
 from rest_framework.response import Response
@@ -19,8 +19,9 @@ from hooks.apis.base import (
     OrderedCursorPagination,
     paginated,
     responses,
+    room_param,
 )
-from hooks.models import Hook, Key, State, Version
+from hooks.models import MAIN_ROOM, Hook, Key, State, Version
 from hooks.replay import replay_progress
 from hooks.selectors import hook_list_for_user, live_state_get, request_counts
 from hooks.serializers import HookDetailSerializer, HookSerializer, StateSerializer, StringField
@@ -31,7 +32,9 @@ TAGS = ["hooks"]
 
 
 def _with_seq(hooks: QuerySet[Hook]) -> QuerySet[Hook]:
-    live_seq = State.objects.filter(version_id=OuterRef("live_version_id")).values("seq")[:1]
+    live_seq = State.objects.filter(version_id=OuterRef("live_version_id"), room=MAIN_ROOM).values(
+        "seq"
+    )[:1]
     return (
         hooks.select_related("live_version")
         .prefetch_related(Prefetch("keys", queryset=Key.objects.order_by("created_at", "id")))
@@ -184,19 +187,21 @@ class HookStateApi(HookApi):
 
     @extend_schema(
         tags=TAGS,
-        summary="The live state and the seq of the last request folded into it",
-        parameters=[HOOK_ID],
+        summary="The live state (of a room) and the seq of the last request folded into it",
+        parameters=[
+            HOOK_ID,
+            OpenApiParameter("room", str, description="A room (default: the main room)."),
+        ],
         responses=responses({200: StateSerializer}),
     )
     def get(self, request: DrfRequest, hook_id: str) -> Response:
-        state = live_state_get(hook=self.hook(hook_id))
+        room = room_param(request.query_params.get("room", ""))
+        state = live_state_get(hook=self.hook(hook_id), room=room)
         data: dict[str, Any] = {"seq": 0, "state": None, "version": None}
+        if room:
+            data["room"] = room  # the main room's answer is what it was before rooms
         if state is not None:
-            data = {
-                "seq": state.seq,
-                "state": json.loads(state.value),
-                "version": state.version.number,
-            }
+            data.update(seq=state.seq, state=json.loads(state.value), version=state.version.number)
         return Response(StateSerializer(data).data)
 
 

@@ -17,7 +17,15 @@ from rest_framework import exceptions, renderers, serializers, status
 from rest_framework.request import Request as DrfRequest
 from rest_framework.response import Response
 
-from hooks.apis.base import CURSOR, HOOK_ID, HookApi, OrderedCursorPagination, paginated, responses
+from hooks.apis.base import (
+    CURSOR,
+    HOOK_ID,
+    HookApi,
+    OrderedCursorPagination,
+    paginated,
+    responses,
+    room_param,
+)
 from hooks.models import Hook, Request
 from hooks.resend import ResendRefused, request_resend
 from hooks.responses import retry_after
@@ -111,6 +119,7 @@ class RequestLogApi(HookApi):
             required=False, allow_blank=True, max_length=2000, trim_whitespace=False
         )
         since = serializers.IntegerField(required=False, min_value=0)
+        room = serializers.CharField(required=False, allow_blank=True, max_length=200)
 
     @extend_schema(
         tags=TAGS,
@@ -122,6 +131,9 @@ class RequestLogApi(HookApi):
             OpenApiParameter("status", str, enum=OUTCOMES, description="Only this outcome."),
             OpenApiParameter(
                 "path", str, description="Only requests whose path starts with this (no `/`)."
+            ),
+            OpenApiParameter(
+                "room", str, description="Only this room's requests (empty: the main room)."
             ),
             OpenApiParameter(
                 "format",
@@ -159,6 +171,8 @@ class RequestLogApi(HookApi):
             rows = rows.filter(outcome=outcome)
         if path := wanted.get("path"):
             rows = rows.filter(path__startswith=path.lstrip("/"))
+        if "room" in wanted:
+            rows = rows.filter(room=room_param(wanted["room"]))
         if request.query_params.get("format") == "ndjson":
             if "since" in wanted:
                 rows = rows.filter(seq__gt=wanted["since"])

@@ -7,10 +7,11 @@ See docs/realtime.md.
 
 from __future__ import annotations
 
-from hooks import ingest
+from hooks import ingest, rooms
 from hooks.live import db, hub, slots
 from hooks.live.state import connect_read, delivery_for, params_canonical
 from hooks.live.subscription import (
+    CLOSE_BAD_REQUEST,
     CLOSE_NOT_FOUND,
     CLOSE_TOO_MANY,
     CLOSE_UNAVAILABLE,
@@ -48,6 +49,10 @@ async def subscribe(
     """A subscription with the current state waiting in it (unless the client has it already,
     per `since`); raises Refused."""
     try:
+        room = rooms.param_room(query)
+    except rooms.RoomRefused as error:
+        raise Refused(CLOSE_BAD_REQUEST, 400, error.code, error.message) from None
+    try:
         key = await db.reads.run(_key_resolve, token)
     except ingest.PublicError as error:
         raise _refused(error) from None
@@ -56,13 +61,17 @@ async def subscribe(
     except slots.SlotRefused as error:
         raise Refused(CLOSE_TOO_MANY, 429, "too_many_connections", error.message) from None
     subscription = Subscription(
-        hook_id=str(key.hook.pk), key_id=key.pk, params=params_canonical(query), slot=slot
+        hook_id=str(key.hook.pk),
+        key_id=key.pk,
+        params=params_canonical(query),
+        slot=slot,
+        room=room,
     )
     try:
         await hub.join(subscription)
         # Read the state only now that the hub listens: a change committed before this read
         # is in it, one committed after reaches the hub. (The key is checked again too.)
-        _, snapshot = await db.reads.run(connect_read, token)
+        _, snapshot = await db.reads.run(connect_read, token, room)
         delivery = await delivery_for(snapshot, subscription.params)
     except BaseException as error:
         await unsubscribe(subscription)

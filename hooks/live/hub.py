@@ -1,5 +1,7 @@
-"""One hub per hook per process: it turns each change of the live state into one offer to that
-process's live connections.
+"""One hub per room of a hook per process: it turns each change of the room's live state into
+one offer to that process's live connections of the room. The hubs of one hook's rooms share
+the hook's channel-layer group and each takes only its own room's notifications (a missing
+`room` is the main room; `room: None`, a publish or an archive, is every room's).
 
 A `state.changed` notification carries the new state's JSON text (hooks.broadcast.state_changed,
 up to WR_LIVE_INLINE_STATE_BYTES): when it is for the version the hub knows is live, the hub
@@ -37,8 +39,9 @@ FAN_OUT_SLICE_SECONDS = 0.002
 
 
 class Hub:
-    def __init__(self, hook_id: str):
+    def __init__(self, hook_id: str, room: str = ""):
         self.hook_id = hook_id
+        self.room = room
         self.group = hook_group(hook_id)
         self.subscribers: set[Subscription] = set()
         self.last_seq: int | None = None
@@ -57,7 +60,10 @@ class Hub:
 
     def on_message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
-        if kind == "state.changed" and isinstance(message.get("value"), str):
+        room = message.get("room", "")
+        if kind == "state.changed" and room is not None and room != self.room:
+            return  # another room's change
+        if kind == "state.changed" and room is not None and isinstance(message.get("value"), str):
             carried = self.carried
             if carried is None or message["seq"] >= carried["seq"]:
                 self.carried = message
@@ -178,7 +184,7 @@ class Hub:
         )
 
     async def _read(self, key_ids: frozenset[int]) -> Snapshot | None:
-        snapshot = await db.reads.run(snapshot_read, self.hook_id, key_ids)
+        snapshot = await db.reads.run(snapshot_read, self.hook_id, key_ids, self.room)
         if snapshot is None:
             self.hook, self.checked_key_ids, self.usable_key_ids = None, frozenset(), frozenset()
         else:
@@ -187,12 +193,12 @@ class Hub:
         return snapshot
 
 
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Hub]] = (
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Hub]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _registry() -> dict[str, Hub]:
+def _registry() -> dict[tuple[str, str], Hub]:
     loop = asyncio.get_running_loop()
     hubs = _hubs.get(loop)
     if hubs is None:
@@ -207,9 +213,10 @@ async def join(subscriber: Subscription) -> None:
     change either itself or through the hub.
     """
     hubs = _registry()
-    hub = hubs.get(subscriber.hook_id)
+    where = (subscriber.hook_id, subscriber.room)
+    hub = hubs.get(where)
     if hub is None:
-        hub = hubs[subscriber.hook_id] = Hub(subscriber.hook_id)
+        hub = hubs[where] = Hub(subscriber.hook_id, subscriber.room)
     hub.subscribers.add(subscriber)
     try:
         await asyncio.shield(hub.ready)
@@ -220,12 +227,13 @@ async def join(subscriber: Subscription) -> None:
 
 def leave(subscriber: Subscription) -> None:
     hubs = _registry()
-    hub = hubs.get(subscriber.hook_id)
+    where = (subscriber.hook_id, subscriber.room)
+    hub = hubs.get(where)
     if hub is None:
         return
     hub.subscribers.discard(subscriber)
     if not hub.subscribers:
-        del hubs[subscriber.hook_id]
+        del hubs[where]
         listeners.spawn(hub.stop())
 
 

@@ -17,7 +17,7 @@ from django.db.models import F
 
 from hooks import ingest
 from hooks.live import db
-from hooks.models import Hook, Key, State
+from hooks.models import MAIN_ROOM, Hook, Key, State
 
 T = TypeVar("T")
 # Canonical params: sorted names, each with its values in order.
@@ -68,9 +68,10 @@ class Snapshot:
     usable_key_ids: frozenset[int]
 
 
-def snapshot_read(hook_id: str, key_ids: frozenset[int]) -> Snapshot | None:
-    """The hook's live state and which of `key_ids` still serve it; None if the hook stopped
-    serving altogether (deleted, paused by an operator, no live version). Two queries."""
+def snapshot_read(hook_id: str, key_ids: frozenset[int], room: str = MAIN_ROOM) -> Snapshot | None:
+    """The room's live state and which of `key_ids` still serve it; None if the hook stopped
+    serving altogether (deleted, paused by an operator, no live version). Two queries. A room
+    the live version has no row for reads as null at seq 0."""
     state = (
         State.objects.select_related("hook", "version")
         .only(
@@ -85,9 +86,11 @@ def snapshot_read(hook_id: str, key_ids: frozenset[int]) -> Snapshot | None:
             "version__code",
             "version__functions",
         )
-        .filter(hook_id=hook_id, version_id=F("hook__live_version_id"))
+        .filter(hook_id=hook_id, version_id=F("hook__live_version_id"), room=room)
         .first()
     )
+    if state is None and room != MAIN_ROOM:
+        return _unknown_room(hook_id, key_ids)
     if state is None or state.hook.is_paused:
         return None
     hook = state.hook
@@ -102,12 +105,27 @@ def snapshot_read(hook_id: str, key_ids: frozenset[int]) -> Snapshot | None:
     return Snapshot(hook=hook, seq=state.seq, value=state.value, usable_key_ids=frozenset(usable))
 
 
-def connect_read(token: str) -> tuple[Key, Snapshot]:
-    """The usable read key and its hook's live state; raises ingest.PublicError (404, 503)."""
+def _unknown_room(hook_id: str, key_ids: frozenset[int]) -> Snapshot | None:
+    """A room that has no state yet: null at seq 0, if the hook serves at all (SPEC)."""
+    main = snapshot_read(hook_id, key_ids)
+    if main is None:
+        return None
+    return Snapshot(hook=main.hook, seq=0, value="null", usable_key_ids=main.usable_key_ids)
+
+
+def connect_read(token: str, room: str = MAIN_ROOM) -> tuple[Key, Snapshot]:
+    """The usable read key and its hook's live state of `room`; raises ingest.PublicError
+    (404, 503). An unknown room reads as null at seq 0."""
     key = ingest.key_resolve(token=token, kind=Key.Kind.READ)
     hook = key.hook
     assert hook.live_version is not None
-    state = State.objects.only("seq", "value").filter(version_id=hook.live_version.pk).first()
+    state = (
+        State.objects.only("seq", "value")
+        .filter(version_id=hook.live_version.pk, room=room)
+        .first()
+    )
+    if state is None and room != MAIN_ROOM:
+        return key, Snapshot(hook=hook, seq=0, value="null", usable_key_ids=frozenset({key.pk}))
     if state is None:
         raise ingest.PublicError(404, "not_found", "No active read key matches this URL.")
     return key, Snapshot(

@@ -20,6 +20,7 @@ from hooks.live.slots import Slot
 from hooks.live.state import Delivery, Params
 
 # Close codes (WebSocket) — the SSE equivalents are HTTP statuses at connect.
+CLOSE_BAD_REQUEST = 4400  # an invalid ?room= name
 CLOSE_NOT_FOUND = 4404  # unknown, paused or revoked key (at connect or later)
 CLOSE_TOO_MANY = 4429  # connection cap of the key or the IP
 CLOSE_RESET = 4409  # the hook's history was reset (archive): reconnect without `since`
@@ -64,6 +65,7 @@ class Subscription:
     key_id: int
     params: Params
     slot: Slot | None = None
+    room: str = ""  # hooks.rooms: "" is the main room
     last_seq: int = -1
     last_version: int | None = None
     pending: Delivery | None = None

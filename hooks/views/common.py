@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from hooks.models import Hook, Key, Request
+from hooks.models import MAIN_ROOM, Hook, Key, Request
 from hooks.selectors import live_state_get
 from hooks.serializers import key_url
 from webreducer import origins
@@ -59,9 +59,9 @@ class LiveState:
     size: int
 
 
-def live_state(hook: Hook) -> LiveState:
-    """The live state as the state panel shows it."""
-    state = live_state_get(hook=hook)
+def live_state(hook: Hook, room: str = MAIN_ROOM) -> LiveState:
+    """A room's live state as the state panel shows it."""
+    state = live_state_get(hook=hook, room=room)
     if state is None:
         return LiveState(seq=0, version=None, text="null", size=4)
     return LiveState(
@@ -85,11 +85,18 @@ def body_preview(row: Request) -> str:
 
 
 def log_page(
-    hook: Hook, *, before: int | None = None, outcome: str = "", path: str = ""
+    hook: Hook,
+    *,
+    before: int | None = None,
+    outcome: str = "",
+    path: str = "",
+    room: str | None = None,
 ) -> tuple[list[Request], bool]:
-    """The newest LOG_PAGE rows (older than id `before`; of one outcome, under a path prefix),
-    and whether there are more."""
+    """The newest LOG_PAGE rows (older than id `before`; of one outcome, under a path prefix,
+    of one room), and whether there are more."""
     rows = Request.objects.filter(hook=hook).defer("state_after", "console", "headers", "response")
+    if room is not None:
+        rows = rows.filter(room=room)
     if outcome in Request.Outcome.values:
         rows = rows.filter(outcome=outcome)
     if path:

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.decorators import visitor_required
 from accounts.models import User
 from hooks import services
-from hooks.models import Hook, Key, Request, Secret, State, Version
+from hooks.models import MAIN_ROOM, Hook, Key, Request, Secret, State, Version
 from hooks.replay import replay_progress
 from hooks.selectors import hook_get_for_user, hook_list_for_user, request_counts
 from hooks.serializers import OUTCOMES, key_url
@@ -58,10 +58,9 @@ def home(request: HttpRequest) -> HttpResponse:
 @visitor_required
 @require_GET
 def hook_list(request: HttpRequest) -> HttpResponse:
-    state_size = State.objects.filter(version_id=OuterRef("live_version_id")).annotate(
-        size=Length("value")
-    )
-    live_seq = State.objects.filter(version_id=OuterRef("live_version_id")).values("seq")[:1]
+    main = State.objects.filter(version_id=OuterRef("live_version_id"), room=MAIN_ROOM)
+    state_size = main.annotate(size=Length("value"))
+    live_seq = main.values("seq")[:1]
     hooks = (
         hook_list_for_user(user=request.user)
         .annotate(
@@ -180,6 +179,7 @@ def detail_context(request: HttpRequest, hook: Hook) -> dict[str, Any]:
             "versionsUrl": reverse("hooks:versions", kwargs={"hook_id": hook.pk}),
             "signUrl": reverse("hooks:sign", kwargs={"hook_id": hook.pk}) if signs_with else "",
             "requestsApi": reverse("hooks-api:requests", kwargs={"hook_id": hook.pk}),
+            "roomsApi": reverse("hooks-api:rooms", kwargs={"hook_id": hook.pk}),
             "wsPath": f"/ws/hooks/{hook.pk}/",
             # Absolute: on split origins the write URL is on the public host (CORS is open).
             "writeUrl": key_url(write_key) if write_key else "",

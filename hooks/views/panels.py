@@ -18,7 +18,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from hooks import services
+from hooks import rooms, services
 from hooks.models import Hook, Key, Request, Secret, Version
 from hooks.selectors import hook_get_for_user, key_get_for_hook, log_entry_get
 from hooks.services import (
@@ -51,6 +51,7 @@ def log(request: HttpRequest, hook_id: str) -> HttpResponse:
         before=int(before) if before.isdigit() else None,
         outcome=request.GET.get("status", ""),
         path=request.GET.get("path", "")[:2000],
+        room=_room(request) if "room" in request.GET else None,
     )
     return render(request, "hooks/_log_page.html", {"hook": hook, "rows": rows, "more": more})
 
@@ -153,7 +154,18 @@ def _body_pretty(row: Request) -> str:
 @require_GET
 def state(request: HttpRequest, hook_id: str) -> HttpResponse:
     hook = hook_get_for_user(user=request.user, hook_id=hook_id)
-    return render(request, "hooks/_state.html", {"state": common.live_state(hook)})
+    room = _room(request)
+    return render(
+        request,
+        "hooks/_state.html",
+        {"state": common.live_state(hook, room), "room": room},
+    )
+
+
+def _room(request: HttpRequest) -> str:
+    """The room a panel asks for (`?room=`; empty or invalid: the main room)."""
+    name = request.GET.get("room", "")
+    return name if name and rooms.name_error(name) is None else rooms.stored_room(None)
 
 
 @login_required

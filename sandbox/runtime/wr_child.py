@@ -39,7 +39,7 @@ make_request = wr_request.make_request
 MultiDict = wr_request.MultiDict
 
 FILENAME = "hook.py"
-CONTRACT = ("reducer", "responder", "idempotency_key", "query")
+CONTRACT = ("reducer", "responder", "idempotency_key", "query", "room")
 CHANNEL_FD = 3
 
 # What user code may import. Python-level restrictions are NOT the security boundary (the OS
@@ -633,6 +633,8 @@ class Runtime:
             return self.idempotency_key(message["request"])
         if op == "respond":
             return self.respond(message["request"])
+        if op == "room":
+            return self.room(message["request"])
         if op == "query":
             return self.query(message["state"], message.get("params") or {})
         raise ValueError(f"unknown op {op!r}")
@@ -685,6 +687,23 @@ class Runtime:
                     f"idempotency_key must return a str or None, not {type(key).__name__}",
                 )
             return dump_json(key, what="idempotency key", limit=self.value_bytes)
+
+        return self.run(call)
+
+    def room(self, data: dict[str, Any]) -> dict[str, Any]:
+        fn = self.functions.get("room")
+
+        def call() -> str:
+            request = make_request(data)
+            if fn is None:
+                name = request["query"].get("room") or None
+            else:
+                name = fn(request, dict(self.secrets))
+            if name is not None and not isinstance(name, str):
+                raise _Failed(
+                    "TypeError", f"room must return a str or None, not {type(name).__name__}"
+                )
+            return dump_json(name, what="room", limit=self.value_bytes)
 
         return self.run(call)
 

@@ -414,15 +414,64 @@
 
   // --- The live state ---------------------------------------------------------------------------
 
+  // --- The room picker: the state and the log follow the room picked ------------------------
+
+  const roomInput = $("#room-name");
+  const roomOptions = $("#room-options");
+  const ROOM_NAME = /^[A-Za-z0-9._:-]{1,200}$/;
+  let room = "";
+
+  async function suggestRooms() {
+    if (!roomInput || !config.roomsApi) return;
+    const prefix = roomInput.value.trim();
+    const params = new URLSearchParams({ order: "recent" });
+    if (prefix) params.set("prefix", prefix);
+    try {
+      const response = await fetch(config.roomsApi + "?" + params.toString(), { credentials: "same-origin" });
+      if (!response.ok) return;
+      const page = await response.json();
+      roomOptions.replaceChildren(
+        ...page.results.filter((r) => r.room !== null).slice(0, 50).map((r) =>
+          el("option", { value: r.room, label: r.room + " · seq " + r.seq }))
+      );
+    } catch (error) {
+      /* suggestions only */
+    }
+  }
+
+  function roomPicked() {
+    const value = roomInput.value.trim();
+    const next = value === "" || ROOM_NAME.test(value) ? value : room;
+    roomInput.setCustomValidity(next === value ? "" : "1-200 of A-Z a-z 0-9 . _ : -");
+    if (next === room) return;
+    room = next;
+    refreshState();
+    filtersChanged();
+  }
+
+  if (roomInput) {
+    let typingRoom = null;
+    roomInput.addEventListener("input", () => {
+      clearTimeout(typingRoom);
+      typingRoom = setTimeout(() => { suggestRooms(); roomPicked(); }, 250);
+    });
+    roomInput.addEventListener("change", roomPicked);
+    roomInput.addEventListener("focus", suggestRooms);
+    $("#room-picker").addEventListener("submit", (event) => {
+      event.preventDefault();
+      roomPicked();
+    });
+  }
+
   // Whether the server answered (false only when it cannot be reached).
   async function refreshState() {
     try {
-      const html = await WR.fetchHtml(config.stateUrl);
+      const html = await WR.fetchHtml(config.stateUrl + (room ? "?room=" + encodeURIComponent(room) : ""));
       const panel = $("#state-panel");
       const before = panel.querySelector("#state-meta");
       const fragment = WR.parseHtml(html);
       const meta = fragment.querySelector("#state-meta");
-      if (before && meta && before.dataset.seq === meta.dataset.seq && before.textContent === meta.textContent) return true;
+      if (before && meta && before.dataset.room === meta.dataset.room && before.dataset.seq === meta.dataset.seq && before.textContent === meta.textContent) return true;
       panel.replaceChildren(fragment);
       highlight(panel);
       $("#stat-seq").textContent = meta ? meta.dataset.seq : "";
@@ -520,6 +569,7 @@
     const path = filterForm.elements.path.value.trim().replace(/^\/+/, "");
     if (outcome) params.set("status", outcome);
     if (path) params.set("path", path);
+    if (room) params.set("room", room);
     return params;
   }
 

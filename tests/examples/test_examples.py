@@ -88,10 +88,14 @@ def test_it_runs_tictactoe(alice: Any, stack: str) -> None:
     result = run_example("tictactoe", stack, hook)
 
     assert result["statuses"][1] == 422
-    game = result["body"]
+    game = result["body"]["match-1"]
     assert game["board"] == [["O", "O", "X"], ["X", "X", "O"], ["O", "X", None]]
     assert game["winner"] is None
     assert game["turn"] == "X"
+    # The second match is a room of its own: its board knows nothing of the first.
+    other = result["body"]["match-2"]
+    assert other["board"] == [["X", None, None], [None, "O", None], [None, None, None]]
+    assert other["moves"] == 2
 
 
 def test_it_runs_the_iot_board(alice: Any, stack: str) -> None:
@@ -99,10 +103,13 @@ def test_it_runs_the_iot_board(alice: Any, stack: str) -> None:
 
     result = run_example("iot_last_seen", stack, hook)["body"]
 
+    assert result["fleet"] == ["boiler", "fridge", "porch"]
     assert set(result["everything"]) == {"boiler", "fridge", "porch"}
+    assert result["everything"]["boiler"]["reading"] == {"temp": 61.5}
     assert list(result["changed"]) == ["fridge"]
     assert result["changed"]["fridge"]["reading"] == {"temp": 5.1}
-    assert result["latest"] == result["first_seq"] + 1
+    assert result["changed"]["fridge"]["reports"] == 2
+    assert result["refused"] == 400
 
 
 def test_it_runs_the_survey(alice: Any, stack: str) -> None:
