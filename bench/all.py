@@ -55,6 +55,21 @@ BENCHES = [
         ["bench/realtime_bench.py", "--subscribers", "1000", "--seconds", "10", "--idle", "-1"],
         180,
     ),
+    Bench(
+        "rooms",
+        [
+            "bench/rooms_bench.py",
+            "--requests",
+            "10000",
+            "--workers",
+            "2",
+            "--replay",
+            "20000",
+            "--reads",
+            "500",
+        ],
+        240,
+    ),
     Bench("fairness", ["bench/abuse_bench.py", "--server", "gthread", "--seconds", "15"], 300),
 ]
 
