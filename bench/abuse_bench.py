@@ -23,25 +23,30 @@ abusive clients run in a process of their own, apart from the measuring one (`ab
 from __future__ import annotations
 
 import argparse
-import atexit
-import contextlib
 import multiprocessing
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("WR_BENCH_DB", "webreducer_abuse")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import DB, ENV, ROOT, cpu_reference, figure, fresh_database, server_args
+from bench.common import (
+    DB,
+    ENV,
+    Stack,
+    cpu_reference,
+    figure,
+    fresh_database,
+    server_args,
+    wait_until,
+)
 
 PY = sys.executable
 PORT = 8791
@@ -91,54 +96,6 @@ def reducer(state, request, secrets):
 
 
 # ---- processes ----------------------------------------------------------------------------------
-class Stack:
-    """The processes this run started; all of them are killed on the way out, whatever happens."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.processes: list[subprocess.Popen[bytes]] = []
-        atexit.register(self.stop)
-
-    def start(self, name: str, args: list[str], **env: str) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            args,
-            cwd=ROOT,
-            env={**os.environ, **ENV, **env},
-            stdout=(self.logs / f"{name}.log").open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the kill takes its children too
-        )
-        self.processes.append(process)
-        return process
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for process in self.processes:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        self.processes.clear()
-
-
-def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except Exception:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"timed out waiting for {what}")
-
-
 # ---- clients ------------------------------------------------------------------------------------
 @dataclass
 class Samples:

@@ -28,8 +28,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.abuse_bench import Stack, wait_until
-from bench.common import BODY, ENV, cpu_reference, figure, fresh_database, server_args
+from bench.common import (
+    BODY,
+    ENV,
+    Stack,
+    cpu_reference,
+    figure,
+    fresh_database,
+    server_args,
+    wait_until,
+)
 
 PY = sys.executable
 ROOMS = 1000
