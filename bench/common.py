@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,8 +52,9 @@ def fresh_database() -> None:
     django.setup()
 
 
-def pending_requests(hook: object, count: int) -> None:
-    """Store `count` requests for the hook as the write path would, not yet applied."""
+def pending_requests(hook: object, count: int, rooms: Sequence[str] = ("",)) -> None:
+    """Store `count` requests for the hook as the write path would, not yet applied; round-robin
+    over `rooms` (the main room by default)."""
     from django.utils import timezone
 
     from hooks.models import Request
@@ -63,12 +64,13 @@ def pending_requests(hook: object, count: int) -> None:
         (
             Request(
                 hook=hook,
+                room=rooms[n % len(rooms)],
                 method="POST",
                 content_type="application/json",
                 body=BODY.encode(),
                 received_at=now,
             )
-            for _ in range(count)
+            for n in range(count)
         ),
         batch_size=5000,
     )

@@ -29,12 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (
-    BODY,
     ENV,
     Stack,
     cpu_reference,
     figure,
     fresh_database,
+    pending_requests,
     server_args,
     wait_until,
 )
@@ -57,26 +57,8 @@ def query(state, params, secrets):
 def store_pending(hook: object, count: int, rooms: int) -> list[str]:
     """`count` pending requests of the hook, round-robin over `rooms` rooms (one: the main
     room); returns the room names."""
-    from django.utils import timezone
-
-    from hooks.models import MAIN_ROOM, Request
-
-    names = [MAIN_ROOM] if rooms == 1 else [f"room-{n:04d}" for n in range(rooms)]
-    now = timezone.now()
-    Request.objects.bulk_create(
-        (
-            Request(
-                hook=hook,
-                room=names[n % len(names)],
-                method="POST",
-                content_type="application/json",
-                body=BODY.encode(),
-                received_at=now,
-            )
-            for n in range(count)
-        ),
-        batch_size=5000,
-    )
+    names = [""] if rooms == 1 else [f"room-{n:04d}" for n in range(rooms)]
+    pending_requests(hook, count, names)
     return names
 
 

@@ -84,6 +84,17 @@ class Process:
         self._file.close()
 
 
+def batch_in_flight() -> bool:
+    """Whether a worker is inside a batch now: the pipeline holds a row lock on hooks_state for
+    the whole of one (the moment to SIGKILL it in the crash tests)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON l.relation = c.oid "
+            "WHERE c.relname = 'hooks_state' AND l.mode = 'RowShareLock' AND l.granted"
+        )
+        return bool(cursor.fetchone()[0])
+
+
 @contextmanager
 def celery_worker(
     tmp_path: Path, *, concurrency: int = 2, beat: bool = False, name: str = "w", **env: str

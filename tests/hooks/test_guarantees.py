@@ -17,7 +17,7 @@ from django.utils import timezone
 from hooks.models import Hook, Request, State
 from hooks.tasks import reduce_hook
 from tests.conftest import read_key, write_key
-from tests.servers import celery_worker, child_env, wait_for, wsgi_server
+from tests.servers import batch_in_flight, celery_worker, child_env, wait_for, wsgi_server
 from webreducer.redis import get_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -94,16 +94,6 @@ def _pending(hook: Hook, count: int) -> None:
     )
 
 
-def _batch_in_flight() -> bool:
-    # The pipeline holds a row lock on hooks_state for the whole batch.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON l.relation = c.oid "
-            "WHERE c.relname = 'hooks_state' AND l.mode = 'RowShareLock' AND l.granted"
-        )
-        return bool(cursor.fetchone()[0])
-
-
 def test_it_loses_nothing_and_repeats_nothing_when_a_worker_is_killed_mid_batch(
     make_hook, tmp_path: Path
 ) -> None:
@@ -113,7 +103,7 @@ def test_it_loses_nothing_and_repeats_nothing_when_a_worker_is_killed_mid_batch(
     with celery_worker(tmp_path, concurrency=1, name="doomed") as worker:
         reduce_hook.delay(str(hook.pk))
         wait_for(lambda: live_state(hook).seq > 0, 60, "the first batches to commit")
-        wait_for(_batch_in_flight, 60, "a batch to be in flight")
+        wait_for(batch_in_flight, 60, "a batch to be in flight")
         worker.kill()
 
     applied_before = live_state(hook).seq

@@ -20,7 +20,7 @@ from hooks import pipeline
 from hooks.models import Hook, Request, State
 from hooks.tasks import reduce_hook
 from tests.conftest import write_key
-from tests.servers import celery_worker, wait_for, wsgi_server
+from tests.servers import batch_in_flight, celery_worker, wait_for, wsgi_server
 from webreducer.redis import get_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -129,15 +129,6 @@ def _pending(hook: Hook, rooms: list[str], count: int) -> None:
     )
 
 
-def _batch_in_flight() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON l.relation = c.oid "
-            "WHERE c.relname = 'hooks_state' AND l.mode = 'RowShareLock' AND l.granted"
-        )
-        return bool(cursor.fetchone()[0])
-
-
 def test_it_loses_and_repeats_nothing_in_any_room_when_a_worker_is_killed_mid_batch(
     make_hook, tmp_path: Path
 ) -> None:
@@ -149,7 +140,7 @@ def test_it_loses_and_repeats_nothing_in_any_room_when_a_worker_is_killed_mid_ba
         for room in rooms:
             reduce_hook.delay(str(hook.pk), room=room)
         wait_for(lambda: any(s.seq > 0 for s in rooms_state(hook).values()), 60, "a commit")
-        wait_for(_batch_in_flight, 60, "a batch to be in flight")
+        wait_for(batch_in_flight, 60, "a batch to be in flight")
         worker.kill()
 
     done = {room: s.seq for room, s in rooms_state(hook).items()}

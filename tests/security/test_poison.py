@@ -28,7 +28,7 @@ from hooks import pipeline, replay
 from hooks.fold import ledger_key
 from hooks.models import Hook, Request, State
 from tests.conftest import write_key
-from tests.servers import celery_worker, wait_for, wsgi_server
+from tests.servers import batch_in_flight, celery_worker, wait_for, wsgi_server
 from webreducer.redis import get_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -297,16 +297,6 @@ SLOW_COUNTER = COUNTER.replace(
 )
 
 
-def _batch_in_flight() -> bool:
-    # The pipeline holds a row lock on hooks_state for the whole batch.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON l.relation = c.oid "
-            "WHERE c.relname = 'hooks_state' AND l.mode = 'RowShareLock' AND l.granted"
-        )
-        return bool(cursor.fetchone()[0])
-
-
 def test_deleting_a_hook_while_its_worker_folds_answers_204(
     make_hook: Any, alice: Any, bob: Any, client_for: Any, tmp_path: Path
 ) -> None:
@@ -323,7 +313,7 @@ def test_deleting_a_hook_while_its_worker_folds_answers_204(
         response = client.post(f"/write/{write_key(hook)}", "{}", content_type="application/json")
         assert response.status_code == 202
         wait_for(lambda: live_seq(hook) > 0, 60, "the first batch to commit")
-        wait_for(_batch_in_flight, 60, "a batch to be in flight")
+        wait_for(batch_in_flight, 60, "a batch to be in flight")
 
         response = client_for(alice).delete(f"/api/hooks/{hook.pk}/")
         assert response.status_code == 204, response.content
