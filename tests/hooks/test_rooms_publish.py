@@ -16,17 +16,11 @@ from hooks.models import Request, State, Version
 from hooks.pipeline import hook_reduce
 from tests.conftest import write_key
 from tests.hooks.api import url
+from tests.hooks.test_guarantees import RECORDER
 from tests.servers import celery_worker, wait_for, wsgi_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-RECORDER = """
-def reducer(state, request, secrets):
-    state = state or {"ids": [], "seqs": []}
-    state["ids"].append(request.id)
-    state["seqs"].append(request.seq)
-    return state
-"""
 BY_PLAYER = (
     RECORDER + '\ndef room(request, secrets):\n    return "p" + str(request.body["player"])\n'
 )
