@@ -43,6 +43,16 @@ limit_request_field_size = _backstops["limit_request_field_size"]
 forwarded_allow_ips = _backstops["forwarded_allow_ips"]
 
 
+def on_starting(server: Any) -> None:
+    # The public URLs' keys out of the access and error logs (webreducer.log_redaction).
+    import logging
+
+    from webreducer.log_redaction import KeyRedaction
+
+    for name in ("gunicorn.access", "gunicorn.error"):
+        logging.getLogger(name).addFilter(KeyRedaction())
+
+
 def post_fork(server: Any, worker: Any) -> None:
     # Each worker process starts its own sandbox fork server before it takes requests, so the
     # first responder/query call does not pay for it.

@@ -15,11 +15,14 @@ starts it through here, so its hard limits follow the settings (docs/security.md
   and an SSE stream never does: after GRACEFUL_SHUTDOWN_SECONDS the streams are cancelled (their
   clients reconnect, with Last-Event-ID, to the next server).
 - `lifespan="off"`: Django has no lifespan handler; "auto" only logs that it is unsupported.
+- `log_config`: uvicorn's own, with the public URLs' keys redacted from every line
+  (webreducer.log_redaction).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 from typing import Any
 
@@ -40,7 +43,18 @@ def uvicorn_options() -> dict[str, Any]:
         "ws_per_message_deflate": False,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         "lifespan": "off",
+        "log_config": _log_config(),
     }
+
+
+def _log_config() -> dict[str, Any]:
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"keys": {"()": "webreducer.log_redaction.KeyRedaction"}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["keys"]
+    return config
 
 
 def main(argv: list[str] | None = None) -> None:

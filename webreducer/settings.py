@@ -319,12 +319,24 @@ USE_TZ = True
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Keys out of every line (webreducer.log_redaction): a public URL's key is its credential.
+    "filters": {"keys": {"()": "webreducer.log_redaction.KeyRedaction"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["keys"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # Django logs every 4xx as a warning with its path: for the public endpoints that is a line
     # per refused or unknown-key request (a log any visitor can flood) carrying the secret key
     # of the URL. Server errors (5xx) are still logged.
-    "loggers": {"django.request": {"level": "ERROR"}},
+    # Django's own default handlers for these (DEBUG's console, runserver's) are replaced by
+    # ours, which redacts keys.
+    "loggers": {
+        "django": {
+            "handlers": ["console"],
+            "level": env_str("LOG_LEVEL", "INFO"),
+            "propagate": False,
+        },
+        "django.server": {"handlers": ["console"], "propagate": False},
+        "django.request": {"level": "ERROR"},
+    },
 }
 
 # --- WebReducer limits (docs/configuration.md); per-hook overrides live on Hook.limits ---------------------
