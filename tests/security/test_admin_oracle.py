@@ -40,6 +40,7 @@ RESULTS = re.compile(rb'<table id="result_list">.*?<tbody>(.*?)</tbody>', re.S)
 NOT_SECRET = {
     "hooks.Hook.secrets_version": "a counter bumped when secrets change",
     "hooks.Request.key": "the key a request came through: a relation, followed to Key.token",
+    "hooks.Connection.key": "the key a two-way socket came through: a relation, as above",
     "hooks.Request.idempotency_key": "chosen by the client to deduplicate, shown in full",
     "hooks.ReplayOutcome.idempotency_key": "the same, in a replay's outcome",
     "hooks.LedgerEntry.key": "an idempotency key, as above",
