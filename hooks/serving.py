@@ -49,20 +49,28 @@ def _worth_waiting(hook_id: str, limit: int, patience: float, now: float) -> boo
     average), one of its running calls is still younger than a quick call (a hook's first slow
     calls have no average yet: without this, a crowd arriving at once would each wait the whole
     patience, holding the process's threads), and fewer than four requests per slot wait."""
-    quick = patience / 4
-    if _recent.get(hook_id, 0.0) > quick or _waiting.get(hook_id, 0) >= 4 * limit:
+    if _recent.get(hook_id, 0.0) > patience / 4 or _waiting.get(hook_id, 0) >= 4 * limit:
         return False
-    return any(now - started <= quick for started in _running.get(hook_id, ()))
+    return _young_until(hook_id, patience) > now
+
+
+def _young_until(hook_id: str, patience: float) -> float:
+    """When the hook's youngest running call stops being a quick one (in the past when none
+    runs): a request waiting for a slot waits no longer than that. Re-checked at each wake-up, so a
+    crowd that arrived with a hook's first calls, which turn out slow, is refused a quarter of
+    the patience after they began instead of holding a thread each for the whole patience."""
+    return max(_running.get(hook_id, ()), default=-patience) + patience / 4
 
 
 @contextmanager
 def sandbox_slot(*, hook_id: str) -> Iterator[None]:
     """Hold one of the hook's sandbox call slots in this process, or raise HookSaturated.
 
-    A full hook's request waits up to WR_SANDBOX_SLOT_WAIT_SECONDS for a slot when the hook's
-    calls are quick (a quick responder frees one within a millisecond, so a burst of concurrent
-    writers to a busy but fast hook queues briefly instead of being refused). A slow hook's excess
-    is refused at once: waiting would only hold a thread that other hooks' requests need."""
+    A full hook's request waits for a slot when the hook's calls are quick (a quick responder
+    frees one within a millisecond, so a burst of concurrent writers to a busy but fast hook
+    queues briefly instead of being refused): up to WR_SANDBOX_SLOT_WAIT_SECONDS, and no longer
+    than its youngest running call stays quick. A slow hook's excess is refused at once:
+    waiting would only hold a thread that other hooks' requests need."""
     limit = settings.WR_SANDBOX_CALLS_PER_HOOK
     patience = settings.WR_SANDBOX_SLOT_WAIT_SECONDS
     with _freed:
@@ -71,10 +79,13 @@ def sandbox_slot(*, hook_id: str) -> Iterator[None]:
                 raise HookSaturated(limit)
             _waiting[hook_id] = _waiting.get(hook_id, 0) + 1
             try:
-                if not _freed.wait_for(
-                    lambda: len(_running.get(hook_id, ())) < limit, timeout=patience
-                ):
-                    raise HookSaturated(limit)
+                give_up = time.monotonic() + patience
+                while len(_running.get(hook_id, ())) >= limit:
+                    now = time.monotonic()
+                    until = min(give_up, _young_until(hook_id, patience))
+                    if now >= until:
+                        raise HookSaturated(limit)
+                    _freed.wait(until - now)
             finally:
                 _waiting[hook_id] -= 1
                 if not _waiting[hook_id]:
