@@ -11,6 +11,12 @@ deployment runs threaded web processes for it to mean anything (docs/deployment.
 The database connection is given back to the pool for the length of the call: a request
 waiting on user code must not hold one of the process's few connections (settings,
 WR_DB_POOL_MAX_SIZE).
+
+Early refusals: once this process has refused a key's request because its hook was full, the
+next requests with that key are refused by the input layer (webreducer/inputs/busy.py) before
+Django, for as long as the hook stays full and at most REFUSED_TRUST_SECONDS after the view last
+refused it: a refusal then costs a dictionary lookup instead of Django's middleware, the key
+lookup and the view (a flooding tenant's excess was most of the web processes' CPU).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from django.conf import settings
 from django.db import connection
@@ -40,6 +47,16 @@ _waiting: dict[str, int] = {}
 # for a full hook is worth a wait, or is refused at once.
 _recent: dict[str, float] = {}
 RECENT_MAX_HOOKS = 10_000
+# Early refusals: (key kind, token) -> (hook id, when the view last refused a request with it).
+# Only a key the view itself resolved and refused is ever refused early, and only for this
+# long after that: a key revoked or paused meanwhile answers 429 instead of 404 for at most
+# this, and then goes through the view again.
+_refused: dict[tuple[str, str], tuple[str, float]] = {}
+REFUSED_TRUST_SECONDS = 2.0
+REFUSED_MAX_KEYS = 10_000
+# The key of the request this context serves, as the input layer read it from the URL (under
+# ASGI the view's thread runs in a copy of the input layer's context, so it reads the same).
+_request_key: ContextVar[tuple[str, str] | None] = ContextVar("wr_request_key", default=None)
 
 
 def _worth_waiting(hook_id: str, limit: int, patience: float, now: float) -> bool:
@@ -76,6 +93,7 @@ def sandbox_slot(*, hook_id: str) -> Iterator[None]:
     with _freed:
         if len(_running.get(hook_id, ())) >= limit:
             if not _worth_waiting(hook_id, limit, patience, time.monotonic()):
+                _refusal_note(hook_id)
                 raise HookSaturated(limit)
             _waiting[hook_id] = _waiting.get(hook_id, 0) + 1
             try:
@@ -84,6 +102,7 @@ def sandbox_slot(*, hook_id: str) -> Iterator[None]:
                     now = time.monotonic()
                     until = min(give_up, _young_until(hook_id, patience))
                     if now >= until:
+                        _refusal_note(hook_id)
                         raise HookSaturated(limit)
                     _freed.wait(until - now)
             finally:
@@ -128,3 +147,46 @@ def connection_release() -> None:
 def waiting_requests(hook_id: str) -> int:
     with _freed:
         return _waiting.get(hook_id, 0)
+
+
+# ---- early refusals (webreducer/inputs/busy.py) ---------------------------------------------------
+@contextmanager
+def request_key(kind: str, token: str) -> Iterator[None]:
+    """Mark the request this context serves as one for the key (kind, token) read from its URL:
+    if the view refuses it for a full hook, the key's next requests may be refused early."""
+    reset = _request_key.set((kind, token))
+    try:
+        yield
+    finally:
+        _request_key.reset(reset)
+
+
+def _refusal_note(hook_id: str) -> None:
+    # Called with _freed held, as the view refuses a request for the hook.
+    key = _request_key.get()
+    if key is None:
+        return
+    if len(_refused) >= REFUSED_MAX_KEYS:
+        _refused.clear()  # forgetting costs a key one more refusal through the view
+    _refused[key] = (hook_id, time.monotonic())
+
+
+def refused_early(kind: str, token: str) -> int | None:
+    """The hook's slot limit when a request for this key is to be refused before Django: the
+    view refused one within REFUSED_TRUST_SECONDS, and its hook is still full here with no
+    wait worth it. None otherwise (the request goes through the view, as always)."""
+    with _freed:
+        entry = _refused.get((kind, token))
+        if entry is None:
+            return None
+        hook_id, refused_at = entry
+        now = time.monotonic()
+        if now - refused_at > REFUSED_TRUST_SECONDS:
+            del _refused[(kind, token)]
+            return None
+        limit = settings.WR_SANDBOX_CALLS_PER_HOOK
+        if len(_running.get(hook_id, ())) < limit or _worth_waiting(
+            hook_id, limit, settings.WR_SANDBOX_SLOT_WAIT_SECONDS, now
+        ):
+            return None
+        return int(limit)
