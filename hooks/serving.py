@@ -47,12 +47,14 @@ _waiting: dict[str, int] = {}
 # for a full hook is worth a wait, or is refused at once.
 _recent: dict[str, float] = {}
 RECENT_MAX_HOOKS = 10_000
-# Early refusals: (key kind, token) -> (hook id, when the view last refused a request with it).
-# Only a key the view itself resolved and refused is ever refused early, and only for this
-# long after that: a key revoked or paused meanwhile answers 429 instead of 404 for at most
-# this, and then goes through the view again.
-_refused: dict[tuple[str, str], tuple[str, float]] = {}
+# Early refusals: (key kind, token) -> (hook id, when the view last refused a request with it,
+# whether a probe is in the view). Only a key the view itself resolved and refused is ever
+# refused early, and only for this long after that: a key revoked or paused meanwhile answers
+# 429 instead of 404 for at most this (and its probe's time in the view), then goes through the
+# view again.
+_refused: dict[tuple[str, str], tuple[str, float, bool]] = {}
 REFUSED_TRUST_SECONDS = 2.0
+PROBE_MAX_SECONDS = 2.0
 REFUSED_MAX_KEYS = 10_000
 # The key of the request this context serves, as the input layer read it from the URL (under
 # ASGI the view's thread runs in a copy of the input layer's context, so it reads the same).
@@ -153,12 +155,18 @@ def waiting_requests(hook_id: str) -> int:
 @contextmanager
 def request_key(kind: str, token: str) -> Iterator[None]:
     """Mark the request this context serves as one for the key (kind, token) read from its URL:
-    if the view refuses it for a full hook, the key's next requests may be refused early."""
+    if the view refuses it for a full hook, the key's next requests may be refused early. A
+    request that was the key's probe (see refused_early) and was not refused again ends the
+    key's early refusals: it was served, or answered otherwise (a revoked key's 404)."""
     reset = _request_key.set((kind, token))
     try:
         yield
     finally:
         _request_key.reset(reset)
+        with _freed:
+            entry = _refused.get((kind, token))
+            if entry is not None and entry[2]:
+                del _refused[(kind, token)]
 
 
 def _refusal_note(hook_id: str) -> None:
@@ -168,25 +176,35 @@ def _refusal_note(hook_id: str) -> None:
         return
     if len(_refused) >= REFUSED_MAX_KEYS:
         _refused.clear()  # forgetting costs a key one more refusal through the view
-    _refused[key] = (hook_id, time.monotonic())
+    _refused[key] = (hook_id, time.monotonic(), False)
 
 
 def refused_early(kind: str, token: str) -> int | None:
     """The hook's slot limit when a request for this key is to be refused before Django: the
     view refused one within REFUSED_TRUST_SECONDS, and its hook is still full here with no
-    wait worth it. None otherwise (the request goes through the view, as always)."""
+    wait worth it. None otherwise (the request goes through the view, as always).
+
+    Past REFUSED_TRUST_SECONDS one request, the probe, goes through the view again, and the
+    key's others are still refused early while it is answered: a refused crowd that comes back
+    together (Retry-After) would otherwise reach Django all at once on an ASGI server. The
+    probe's refusal renews the trust; any other answer ends it (request_key). A probe that has
+    not ended within PROBE_MAX_SECONDS ends it too."""
     with _freed:
         entry = _refused.get((kind, token))
         if entry is None:
             return None
-        hook_id, refused_at = entry
+        hook_id, refused_at, probing = entry
         now = time.monotonic()
-        if now - refused_at > REFUSED_TRUST_SECONDS:
-            del _refused[(kind, token)]
-            return None
         limit = settings.WR_SANDBOX_CALLS_PER_HOOK
         if len(_running.get(hook_id, ())) < limit or _worth_waiting(
             hook_id, limit, settings.WR_SANDBOX_SLOT_WAIT_SECONDS, now
         ):
             return None
+        age = now - refused_at
+        if age > REFUSED_TRUST_SECONDS + PROBE_MAX_SECONDS:
+            del _refused[(kind, token)]
+            return None
+        if age > REFUSED_TRUST_SECONDS and not probing:
+            _refused[(kind, token)] = (hook_id, refused_at, True)
+            return None  # this request is the probe
         return int(limit)

@@ -267,6 +267,51 @@ def test_the_input_layer_refuses_a_key_the_view_refused_while_its_hook_stays_ful
     assert reached == ["/write/k1", "/write/k2", "/read/k1", "/write/k1", "/write/k1", "/write/k1"]
 
 
+def test_past_its_trust_one_request_of_the_key_probes_the_view_and_the_others_are_refused_meanwhile(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hooks import serving
+    from webreducer.inputs.wsgi import InputLimits
+
+    settings.WR_SANDBOX_CALLS_PER_HOOK = 1
+    settings.ALLOWED_HOSTS = ["testserver"]
+    during_probe: list[tuple[str, bytes]] = []
+
+    def view(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/read/probed" and not during_probe and probing.is_set():
+            # The crowd that comes back while the probe is in the view.
+            during_probe.append(("", b""))
+            during_probe[0] = wsgi_call(app, "/read/probed")
+        try:
+            with serving.sandbox_slot(hook_id="p"):
+                pass
+        except serving.HookSaturated:
+            start_response("429 Too Many Requests", [])
+            return [b"view"]
+        start_response("404 Not Found", [])
+        return [b"gone"]
+
+    app = InputLimits(view)
+    probing = threading.Event()
+    release = threading.Event()
+    holder = threading.Thread(target=lambda: serving_hold(serving, "p", release))
+    holder.start()
+    try:
+        deadline = time.monotonic() + 10
+        while serving.running_calls("p") < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)
+        assert wsgi_call(app, "/read/probed")[1] == b"view"  # noted
+        monkeypatch.setattr(serving, "REFUSED_TRUST_SECONDS", 0.0)  # the trust has run out
+        probing.set()
+        assert wsgi_call(app, "/read/probed")[1] == b"view"  # the probe, refused again
+        assert during_probe and during_probe[0][0].startswith("429")
+        assert b"hook_busy" in during_probe[0][1]
+    finally:
+        release.set()
+        holder.join(10)
+
+
 def serving_hold(serving: Any, hook_id: str, release: threading.Event) -> None:
     with serving.sandbox_slot(hook_id=hook_id):
         release.wait(10)
