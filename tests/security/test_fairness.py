@@ -189,16 +189,15 @@ def test_every_refusal_of_a_flooded_hook_is_the_same_json_429_with_the_public_he
         holder = threading.Thread(target=lambda: httpx.post(base + url, json={}, timeout=60))
         holder.start()
         try:
-            with httpx.Client(base_url=base, timeout=30) as client:
-                refused = []
-                for _ in range(5):
-                    response = client.post(url, json={})
-                    if response.status_code != 429:  # the slow call had not started yet
-                        continue
-                    refused.append(response)
+            with httpx.Client(base_url=base, timeout=60) as client:
+                # On a loaded machine a write may come before the held call takes the slot,
+                # and is then served: it is counted, not refused.
+                answers = [client.post(url, json={}) for _ in range(8)]
         finally:
             holder.join(60)
-    assert len(refused) >= 3, [r.status_code for r in refused]
+    refused = [r for r in answers if r.status_code == 429]
+    served = [r for r in answers if r.status_code != 429]
+    assert len(refused) >= 3, [r.status_code for r in answers]
     for response in refused:
         assert response.json()["error"]["code"] == "hook_busy"
         assert response.headers["content-type"] == "application/json"
@@ -207,7 +206,8 @@ def test_every_refusal_of_a_flooded_hook_is_the_same_json_429_with_the_public_he
         assert response.headers["access-control-allow-origin"] == "*"
         assert response.headers["x-frame-options"] == refused[0].headers["x-frame-options"]
         assert int(response.headers["retry-after"]) in (1, 2)
-    assert Request.objects.filter(hook=hostile).count() == 1  # the held call's, no refused one
+    # The held call's and any served write's; no refused one.
+    assert Request.objects.filter(hook=hostile).count() == 1 + len(served)
 
 
 def wsgi_call(
