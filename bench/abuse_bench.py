@@ -1,8 +1,8 @@
 """Fairness benchmark (issue 13, finding 4): does one tenant starve the others?
 
-Run: `.venv/bin/python bench/abuse_bench.py [--server gthread] [--seconds 20]`
-(PostgreSQL and Redis on loopback; uses the database WR_BENCH_DB, default `webreducer_abuse`,
-and Redis db WR_BENCH_REDIS_DB, default 8; both are wiped).
+Run: `.venv/bin/python bench/abuse_bench.py [--server gthread] [--seconds 30]`
+(PostgreSQL and Redis on loopback; uses the database WR_BENCH_DB, default `webreducer_abuse`
+when unset, and Redis db WR_BENCH_REDIS_DB, default 8; both are wiped).
 
 It starts the stack as docker-compose.yml runs it (the web server chosen by --server for HTTP, a
 Celery worker with 2 processes, beat with the reconciler; PostgreSQL and Redis are the machine's)
@@ -18,6 +18,13 @@ Abusive clients honour Retry-After when refused (429/503), as HTTP clients do; `
 makes them retry after 0.1 s instead. Every process it starts is in a process group of its own
 and is killed on exit, Ctrl-C or a crash; every loop is bounded in time; loopback only. The
 abusive clients run in a process of their own, apart from the measuring one (`abuse_group`).
+
+Each abuse phase is compared with the run's two no-abuse phases (before and after), pooled: on
+a shared machine the load of other jobs drifts over a run, and one quiet or noisy baseline of
+~200 samples made the ratio swing by 2x. The p99 of a phase of N samples is its N/100-th worst
+sample: phases of 30 s or more (~300 samples of each kind) keep one onset spike from being the
+figure. Each phase also prints the web server's own CPU (its processes, not the sandboxed
+children): what the abusive requests cost it.
 """
 
 from __future__ import annotations
@@ -184,6 +191,25 @@ def abuse_group(
     results.put(dict(statuses))
 
 
+def web_cpu_seconds(web_pid: int) -> float:
+    """CPU used so far by the web server's processes (its process group), without the sandbox
+    fork server and its children: the server's own work, apart from the user code it runs."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[2]) != web_pid or b"wr_forkserver" in cmdline:  # fields[2]: pgrp
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def connections_sampler(stop: threading.Event, peak: list[int]) -> None:
     import psycopg
 
@@ -205,6 +231,7 @@ class Phase:
     pending: int
     abuse: Counter[int]
     peak_connections: int
+    web_cpu: float = 0.0  # the web server's CPU per second of the phase
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -215,7 +242,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_phase(name: str, options: argparse.Namespace, base: str, good: dict[str, str],
-              abusers: list[tuple[str, str, float]]) -> Phase:  # fmt: skip
+              abusers: list[tuple[str, str, float]], web_pid: int) -> Phase:  # fmt: skip
     from django.utils import timezone
 
     from hooks.models import Request
@@ -233,6 +260,7 @@ def run_phase(name: str, options: argparse.Namespace, base: str, good: dict[str,
         stop = float(results.get(timeout=60))
     else:
         stop = time.monotonic() + options.seconds
+    cpu_before, began = web_cpu_seconds(web_pid), time.monotonic()
     threads = [
         threading.Thread(
             target=good_client,
@@ -246,6 +274,7 @@ def run_phase(name: str, options: argparse.Namespace, base: str, good: dict[str,
         thread.start()
     for thread in threads:
         thread.join(timeout=options.seconds + 60)
+    web_cpu = (web_cpu_seconds(web_pid) - cpu_before) / max(0.001, time.monotonic() - began)
     if group is not None:
         abuse.update(results.get(timeout=90))
         group.join(timeout=30)
@@ -265,7 +294,7 @@ def run_phase(name: str, options: argparse.Namespace, base: str, good: dict[str,
         time.sleep(0.5)
     lags = [(a - r).total_seconds() * 1000 for r, a in rows if a is not None]  # type: ignore[operator]
     pending = sum(1 for _, a in rows if a is None)
-    return Phase(name, samples, lags, pending, abuse, max(peak))
+    return Phase(name, samples, lags, pending, abuse, max(peak), web_cpu)
 
 
 def settle(options: argparse.Namespace) -> None:
@@ -281,25 +310,40 @@ def settle(options: argparse.Namespace) -> None:
 
 
 def report(phases: list[Phase], options: argparse.Namespace) -> None:
-    base = phases[0]
+    quiet = [phase for phase in phases if phase.name.startswith("no abuse")]
+    base = Phase(
+        "no abuse, both",
+        Samples(
+            read_ms=[ms for phase in quiet for ms in phase.samples.read_ms],
+            write_ms=[ms for phase in quiet for ms in phase.samples.write_ms],
+        ),
+        [lag for phase in quiet for lag in phase.lag_ms],
+        0,
+        Counter(),
+        0,
+    )
     print(
         f"\nThe well-behaved hook, {options.rate:g} reads + {options.rate:g} writes/s, "
         f"{options.seconds:g} s per phase, server {options.server}:"
     )
     print(
         f"{'phase':<16}{'read p50':>10}{'p99':>9}{'write p50':>11}{'p99':>9}"
-        f"{'lag p50':>10}{'p99':>9}{'max':>9}  {'peak DB conns':>13}  abusive answers"
+        f"{'lag p50':>10}{'p99':>9}{'max':>9}  {'peak DB conns':>13}  {'web CPU':>8}  "
+        "abusive answers"
     )
-    for phase in phases:
+    for phase in [*phases, base]:
         s = phase.samples
         row = (
             f"{phase.name:<16}{percentile(s.read_ms, 0.5):>8.1f}ms{percentile(s.read_ms, 0.99):>7.1f}ms"
             f"{percentile(s.write_ms, 0.5):>9.1f}ms{percentile(s.write_ms, 0.99):>7.1f}ms"
             f"{percentile(phase.lag_ms, 0.5):>8.0f}ms{percentile(phase.lag_ms, 0.99):>7.0f}ms"
             f"{max(phase.lag_ms, default=float('nan')):>7.0f}ms  {phase.peak_connections:>13}  "
+            f"{phase.web_cpu:>8.2f}  "
             + ", ".join(f"{k}: {v}" for k, v in sorted(phase.abuse.items()))
         )
         print(row)
+        if phase is base:
+            break
         worst = sorted(s.timeline, key=lambda sample: -sample[2])[:3]
         print(f"{'':<16}slowest: " + ", ".join(
             f"{'read' if method == 'GET' else 'write'} {ms:.0f} ms at {at:.1f} s"
@@ -307,13 +351,17 @@ def report(phases: list[Phase], options: argparse.Namespace) -> None:
         bad = {k: v for k, v in s.statuses.items() if k >= 400}
         if bad or phase.pending:
             print(f"{'':<16}well-behaved errors: {bad or 'none'}; still pending: {phase.pending}")
-    print("\nDuring abuse vs without (targets: read and write p99 < 3x, fold lag p99 < 1 s):")
-    for phase in phases[1:]:
+    print(
+        f"\nDuring abuse vs without ({len(base.samples.read_ms)} reads and "
+        f"{len(base.samples.write_ms)} writes of both no-abuse phases; targets: read and write "
+        "p99 < 3x, fold lag p99 < 1 s):"
+    )
+    for phase in phases:
         ratio_r = percentile(phase.samples.read_ms, 0.99) / percentile(base.samples.read_ms, 0.99)
         ratio_w = percentile(phase.samples.write_ms, 0.99) / percentile(base.samples.write_ms, 0.99)
         lag = percentile(phase.lag_ms, 0.99)
         ok = ratio_r < 3 and ratio_w < 3 and lag < 1000 and not phase.pending
-        if phase.name != "no abuse again":
+        if not phase.name.startswith("no abuse"):
             figure(f"{phase.name}: read p99 vs no abuse", ratio_r, "x", target="< 3 x",
                    met=ratio_r < 3)  # fmt: skip
             figure(f"{phase.name}: write p99 vs no abuse", ratio_w, "x", target="< 3 x",
@@ -329,7 +377,7 @@ def report(phases: list[Phase], options: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server", default="gthread", help="sync, gthread, granian, uvicorn[:WxT]")
-    parser.add_argument("--seconds", type=float, default=20, help="length of each phase")
+    parser.add_argument("--seconds", type=float, default=30, help="length of each phase")
     parser.add_argument("--rate", type=float, default=10, help="the good hook's reads and writes/s")
     parser.add_argument("--clients", type=int, default=50, help="abusive clients per scenario")
     parser.add_argument("--big-rate", type=float, default=40, help="big-state writes/s")
@@ -370,7 +418,7 @@ def main() -> None:
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     base = f"http://127.0.0.1:{PORT}"
     try:
-        stack.start("web", server_args(options.server, PORT))
+        web = stack.start("web", server_args(options.server, PORT))
         celery = [PY, "-m", "celery", "-A", "webreducer"]
         stack.start("worker", [*celery, "worker", "-c", "2", "-l", "info"])
         stack.start("beat", [*celery, "beat", "-l", "warning", "-s", str(logs / "beat")])
@@ -390,12 +438,12 @@ def main() -> None:
             # 4 clients, each pacing its writes: options.big_rate writes/s in all.
             "big-state": [("POST", f"{base}/write/{big_state['write']}", 4 / options.big_rate)] * 4,
         }
-        phases = [run_phase("no abuse", options, base, good, [])]
+        phases = [run_phase("no abuse", options, base, good, [], web.pid)]
         for name in options.scenarios.split(","):
             settle(options)
-            phases.append(run_phase(name, options, base, good, scenarios[name]))
+            phases.append(run_phase(name, options, base, good, scenarios[name], web.pid))
         settle(options)
-        phases.append(run_phase("no abuse again", options, base, good, []))
+        phases.append(run_phase("no abuse again", options, base, good, [], web.pid))
         report(phases, options)
     finally:
         stack.stop()

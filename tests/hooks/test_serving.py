@@ -90,6 +90,29 @@ def test_a_new_hooks_excess_is_refused_once_its_running_calls_outlive_a_quick_ca
             pass
 
 
+def test_a_waiting_request_gives_up_once_the_running_call_outlives_a_quick_call(
+    one_slot: None,
+) -> None:
+    # A new hook's first call, slow: the request that came with it waits, but only while that
+    # call could still be a quick one (a quarter of the 2 s wait), not for the whole wait.
+    outcome: list[str] = []
+
+    def wait_for_the_slot() -> None:
+        try:
+            with serving.sandbox_slot(hook_id="turns-slow"):
+                outcome.append("served")
+        except serving.HookSaturated:
+            outcome.append("refused")
+
+    with slots_held("turns-slow") as release:
+        waiter = threading.Thread(target=wait_for_the_slot)
+        waiter.start()
+        # The slot frees within the 2 s wait but after the quick window: too late for it.
+        threading.Timer(1.2, release.set).start()
+        waiter.join(10)
+    assert outcome == ["refused"]
+
+
 def test_at_most_four_requests_per_slot_wait_for_a_full_hook(one_slot: None) -> None:
     served = []
 

@@ -9,6 +9,7 @@ Whether the figures hold under load is bench/abuse_bench.py's job, not these tes
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -173,6 +174,147 @@ def test_it_keeps_a_web_process_to_its_pool_of_database_connections_under_a_burs
     assert [r.status_code for r in results] == [200] * 12
     assert counts and max(counts) <= 2, counts
     assert after is not None and after <= 2
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_every_refusal_of_a_flooded_hook_is_the_same_json_429_with_the_public_headers(
+    make_hook: Callable[..., Hook], tmp_path: Path, server: Server
+) -> None:
+    # The first refusal comes from the view, the next ones from the input layer before Django
+    # (hooks.serving, "Early refusals"): a client cannot tell them apart, and none of them
+    # loses the headers every public answer carries.
+    hostile = make_hook(SLOW_RESPONDER, name="hostile")
+    url = f"/write/{write_key(hostile)}"
+    with server(tmp_path, WR_SANDBOX_CALLS_PER_HOOK="1", WR_WALL_SECONDS="20") as base:
+        holder = threading.Thread(target=lambda: httpx.post(base + url, json={}, timeout=60))
+        holder.start()
+        try:
+            with httpx.Client(base_url=base, timeout=60) as client:
+                # On a loaded machine a write may come before the held call takes the slot,
+                # and is then served: it is counted, not refused.
+                answers = [client.post(url, json={}) for _ in range(8)]
+        finally:
+            holder.join(60)
+    refused = [r for r in answers if r.status_code == 429]
+    served = [r for r in answers if r.status_code != 429]
+    assert len(refused) >= 3, [r.status_code for r in answers]
+    for response in refused:
+        assert response.json()["error"]["code"] == "hook_busy"
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers["content-security-policy"] == "sandbox"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["access-control-allow-origin"] == "*"
+        assert response.headers["x-frame-options"] == refused[0].headers["x-frame-options"]
+        assert int(response.headers["retry-after"]) in (1, 2)
+    # The held call's and any served write's; no refused one.
+    assert Request.objects.filter(hook=hostile).count() == 1 + len(served)
+
+
+def wsgi_call(
+    app: Any, path: str, method: str = "GET", host: str = "testserver"
+) -> tuple[str, bytes]:
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "HTTP_HOST": host, "QUERY_STRING": ""}
+    answer: list[str] = []
+    body = b"".join(app(environ, lambda status, headers: answer.append(status)))
+    return answer[0], body
+
+
+def test_the_input_layer_refuses_a_key_the_view_refused_while_its_hook_stays_full(
+    settings: Any,
+) -> None:
+    from hooks import serving
+    from webreducer.inputs.wsgi import InputLimits
+
+    settings.WR_SANDBOX_CALLS_PER_HOOK = 1
+    settings.ALLOWED_HOSTS = ["testserver"]
+    reached: list[str] = []
+
+    def view(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        # Stands for Django: a request for the full hook "h" is refused as the view refuses it.
+        reached.append(environ["PATH_INFO"])
+        try:
+            with serving.sandbox_slot(hook_id="h"):
+                pass
+        except serving.HookSaturated:
+            start_response("429 Too Many Requests", [])
+            return [b"view"]
+        start_response("200 OK", [])
+        return [b"ran"]
+
+    app = InputLimits(view)
+    release = threading.Event()
+    holder = threading.Thread(target=lambda: serving_hold(serving, "h", release))
+    holder.start()
+    try:
+        deadline = time.monotonic() + 10
+        while serving.running_calls("h") < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)  # the held call is no longer a young one: no wait is worth it
+        assert wsgi_call(app, "/write/k1") == ("429 Too Many Requests", b"view")
+        status, body = wsgi_call(app, "/write/k1/some/path", method="POST")
+        assert status.startswith("429") and b"hook_busy" in body
+        # Only the key the view refused; another key of any hook still reaches Django, and so
+        # does the same token on the other kind of URL or a host Django would refuse.
+        assert wsgi_call(app, "/write/k2")[1] == b"view"
+        assert wsgi_call(app, "/read/k1")[1] == b"view"
+        assert wsgi_call(app, "/write/k1", host="evil.example")[1] == b"view"
+        assert wsgi_call(app, "/write/k1", method="OPTIONS")[1] == b"view"
+    finally:
+        release.set()
+        holder.join(10)
+    # The hook has a free slot again: the key's request reaches the view.
+    assert wsgi_call(app, "/write/k1") == ("200 OK", b"ran")
+    assert reached == ["/write/k1", "/write/k2", "/read/k1", "/write/k1", "/write/k1", "/write/k1"]
+
+
+def test_past_its_trust_one_request_of_the_key_probes_the_view_and_the_others_are_refused_meanwhile(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hooks import serving
+    from webreducer.inputs.wsgi import InputLimits
+
+    settings.WR_SANDBOX_CALLS_PER_HOOK = 1
+    settings.ALLOWED_HOSTS = ["testserver"]
+    during_probe: list[tuple[str, bytes]] = []
+
+    def view(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/read/probed" and not during_probe and probing.is_set():
+            # The crowd that comes back while the probe is in the view.
+            during_probe.append(("", b""))
+            during_probe[0] = wsgi_call(app, "/read/probed")
+        try:
+            with serving.sandbox_slot(hook_id="p"):
+                pass
+        except serving.HookSaturated:
+            start_response("429 Too Many Requests", [])
+            return [b"view"]
+        start_response("404 Not Found", [])
+        return [b"gone"]
+
+    app = InputLimits(view)
+    probing = threading.Event()
+    release = threading.Event()
+    holder = threading.Thread(target=lambda: serving_hold(serving, "p", release))
+    holder.start()
+    try:
+        deadline = time.monotonic() + 10
+        while serving.running_calls("p") < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)
+        assert wsgi_call(app, "/read/probed")[1] == b"view"  # noted
+        monkeypatch.setattr(serving, "REFUSED_TRUST_SECONDS", 0.0)  # the trust has run out
+        probing.set()
+        assert wsgi_call(app, "/read/probed")[1] == b"view"  # the probe, refused again
+        assert during_probe and during_probe[0][0].startswith("429")
+        assert b"hook_busy" in during_probe[0][1]
+    finally:
+        release.set()
+        holder.join(10)
+
+
+def serving_hold(serving: Any, hook_id: str, release: threading.Event) -> None:
+    with serving.sandbox_slot(hook_id=hook_id):
+        release.wait(10)
 
 
 # ---- worker time (unit level) ---------------------------------------------------------------------

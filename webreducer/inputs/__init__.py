@@ -7,4 +7,6 @@ to disk before a view could say 413, and its WSGI request ignores a chunked body
 is a JSON error (400, 408, 413, 414 or 431) and the connection is closed; nothing reaches a
 view, so nothing is stored or logged. `limits` holds the checks, `asgi` and `wsgi` apply them
 on each server, and `limits.backstops()` the servers' own hard limits a little above them.
+`busy` refuses early, with the view's own 429, a key whose hook this process just refused as
+full (hooks/serving.py, "Early refusals").
 """

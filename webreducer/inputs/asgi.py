@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from webreducer.inputs.busy import public_key, refusal
 from webreducer.inputs.limits import (
     Limits,
     Refused,
@@ -74,7 +75,7 @@ class InputLimits:
             # Only the framing of the request says whether a body follows (RFC 9112 §6.3).
             declared = declared_length(_header(scope, b"content-length"), self.limits)
             if not declared and not is_chunked(_header(scope, b"transfer-encoding")):
-                await self.app(scope, receive, send)
+                await self._app_or_busy(scope, receive, send)
                 return
             body = await self._read(receive, declared)
         except Refused as refused:
@@ -92,7 +93,26 @@ class InputLimits:
             # After the body: the disconnect a streaming response (SSE) waits for.
             return await receive()  # type: ignore[no-any-return]
 
-        await self.app(scope, replay, send)
+        await self._app_or_busy(scope, replay, send)
+
+    async def _app_or_busy(self, scope: Scope, receive: Any, send: Any) -> None:
+        """The app, unless the URL's key is one this process refuses now for a full hook
+        (webreducer/inputs/busy.py): then its 429, without Django."""
+        key = public_key(scope["method"], scope["path"], _header(scope, b"host") or "")
+        if key is None:
+            await self.app(scope, receive, send)
+            return
+        from hooks import serving
+
+        limit = serving.refused_early(*key)
+        if limit is None:
+            with serving.request_key(*key):
+                await self.app(scope, receive, send)
+            return
+        status, headers, body = refusal(limit)
+        raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
 
     async def _read(self, receive: Any, declared: int | None) -> bytes | None:
         limit = self.limits.body_bytes

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
+from webreducer.inputs.busy import public_key, refusal
 from webreducer.inputs.limits import (
     Limits,
     Refused,
@@ -139,7 +140,27 @@ class InputLimits:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RD)
             return _refuse(start_response, refused, path)
-        return self.app(environ, start_response)
+        return self._app_or_busy(environ, start_response)
+
+    def _app_or_busy(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        """The app, unless the URL's key is one this process refuses now for a full hook
+        (webreducer/inputs/busy.py): then its 429, without Django."""
+        key = public_key(
+            str(environ.get("REQUEST_METHOD", "")),
+            str(environ.get("PATH_INFO", "")),
+            str(environ.get("HTTP_HOST", "")),
+        )
+        if key is None:
+            return self.app(environ, start_response)
+        from hooks import serving
+
+        limit = serving.refused_early(*key)
+        if limit is not None:
+            status, headers, body = refusal(limit)
+            start_response(f"{status} Too Many Requests", headers)
+            return [body]
+        with serving.request_key(*key):
+            return self.app(environ, start_response)
 
     def _drained(self, environ: dict[str, Any], sock: socket.socket) -> bool:
         """Behind a proxy (TRUSTED_PROXY_COUNT > 0), read and drop the body of a refused request
