@@ -43,7 +43,7 @@ def public_key(method: str, path: str, host: str) -> tuple[str, str] | None:
 
 
 def refusal(limit: int) -> tuple[int, list[tuple[str, str]], bytes]:
-    """Status, headers and body of the early 429: what hooks.ingest's `_fair_share` answers,
+    """Status, headers and body of the early 429: what hooks.public_calls' `fair_share` answers,
     with the headers every public answer carries (hooks.responses.SERVER_HEADERS) and those
     Django's middleware adds. Not HSTS: SecurityMiddleware sends it on https requests only,
     and a browser has it from the hook's other answers."""
