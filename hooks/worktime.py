@@ -98,6 +98,5 @@ def others_waiting(hook_id: str) -> bool:
 
     pending = Request.objects.filter(outcome=Request.Outcome.PENDING).order_by()
     return (
-        pending.filter(hook_id__lt=hook_id).exists()
-        or pending.filter(hook_id__gt=hook_id).exists()
+        pending.filter(hook_id__lt=hook_id).exists() or pending.filter(hook_id__gt=hook_id).exists()
     )
