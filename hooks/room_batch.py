@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -280,12 +279,14 @@ def _rooms_batch(
             done += room_done
             outcomes += room_outcomes
             changed.append(state)
+            # The room's last activity: when its fold ended (rooms in one batch keep the order
+            # they were folded in, most recently active last).
+            state.updated_at = timezone.now()
 
-        now = timezone.now()
         try:
             outcomes_save(done, outcomes)
             ledger_record(version, done, outcomes)
-            _states_save(changed, now)
+            _states_save(changed)
             constraints_check()
         except Exception as error:
             if not refusal_check(error):
@@ -296,21 +297,19 @@ def _rooms_batch(
         return len(done), len(changed), rest
 
 
-def _states_save(states: list[State], now: datetime) -> None:
-    """Write the rooms' new values and seqs in one statement (bulk_update's CASE per row and
-    column costs more Python than the fold of a small room)."""
-    rows = [[s.id, s.seq, s.value] for s in states]
+def _states_save(states: list[State]) -> None:
+    """Write the rooms' new values, seqs and activity times in one statement (bulk_update's
+    CASE per row and column costs more Python than the fold of a small room)."""
+    rows = [[s.id, s.seq, s.value, s.updated_at.isoformat()] for s in states]
     table = State._meta.db_table
     with connection.cursor() as cursor:
         # Only model metadata is interpolated; every value is a parameter.
         cursor.execute(
             f"UPDATE {table} AS s SET seq = (e->>1)::bigint, value = e->>2, "  # noqa: S608
-            "updated_at = %s FROM json_array_elements(%s::json) AS e "
+            "updated_at = (e->>3)::timestamptz FROM json_array_elements(%s::json) AS e "
             "WHERE s.id = (e->>0)::bigint",
-            [now, json.dumps(rows, ensure_ascii=False, separators=(",", ":"))],
+            [json.dumps(rows, ensure_ascii=False, separators=(",", ":"))],
         )
-    for state in states:
-        state.updated_at = now
 
 
 def _announce(

@@ -177,3 +177,13 @@ def test_a_request_the_database_refuses_fails_alone_and_its_batch_of_rooms_is_ap
     assert refused.error is not None and refused.error["type"] == "CommitError"
     assert json.loads(states(hook)["b"].value)["ns"] == [0, 1, 2, 3, 0, 1]
     assert json.loads(states(hook)["a"].value)["ns"] == [0, 1, 2, 3, 0, 1]
+
+
+def test_rooms_folded_in_one_batch_keep_the_order_of_their_activity(make_hook: Any) -> None:
+    hook = make_hook(RECORDER)
+    store(hook, ["first", "second", "third"], 1)  # stored in that order
+
+    assert room_batch.rooms_reduce_slice(hook_id=hook.pk) == (3, False)
+
+    by_activity = State.objects.filter(version_id=hook.live_version_id).order_by("-updated_at")
+    assert [s.room for s in by_activity if s.room] == ["third", "second", "first"]
