@@ -28,6 +28,7 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -153,6 +154,57 @@ def broadcast(group: str, message: Mapping[str, Any]) -> None:
         logger.exception("broadcast to %s failed", group)
 
 
+def broadcast_all(group: str, messages: Sequence[Mapping[str, Any]]) -> Sending | None:
+    """`broadcast` of several messages to one group, in order, without waiting (from plain
+    sync code): a multi-room batch's state changes (hooks.room_batch) go out while the worker
+    folds the next batch. Returns what to `sent_wait()` for, or None when they are sent
+    already. Never raises."""
+    try:
+        if get_channel_layer() is None or not messages:
+            return None
+        if _plain_sync():
+            loop = _loop_thread().loop
+            layer = get_channel_layer()
+            futures = [
+                asyncio.run_coroutine_threadsafe(_send(layer, group, m), loop) for m in messages
+            ]
+            return Sending(group, futures[-1])  # sent in order: the last one is the last
+    except Exception:
+        logger.exception("broadcast to %s failed", group)
+        return None
+    for message in messages:
+        broadcast(group, message)
+    return None
+
+
+@dataclass
+class Sending:
+    group: str
+    last: concurrent.futures.Future[None]
+
+
+def sent_wait(sending: Sending | None) -> None:
+    """Wait (up to BROADCAST_WAIT_SECONDS) for what `broadcast_all` sends to go out."""
+    if sending is None:
+        return
+    try:
+        sending.last.result(timeout=BROADCAST_WAIT_SECONDS)
+    except concurrent.futures.TimeoutError:
+        logger.warning("broadcast to %s is slow; not waiting for it", sending.group)
+
+
+def _plain_sync() -> bool:
+    """Sync code with no event loop of its own or above it (the Celery worker, gunicorn)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return False
+    layer = get_channel_layer()
+    return not isinstance(layer, InMemoryChannelLayer) and _outer_loop() is None
+
+
 def _broadcast(group: str, message: Mapping[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
@@ -194,6 +246,21 @@ def state_changed(
     JSON text of version `version_id`: up to WR_LIVE_INLINE_STATE_BYTES it travels in the
     message, and web processes deliver it without reading the database. `room` None means
     every room of the hook (a publish's switch, an archive): subscribers read theirs again."""
+    broadcast(hook_group(hook_id), state_message(seq, version_id, value, room))
+
+
+def states_changed(
+    *, hook_id: str, version_id: int, changes: Sequence[tuple[str, int, str]]
+) -> Sending | None:
+    """`state_changed` for several rooms of one version at once, (room, seq, value) each,
+    through `broadcast_all`."""
+    messages = [state_message(seq, version_id, value, room) for room, seq, value in changes]
+    return broadcast_all(hook_group(hook_id), messages)
+
+
+def state_message(
+    seq: int, version_id: int | None, value: str | None, room: str | None
+) -> StateChanged:
     message: StateChanged = {"type": "state.changed", "seq": seq}
     if room != "":
         message["room"] = room  # absent: the main room, as before rooms existed
@@ -201,7 +268,7 @@ def state_changed(
         message["version_id"] = version_id
         if value is not None and _inline_fits(value):
             message["value"] = value
-    broadcast(hook_group(hook_id), message)
+    return message
 
 
 def _inline_fits(value: str) -> bool:

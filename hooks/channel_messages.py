@@ -101,8 +101,13 @@ class FeedHello(TypedDict):
 
 
 class FeedState(TypedDict):
+    """A room's state changed: `room` as the API names it (None: the main room), or, with
+    `every_room`, all of the hook's rooms (a publish's switch, an archive)."""
+
     type: Literal["state"]
     seq: int
+    room: str | None
+    every_room: bool
 
 
 class FeedKeys(TypedDict):

@@ -147,7 +147,10 @@ def _owns(user: Any, hook_id: str) -> bool:
 
 # What the feed sends for each message it receives: one function per message type.
 def _feed_state(message: StateChanged) -> FeedState:
-    return {"type": "state", "seq": message["seq"]}
+    # Absent: the main room (messages from before rooms); None: every room.
+    every = "room" in message and message["room"] is None
+    room = message.get("room") or None
+    return {"type": "state", "seq": message["seq"], "room": room, "every_room": every}
 
 
 def _feed_keys(message: KeyChanged) -> FeedKeys:

@@ -84,22 +84,32 @@ def hook_reduce(*, hook_id: uuid.UUID | str, room: str = MAIN_ROOM) -> int:
 
 
 def hook_reduce_slice(
-    *, hook_id: uuid.UUID | str, room: str = MAIN_ROOM, seconds: float | None = None
+    *,
+    hook_id: uuid.UUID | str,
+    room: str = MAIN_ROOM,
+    seconds: float | None = None,
+    sandboxes: Sandboxes | None = None,
+    reroute: bool = True,
 ) -> tuple[int, bool]:
     """Apply pending requests for up to `seconds`; return (how many, whether any may be left).
 
     A batch the database refuses to commit is folded again in halves until the request that
     causes it is alone; that request is recorded as failed (`_refused_fail`) and the rest are
     applied. Raises HookFailing when even that record is refused: the fault is not one request.
+    `sandboxes` is the caller's (hooks.room_batch: a multi-room slice's one child); `reroute`
+    False when the caller has run `stale_reroute` already.
     """
     deadline = time.monotonic() + (seconds or settings.WR_REDUCE_SLICE_SECONDS)
-    stale_reroute(hook_id=hook_id)
+    if reroute:
+        stale_reroute(hook_id=hook_id)
     size = min(FIRST_BATCH, settings.WR_BATCH_SIZE)
     total = 0
     ahead: Ahead | None = None
     # How many of the oldest pending requests are known to hold one the database refuses.
     suspect = 0
-    with Sandboxes() as sandboxes:
+    with ExitStack() as own:
+        if sandboxes is None:
+            sandboxes = own.enter_context(Sandboxes())
         while True:
             started = time.monotonic()
             try:
@@ -151,12 +161,15 @@ class Sandboxes:
         self.stack = ExitStack()
         self.current: Session | None = None
         self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fold")
+        # A multi-room batch's broadcasts still going out (hooks.room_batch).
+        self.sending: broadcast.Sending | None = None
 
     def __enter__(self) -> Sandboxes:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.background.shutdown(wait=True)  # before the child goes: a fold may be using it
+        broadcast.sent_wait(self.sending)
         self.stack.close()
 
     def get(self, hook: Hook, version: Version, key: tuple[int, int, Limits]) -> Session | None:

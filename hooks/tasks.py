@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 
-from hooks import ledger, pipeline, wakeup, worktime
+from hooks import ledger, room_batch, wakeup, worktime
 from hooks.live import presence
 from hooks.models import Request, Version
 
@@ -20,12 +20,19 @@ logger = logging.getLogger(__name__)
 
 @shared_task(ignore_result=True, acks_late=True)
 def reduce_hook(hook_id: str, busy: int = 0, room: str = "") -> int:
-    """Apply a room's pending requests (the main room's by default). Safe to run twice or
-    concurrently: the pipeline locks the room. `busy` counts the retries after finding the
-    room locked by another worker."""
+    """Apply the pending requests of the room that queued it (the main room's by default) and
+    of the hook's other pending rooms (hooks.room_batch). Safe to run twice or concurrently:
+    the pipeline locks each room. `busy` counts the retries after finding the rooms locked by
+    other workers."""
     run, failures = wakeup.claim(hook_id, room)
     if not run:
         return 0  # backing off (hooks.wakeup): queued again when the pause is over
+    if not Request.objects.filter(
+        hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING
+    ).exists():
+        # Another task's multi-room slice folded this room after this task was queued (a
+        # write since then queued a task of its own): nothing to do, and no worker time.
+        return 0
     # Worker time is the hook's, whichever room spends it: a hook cannot get more of the
     # workers by spreading its writes over more rooms.
     seconds, defer = worktime.slice_for(hook_id)
@@ -37,7 +44,7 @@ def reduce_hook(hook_id: str, busy: int = 0, room: str = "") -> int:
         return 0
     started = time.monotonic()
     try:
-        count, more = pipeline.hook_reduce_slice(hook_id=hook_id, room=room, seconds=seconds)
+        count, more = room_batch.rooms_reduce_slice(hook_id=hook_id, room=room, seconds=seconds)
     except ledger.HookBusy:
         # The worker holding the lock folds until nothing is pending, but a request that
         # committed just after its last look would wait for the reconciler: look again soon

@@ -4,7 +4,8 @@ responder's status and body, the state after a step or after the whole case).
 `tests_validate` checks a document against the limits (docs/functions.md "Test cases");
 `tests_run` runs cases in the sandbox the way production would — the responder first (a status
 >= 400 rejects the request), then idempotency and the reducer for accepted ones — from a null
-state and a fresh sandbox child per case, and stores nothing. The run's total time is bounded
+state and a fresh sandbox child per case, and stores nothing. Steps are routed like writes
+(the code's `room`, else `?room=`): each room has its own state and seq within a case. The run's total time is bounded
 (WR_MAX_TEST_RUN_SECONDS) on top of each call's own limits, and so is the size of its report.
 """
 
@@ -21,8 +22,9 @@ from django.utils import timezone
 
 from hooks.diff import json_diff
 from hooks.fold import fold, fold_needs_sandbox, ledger_key, request_payload
-from hooks.masking import mask_error, mask_value
-from hooks.models import Hook, HookTests, Request
+from hooks.masking import mask, mask_error, mask_value
+from hooks.models import MAIN_ROOM, Hook, HookTests, Request
+from hooks.rooms import RoomRefused, name_error, param_room, stored_room
 from hooks.services import code_check, hook_limits, hook_secrets
 from sandbox import session
 
@@ -310,9 +312,11 @@ def _case_run(
             result.error = error
         fail(step, "error", None, error)
 
-    state = "null"
+    # Per room, as in production: each room its own state and seq; the ledger is the hook's.
+    states: dict[str, str] = {}
+    seqs: dict[str, int] = {}
     ledger: dict[str, int] = {}
-    seq = 0
+    room = MAIN_ROOM
     # A fresh child per case (no hook id: never pooled), responder and reducer apart as in
     # production: module-level globals cannot carry one case's state into the next.
     with (
@@ -323,7 +327,10 @@ def _case_run(
             if time.monotonic() > deadline:
                 raise _Deadline
             request = _request_for(step)
-            if "responder" in functions:
+            refused = _route(request, functions, serve, secrets)
+            if refused is not None:
+                status, body = refused
+            elif "responder" in functions:
                 answer = serve.respond(request_payload(request))
                 if answer.ok:
                     status, body = answer.value["status"], answer.value["body"]
@@ -332,16 +339,17 @@ def _case_run(
                     errored(index, answer.error)
             else:
                 status, body = 202, {"id": str(request.uuid)}
+            room = request.room
             if status < 400:
-                seq += 1
+                seq = seqs[room] = seqs.get(room, 0) + 1
                 request.seq = seq
-                request.id = seq
-                outcomes, state = fold(
+                request.id = index + 1  # what a duplicate's duplicate_of names
+                outcomes, states[room] = fold(
                     code=code,
                     functions=functions,
                     secrets=secrets,
                     limits=limits,
-                    state=state,
+                    state=states.get(room, "null"),
                     requests=[request],
                     seen=lambda keys: {k: ledger[k] for k in keys if k in ledger},
                     sandbox=reduce if fold_needs_sandbox(functions) else None,
@@ -350,7 +358,8 @@ def _case_run(
                 if outcome.outcome == Request.Outcome.FAILED:
                     errored(index, outcome.error)
                 elif outcome.outcome == Request.Outcome.APPLIED and outcome.idempotency_key:
-                    ledger[ledger_key(outcome.idempotency_key)] = seq
+                    ledger[ledger_key(outcome.idempotency_key)] = index + 1
+            state = states.get(room, "null")
             expect = step.get("expect") or {}
             if "status" in expect and expect["status"] != status:
                 fail(index, "status", expect["status"], status)
@@ -358,9 +367,37 @@ def _case_run(
                 fail(index, "body", expect["body"], body)
             if "state" in expect and not same(expect["state"], json.loads(state)):
                 fail(index, "state", expect["state"], json.loads(state))
+    # The case's state: the room of its last request.
+    state = states.get(room, "null")
     expect = case.get("expect") or {}
     if "state" in expect and not same(expect["state"], json.loads(state)):
         fail(None, "state", expect["state"], json.loads(state))
+
+
+def _route(
+    request: Request, functions: list[str], serve: Any, secrets: dict[str, str]
+) -> tuple[int, Any] | None:
+    """Set the step's room as the write path does (the code's `room`, else `?room=`); the
+    400 answer the write would get when it cannot go to a room, else None."""
+    if "room" not in functions:
+        try:
+            request.room = param_room(request.query)
+        except RoomRefused as refused:
+            return refused.status, {"error": {"code": refused.code, "message": refused.message}}
+        return None
+    result = serve.room(request_payload(request))
+    error: dict[str, Any] | None = result.error
+    if result.ok:
+        problem = name_error(result.value)
+        if problem is None:
+            request.room = stored_room(result.value)
+            return None
+        error = {"type": "InvalidRoom", "message": f"room returned {problem}"}
+    error = error or {"type": "Error", "message": ""}
+    message = f"The hook's room function raised {error['type']}: {error['message']}"
+    if error["type"] == "InvalidRoom":
+        message = f"The hook's room function returned no valid room: {error['message']}"
+    return 400, {"error": {"code": "room_error", "message": mask(message, secrets)}}
 
 
 def tests_check_for_publish(*, hook: Hook, code: str) -> dict[str, Any] | None:

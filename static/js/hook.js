@@ -474,7 +474,9 @@
       if (before && meta && before.dataset.room === meta.dataset.room && before.dataset.seq === meta.dataset.seq && before.textContent === meta.textContent) return true;
       panel.replaceChildren(fragment);
       highlight(panel);
-      $("#stat-seq").textContent = meta ? meta.dataset.seq : "";
+      // The seq is the room's: a named room is shown next to it.
+      const shownRoom = meta && meta.dataset.room ? meta.dataset.room : "";
+      $("#stat-seq").textContent = meta ? meta.dataset.seq + (shownRoom ? " (room " + shownRoom + ")" : "") : "";
       panel.classList.remove("flash");
       void panel.offsetWidth;
       panel.classList.add("flash");
@@ -722,7 +724,8 @@
       } else if (message.type === "requests") {
         soonLog();
       } else if (message.type === "state") {
-        soonState();
+        // Only the room on show (or, after a publish's switch, every room) reads its state again.
+        if (message.every_room || (message.room || "") === room) soonState();
         soonLog();
       } else if (message.type === "replay") {
         if (!tracking) refreshVersions();

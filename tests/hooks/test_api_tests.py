@@ -153,6 +153,50 @@ def test_it_applies_idempotency_as_in_production(api, make_hook) -> None:
     assert run(api, hook, {"cases": cases})["passed"] == 1
 
 
+def test_it_routes_each_step_to_its_room_as_a_write_would(api, make_hook) -> None:
+    code = """
+def room(request, secrets):
+    if request.body.get("bad"):
+        raise ValueError("no match")
+    return request.body.get("match")
+
+def reducer(state, request, secrets):
+    state = state or {"room": request.room, "seqs": []}
+    state["seqs"].append(request.seq)
+    return state
+"""
+    hook = make_hook(code)
+    a, b = {"body": {"match": "a"}}, {"body": {"match": "b"}}
+    steps = [
+        a,
+        {**b, "expect": {"state": {"room": "b", "seqs": [1]}}},
+        {**a, "expect": {"state": {"room": "a", "seqs": [1, 2]}}},
+        {"body": {}, "expect": {"state": {"room": None, "seqs": [1]}}},  # the main room
+        {"body": {"bad": True}, "expect": {"status": 400}},  # `room` raised: rejected
+        {"body": {"match": "no spaces"}, "expect": {"status": 400}},  # not a room name
+        {**b, "headers": {"Idempotency-Key": "k"}},
+        {**a, "headers": {"Idempotency-Key": "k"}},  # the key is the hook's: a duplicate
+    ]
+    case = {"name": "rooms", "requests": steps, "expect": {"state": {"room": "a", "seqs": [1, 2]}}}
+
+    outcome = run(api, hook, {"cases": [case]})
+
+    assert outcome["results"][0]["failures"] == []
+    assert outcome["passed"] == 1
+    # Without a `room` function, `?room=` routes, and a bad one answers 400 as the write does.
+    plain = make_hook(COUNTER)
+    case = {
+        "name": "query",
+        "requests": [
+            {"body": {}, "query": {"room": ["x"]}, "expect": {"state": {"n": 1}}},
+            {"body": {}, "query": {"room": ["x"]}, "expect": {"state": {"n": 2}}},
+            {"body": {}, "expect": {"state": {"n": 1}}},
+            {"body": {}, "query": {"room": ["bad room"]}, "expect": {"status": 400}},
+        ],
+    }
+    assert run(api, plain, {"cases": [case]})["passed"] == 1
+
+
 def test_it_reports_an_exception_with_its_traceback_and_masks_secrets(api, make_hook) -> None:
     code = """
 def reducer(state, request, secrets):

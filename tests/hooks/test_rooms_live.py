@@ -102,3 +102,28 @@ def test_an_invalid_room_name_is_refused_on_the_socket_and_the_stream(make_hook)
         assert json.loads(body["body"])["error"]["code"] == "invalid_room"
 
     run(scenario)
+
+
+def test_the_owners_feed_names_the_room_of_each_state_change(make_hook, alice, eager_tasks) -> None:
+    from tests.hooks.test_realtime import _session_cookie
+
+    hook = make_hook(COUNTER)
+    headers = _session_cookie(alice)
+
+    async def scenario() -> None:
+        feed = await connect(f"/ws/hooks/{hook.pk}/", headers=headers)
+        assert (await feed.receive_json_from(timeout=10))["type"] == "hello"
+        assert await write(hook, {"n": 1}, room="match-7") == 202
+        assert await write(hook, {"n": 1}) == 202
+        states = []
+        while len(states) < 2:
+            message = await feed.receive_json_from(timeout=10)
+            if message["type"] == "state":
+                states.append(message)
+        assert states == [
+            {"type": "state", "seq": 1, "room": "match-7", "every_room": False},
+            {"type": "state", "seq": 1, "room": None, "every_room": False},
+        ]
+        await feed.disconnect()
+
+    run(scenario)

@@ -363,6 +363,30 @@ def test_it_defers_a_hook_over_its_share_of_worker_time_and_runs_another_hooks_t
     assert worktime.spent(str(costly.pk)) == pytest.approx(2.5)
 
 
+def test_a_hook_over_its_share_folds_on_while_no_other_hook_has_work_waiting(
+    make_hook: Callable[..., Hook], deferred: list[tuple[Any, float]], settings: Any
+) -> None:
+    """The share is work-conserving: it binds only while another hook's work waits."""
+    settings.WR_WORKER_SHARE_SECONDS = 2.0
+    settings.WR_WORKER_WINDOW_SECONDS = 3600.0
+    costly, other = make_hook(COUNTER, name="costly"), make_hook(COUNTER, name="other")
+    worktime.charge(str(costly.pk), 2.5)
+    pending_write(costly)
+
+    # Alone with work: a short slice, not a deferral.
+    assert worktime.slice_for(str(costly.pk)) == (worktime.OVER_SHARE_SLICE_SECONDS, 0.0)
+    assert reduce_hook.apply(args=[str(costly.pk)]).get() == 1
+    assert deferred == []
+
+    # Another hook's write waits: the share binds again.
+    pending_write(costly)
+    pending_write(other)
+    seconds, defer = worktime.slice_for(str(costly.pk))
+    assert seconds is None and 0 < defer <= 3600
+    assert reduce_hook.apply(args=[str(costly.pk)]).get() == 0
+    assert Request.objects.filter(hook=costly, outcome=Request.Outcome.PENDING).count() == 1
+
+
 def test_it_gives_a_hook_near_its_share_a_shorter_slice(
     make_hook: Callable[..., Hook], settings: Any
 ) -> None:
