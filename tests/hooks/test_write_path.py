@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import json
 import sys
+import time
+import uuid
 from typing import Any
 
 import pytest
@@ -18,7 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 from django.utils import timezone
 
-from hooks import writes
+from hooks import ratelimit, writes
 from hooks.models import Hook, Key, Request, State, Version
 from hooks.services import secret_set
 from tests.conftest import read_key, write_key
@@ -238,3 +240,47 @@ def test_it_refuses_a_public_middleware_the_chain_would_not_run(settings: Any) -
 
     with pytest.raises(ImproperlyConfigured, match="CsrfViewMiddleware"):
         PublicWSGIHandler()
+
+
+@pytest.mark.parametrize("processes", [1, 3])
+def test_it_never_admits_more_writes_than_the_shared_bucket_holds_with_leases(
+    processes: int,
+) -> None:
+    """A key allowed 640 writes/s with a burst of 64: each process takes 16 tokens at a time.
+    Other processes are played by forgetting this one's lease, as a new process starts."""
+    rate, burst = 640.0, 64
+    assert ratelimit.lease_size(rate=rate, burst=burst) == 16
+    bucket = f"test-lease-{uuid.uuid4()}"
+    started = time.monotonic()
+    admitted = 0
+    for n in range(300):
+        if n % processes:
+            ratelimit._leases.clear()
+        admitted += ratelimit.take(bucket, rate=rate, burst=burst) == 0
+    elapsed = time.monotonic() - started
+
+    # Never more than the burst and what flowed in meanwhile.
+    assert admitted <= burst + rate * elapsed + 1
+    if processes == 1:
+        assert admitted >= burst
+    assert ratelimit.take(bucket, rate=0.001, burst=burst) > 0
+
+
+def test_it_gives_unused_leased_tokens_back_with_the_next_call() -> None:
+    from webreducer.redis import get_redis
+
+    client = get_redis()
+    assert client is not None
+    bucket, rate, burst = f"test-lease-{uuid.uuid4()}", 640.0, 64
+    assert ratelimit.take(bucket, rate=rate, burst=burst) == 0  # holds 15 more
+    held, _ = ratelimit._leases[bucket]
+    ratelimit._leases[bucket] = (held, 0.0)  # its time is up
+
+    assert ratelimit.take(bucket, rate=rate, burst=burst) == 0  # 15 back, 16 taken
+    tokens = float(client.hget(f"wr:rate:{bucket}", "tokens") or 0)
+    assert burst - 17 - 1 < tokens <= burst - 17 + 1
+
+
+def test_it_takes_one_token_per_write_for_a_key_limited_to_20_per_second() -> None:
+    assert ratelimit.lease_size(rate=20, burst=1000) == 1
+    assert ratelimit.lease_size(rate=1000, burst=4) == 1
