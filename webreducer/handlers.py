@@ -1,8 +1,8 @@
 """The public endpoints' own Django handlers: the same URLs and views, a shorter middleware chain.
 
 A write or a read never has a session, a user, a CSRF token, messages, an allauth flow or a
-static file: the middleware that provides those did nothing for them but cost ~0.3 ms of CPU
-per request (docs/performance.md, "Write path"), as much as a round trip to PostgreSQL. The
+static file: the middleware that provides those did nothing for them but cost a seventh of a
+write's time under cProfile (docs/performance.md, "Write path"). The
 WSGI and ASGI applications (webreducer/wsgi.py, webreducer/asgi_public.py) send the public
 paths (webreducer.origins.is_public_path) to a handler that loads WR_PUBLIC_MIDDLEWARE instead
 of MIDDLEWARE: what a public answer needs (the origin guard and its user-content headers, the

@@ -2,8 +2,8 @@
 
 Plain Django views, not DRF: they take no authentication, parsing, content negotiation or
 throttling (the body is read byte-exact here, the rate limit is the key's), and DRF's dispatch
-around them was ~5 % of a write's CPU (docs/performance.md, "Write path"). They run behind the
-short middleware chain of the public endpoints (webreducer/handlers.py).
+around them was ~5 % of a write's time under cProfile (docs/performance.md, "Write path"). They
+run behind the short middleware chain of the public endpoints (webreducer/handlers.py).
 """
 
 from __future__ import annotations
