@@ -263,7 +263,6 @@ def test_it_never_admits_more_writes_than_the_shared_bucket_holds_with_leases(
     assert admitted <= burst + rate * elapsed + 1
     if processes == 1:
         assert admitted >= burst
-    assert ratelimit.take(bucket, rate=0.001, burst=burst) > 0
 
 
 def test_it_gives_unused_leased_tokens_back_with_the_next_call() -> None:
