@@ -1,13 +1,17 @@
 """The public write path: take a write (docs/pipeline.md, "Write path").
 
 Writes are stored durably (one INSERT, committed before the answer), then a coalesced wake-up
-queues the fold. The user's responder runs before the INSERT so its verdict is stored with the
+queues the fold. The INSERT itself checks that the key is still usable and the hook still on the
+version and secrets the write was answered with: the key row a write starts from may come from
+this process's short cache (`write_key_resolve`), yet a paused or revoked key stores nothing
+from the moment it is paused. The user's responder runs before the INSERT so its verdict is stored with the
 request; a rejected request is logged and never numbered or folded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from functools import lru_cache
 from typing import Any
@@ -21,13 +25,14 @@ from hooks import broadcast, ratelimit, rooms, wakeup
 from hooks.answers import answer_record, default_answer
 from hooks.fold import request_payload
 from hooks.masking import mask, mask_error
-from hooks.models import Key, Request
+from hooks.models import Hook, Key, Request
 from hooks.public_calls import (
     PublicError,
     Reply,
     database_unavailable,
     fair_share,
     invalid_status,
+    key_resolve,
     live_session,
     param_room,
 )
@@ -35,6 +40,38 @@ from hooks.response_headers import headers_filter, status_allowed
 from hooks.services import hook_secrets
 from sandbox import Session, strict_json
 from sandbox.runtime import wr_cloudevents
+
+# How long this process answers writes from a key row it read: the lookup was a third of a
+# write's round trips to PostgreSQL. Safe because the INSERT re-checks what must hold at once
+# (key not paused or revoked, hook not paused, the same live version and secrets); what the
+# row also carries, the hook's limits, may be this old in other processes (operators change
+# them, through Hook.save(), which clears this process's copies: hooks/apps.py).
+KEY_CACHE_SECONDS = 2.0
+KEY_CACHE_SIZE = 4096
+_keys: dict[str, tuple[float, Key]] = {}
+
+
+class KeyChanged(Exception):
+    """The key, or its hook's live version or secrets, changed since the key row was read."""
+
+
+def write_key_resolve(token: str) -> Key:
+    """The usable write key with this token, as key_resolve() gives it, read at most
+    KEY_CACHE_SECONDS ago by this process; else a 404 PublicError."""
+    now = time.monotonic()
+    cached = _keys.get(token)
+    if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
+        return cached[1]
+    key = key_resolve(token=token, kind=Key.Kind.WRITE)
+    if len(_keys) >= KEY_CACHE_SIZE:
+        _keys.clear()
+    _keys[token] = (now, key)
+    return key
+
+
+def keys_forget(**kwargs: object) -> None:
+    """Drop this process's key rows (a hook or key was saved: its limits may have changed)."""
+    _keys.clear()
 
 
 def rate_check(key: Key) -> None:
@@ -116,7 +153,47 @@ def request_ingest(
 
     A CloudEvents batch (`application/cloudevents-batch+json`) is stored as one request per
     event, in order, each answered by the responder; the answer lists every event's result.
+
+    When the INSERT finds the key row out of date (KeyChanged), the write starts again once from
+    a fresh one: answered by the version now live, or refused if the key no longer works.
     """
+
+    def attempt(key: Key) -> Reply:
+        return _ingest(
+            key=key,
+            method=method,
+            path=path,
+            headers=headers,
+            query=query,
+            content_type=content_type,
+            body=body,
+            resent_from=resent_from,
+        )
+
+    try:
+        return attempt(key)
+    except KeyChanged:
+        _keys.pop(key.token, None)
+    try:
+        return attempt(key_resolve(token=key.token, kind=Key.Kind.WRITE))
+    except KeyChanged:
+        # Changed again in the instant between this lookup and the INSERT (a publish): rare.
+        raise PublicError(
+            503, "unavailable", "The hook changed while this write was stored; retry.", 1
+        ) from None
+
+
+def _ingest(
+    *,
+    key: Key,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    query: dict[str, list[str]],
+    content_type: str,
+    body: bytes,
+    resent_from: int | None,
+) -> Reply:
     hook = key.hook
     body_check(content_type, body)
     idempotency_key_check(headers)
@@ -163,7 +240,7 @@ def request_ingest(
         # One request: a single autocommitted INSERT. A batch: all of its events or none.
         with transaction.atomic() if len(requests) > 1 else contextlib.nullcontext():
             for request in requests:
-                _insert(request)
+                _insert(request, key)
     except DatabaseError as error:
         raise database_unavailable() from error
     broadcast.requests_logged(hook_id=str(hook.pk), requests=requests)
@@ -321,13 +398,37 @@ def _insert_fields() -> list[Field[Any, Any]]:
     return [f for f in fields if isinstance(f, Field)]
 
 
-def _insert(request: Request) -> None:
-    """One INSERT, committed on return (autocommit): durable before acknowledged."""
+@lru_cache(maxsize=4)
+def _insert_sql(vendor: str) -> str:
+    """INSERT … SELECT the values FROM the key and its hook WHERE they still hold: one statement,
+    so no pause, revocation or publish can fall between the check and the row. PostgreSQL types
+    a SELECT list's parameters as text: each is cast to its column's type there."""
+    fields = _insert_fields()
+    columns = ", ".join(f.get_attname_column()[1] for f in fields)
+    if vendor == "postgresql":
+        values = ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in fields)
+    else:
+        values = ", ".join(["%s"] * len(fields))
+    key_table, hook_table = Key._meta.db_table, Hook._meta.db_table
+    # Only model metadata is interpolated; values go as parameters.
+    return (
+        f"INSERT INTO {Request._meta.db_table} ({columns}) SELECT {values} "  # noqa: S608
+        f"FROM {key_table} k JOIN {hook_table} h ON h.id = k.hook_id "
+        "WHERE k.id = %s AND NOT k.is_paused AND k.revoked_at IS NULL AND NOT h.is_paused "
+        "AND h.live_version_id = %s AND h.secrets_version = %s"
+    )
+
+
+def _insert(request: Request, key: Key) -> None:
+    """One INSERT, committed on return (autocommit): durable before acknowledged. KeyChanged
+    when the key no longer takes writes, or its hook moved to another version or secrets."""
     fields = _insert_fields()
     values = [f.get_db_prep_save(getattr(request, f.attname), connection) for f in fields]
-    columns = ", ".join(f.get_attname_column()[1] for f in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
+    hook = key.hook
     with connection.cursor() as cursor:
-        # Only model metadata is interpolated; values go as parameters.
-        sql = f"INSERT INTO {Request._meta.db_table} ({columns}) VALUES ({placeholders})"  # noqa: S608
-        cursor.execute(sql, values)
+        cursor.execute(
+            _insert_sql(connection.vendor),
+            [*values, key.pk, hook.live_id, hook.secrets_version],
+        )
+        if cursor.rowcount != 1:
+            raise KeyChanged(str(key.pk))

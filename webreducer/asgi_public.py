@@ -10,7 +10,8 @@ pool of connections is per process (WR_DB_POOL_MAX_SIZE), so any number of concu
 holds at most that many.
 
 Django picks the view by `request.urlconf`, which the request class below sets to
-webreducer.asgi_urls: the same routes, with the public views wrapped. WSGI is unchanged.
+webreducer.asgi_urls: the same routes, with the public views wrapped. WSGI is unchanged. The
+public paths also cross the short middleware chain of webreducer/handlers.py, as under WSGI.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.db import close_old_connections
 from django.http import HttpRequest, HttpResponseBase
+
+from webreducer.handlers import PublicChain
 
 _executor: ThreadPoolExecutor | None = None
 
@@ -68,9 +71,22 @@ class PublicThreadsHandler(ASGIHandler):
     request_class = PublicThreadsRequest
 
 
-def get_application() -> PublicThreadsHandler:
-    """Like django.core.asgi.get_asgi_application(), with the public views on their threads."""
+class PublicChainHandler(PublicChain, PublicThreadsHandler):
+    pass
+
+
+def get_application() -> Any:
+    """Like django.core.asgi.get_asgi_application(), with the public views on their threads and
+    the public paths on the short middleware chain (webreducer/handlers.py)."""
     import django
 
     django.setup(set_prefix=False)
-    return PublicThreadsHandler()
+    from webreducer.origins import is_public_path
+
+    app, public = PublicThreadsHandler(), PublicChainHandler()
+
+    async def application(scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        handler = public if is_public_path(scope.get("path", "")) else app
+        return await handler(scope, receive, send)
+
+    return application

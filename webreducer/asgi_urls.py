@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from django.urls import path
 
-from hooks.views.public import ReadApi, WriteApi
+from hooks.views import public
 from webreducer.asgi_public import on_public_threads
 from webreducer.urls import urlpatterns as wsgi_urlpatterns
 
-write = on_public_threads(WriteApi.as_view())
-read = on_public_threads(ReadApi.as_view())
+write = on_public_threads(public.write)
+read = on_public_threads(public.read)
 
 urlpatterns = [
     path("write/<str:token>", write, name="write"),

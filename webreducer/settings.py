@@ -139,6 +139,15 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
 ]
+# The chain of the public write and read URLs (webreducer/handlers.py): what their answers need,
+# in MIDDLEWARE's order. They have no session, user, CSRF token, messages or static files, so
+# the rest of MIDDLEWARE (and LastSeenMiddleware, appended below) only cost them time.
+WR_PUBLIC_MIDDLEWARE = [
+    "webreducer.origin_guards.OriginsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
 
 ROOT_URLCONF = "webreducer.urls"
 WSGI_APPLICATION = "webreducer.wsgi.application"

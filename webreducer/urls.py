@@ -6,13 +6,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from hooks.live.sse import live_events
-from hooks.views.public import ReadApi, WriteApi
+from hooks.views import public
 
 urlpatterns = [
-    path("write/<str:token>", WriteApi.as_view(), name="write"),
-    path("write/<str:token>/<path:path>", WriteApi.as_view(), name="write-path"),
+    path("write/<str:token>", public.write, name="write"),
+    path("write/<str:token>/<path:path>", public.write, name="write-path"),
     path("read/<str:token>/events", live_events, name="read-events"),
-    path("read/<str:token>", ReadApi.as_view(), name="read"),
+    path("read/<str:token>", public.read, name="read"),
     path("admin/", admin.site.urls),
     path("api/", include("accounts.api_urls")),
     path("api/", include("hooks.api_urls")),
