@@ -168,6 +168,8 @@ def request_ingest(
             content_type=content_type,
             body=body,
             resent_from=resent_from,
+            request_id=request_id,
+            responder=responder,
         )
 
     try:
@@ -193,6 +195,8 @@ def _ingest(
     content_type: str,
     body: bytes,
     resent_from: int | None,
+    request_id: uuid.UUID | None,
+    responder: bool,
 ) -> Reply:
     hook = key.hook
     body_check(content_type, body)
