@@ -28,6 +28,7 @@
 //   ms), with since=<seq of the last state frame> so an unchanged state is not sent again;
 //   after a history reset (close 4409) without since. Closes 4404 (unknown, paused or revoked
 //   key) and 4400 (invalid room or name) are final: status "closed", nothing resent.
+// - At most `maxInFlight` (128) writes are on the wire unacknowledged; later ones wait here.
 // - A ping every `pingInterval` ms; a socket silent for two intervals is dropped and reopened
 //   (a server that vanished without closing the TCP connection).
 //
@@ -88,6 +89,7 @@ class Connection {
     this.status = "connecting";
     this._listeners = {};
     this._writes = []; // {frame, resolve, reject} not acknowledged yet, in sending order
+    this._onWire = 0; // how many of them (the first ones) this socket has sent
     this._next = 1;
     this._socket = null;
     this._attempt = 0;
@@ -120,7 +122,7 @@ class Connection {
     };
     return new Promise((resolve, reject) => {
       this._writes.push({ frame, resolve, reject });
-      this._transmit(frame);
+      this._pump();
     });
   }
 
@@ -147,6 +149,18 @@ class Connection {
     this._emit("status", status, detail);
   }
 
+  // Sends the writes not sent on this socket yet, in order, keeping at most `maxInFlight`
+  // unacknowledged (the server answers more than its WR_LIVE_WRITES_IN_FLIGHT with 429s).
+  _pump() {
+    const socket = this._socket;
+    if (!socket || socket.readyState !== 1) return;
+    const most = this.options.maxInFlight ?? 128;
+    while (this._onWire < this._writes.length && this._onWire < most) {
+      socket.send(JSON.stringify(this._writes[this._onWire].frame));
+      this._onWire += 1;
+    }
+  }
+
   _transmit(frame) {
     const socket = this._socket;
     if (!socket || socket.readyState !== 1) return false;
@@ -170,7 +184,8 @@ class Connection {
     socket.onopen = () => {
       this._heard = Date.now();
       // Everything not acknowledged, in order, with its key: the server folds a key once.
-      for (const { frame } of this._writes) socket.send(JSON.stringify(frame));
+      this._onWire = 0;
+      this._pump();
       this._startPinging(socket);
     };
     socket.onmessage = (event) => {
@@ -220,7 +235,9 @@ class Connection {
     const index = this._writes.findIndex((write) => write.frame.ref === ack.ref);
     if (index >= 0) {
       const [write] = this._writes.splice(index, 1);
+      if (index < this._onWire) this._onWire -= 1;
       write.resolve(ack);
+      this._pump();
     }
     this._emit("ack", ack);
   }
@@ -241,6 +258,7 @@ class Connection {
     if (socket !== this._socket) return;
     clearInterval(this._pinger);
     this._socket = null;
+    this._onWire = 0;
     if (this._closed) return;
     if (FINAL_CLOSES.has(code)) {
       this._finish(code, reason);
