@@ -2,12 +2,14 @@
 
 Called after commit only, so a subscriber never sees a state that could still roll back.
 
-Two groups per hook:
+Two groups per hook, and one per room with two-way sockets:
 - `hook_group`: what public subscribers need (`state.changed`, `key.changed`). Each web process
   subscribes to it once per hook (hooks.live.hub), not once per connection.
 - `owner_group`: the owner's live feed (`requests.logged`, `replay.progress`). Log events are
   published only while someone watches the hook (`watch`), so the write path pays nothing for
   them otherwise.
+- `room_group`: a room's two-way sockets (`presence.changed`, `socket.broadcast`;
+  hooks.live.room_sockets), so a broadcast reaches only the processes with sockets in its room.
 
 Sync code without an event loop (the Celery worker, gunicorn) sends through one long-lived event
 loop per process, in a daemon thread (`_loop_thread`): channels_redis pools its Redis
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import logging
 import os
 import threading
@@ -34,9 +37,11 @@ from django.conf import settings
 
 from hooks.channel_messages import (
     KeyChanged,
+    PresenceChanged,
     ReplayProgress,
     RequestsLogged,
     RequestSummary,
+    SocketBroadcast,
     StateChanged,
 )
 from webreducer.redis import get_redis
@@ -63,6 +68,13 @@ def hook_group(hook_id: str) -> str:
 
 def owner_group(hook_id: str) -> str:
     return f"hook-owner.{hook_id}"
+
+
+def room_group(hook_id: str, room: str) -> str:
+    """A room's two-way sockets: broadcasts and presence. (Group names are short ASCII: the
+    room name is hashed.)"""
+    digest = hashlib.sha256(room.encode()).hexdigest()[:24]
+    return f"room.{hook_id}.{digest}"
 
 
 # --- Sending --------------------------------------------------------------------------------
@@ -206,6 +218,19 @@ def key_changed(*, hook_id: str, key_id: int | None = None) -> None:
     the ones that lost it close within a second."""
     message: KeyChanged = {"type": "key.changed", "key_id": key_id}
     broadcast(hook_group(hook_id), message)
+
+
+def presence_changed(*, hook_id: str, room: str) -> None:
+    """A socket joined or left `room` (call after commit): every process with sockets in the
+    room sends them its members again."""
+    message: PresenceChanged = {"type": "presence.changed"}
+    broadcast(room_group(hook_id, room), message)
+
+
+def socket_broadcast(*, hook_id: str, room: str, sender: str, body: str) -> None:
+    """A two-way socket's broadcast (JSON text), for the other sockets of its room."""
+    message: SocketBroadcast = {"type": "socket.broadcast", "sender": sender, "body": body}
+    broadcast(room_group(hook_id, room), message)
 
 
 def request_summary(request: Any) -> RequestSummary:

@@ -63,7 +63,25 @@ class ReplayProgress(TypedDict):
     status: str  # building, published, failed
 
 
+# --- Over the channel layer (group hooks.broadcast.room_group: a room's two-way sockets) ------
+
+
+class PresenceChanged(TypedDict):
+    """Someone joined or left the room: each process lists its members again."""
+
+    type: Literal["presence.changed"]
+
+
+class SocketBroadcast(TypedDict):
+    """A socket's broadcast, for the room's other sockets (`body` is JSON text, sent as is)."""
+
+    type: Literal["socket.broadcast"]
+    sender: str  # the connection id
+    body: str
+
+
 HookMessage = StateChanged | KeyChanged
+RoomMessage = PresenceChanged | SocketBroadcast
 OwnerMessage = RequestsLogged | ReplayProgress
 
 

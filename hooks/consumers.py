@@ -1,4 +1,5 @@
-"""WebSocket consumers: public live state on a read key, and the owner's live feed of a hook.
+"""WebSocket consumers: public live state on a read key, the two-way socket on a write key, and
+the owner's live feed of a hook.
 
 Protocol, close codes and limits: docs/realtime.md.
 """
@@ -31,6 +32,7 @@ from hooks.channel_messages import (
 )
 from hooks.live import db, listeners
 from hooks.live.subscription import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND
+from hooks.live.two_way import TwoWaySocket
 from hooks.selectors import hook_get_for_user
 from webreducer.clientip import scope_client_ip
 
@@ -94,6 +96,44 @@ class LiveStateConsumer(AsyncWebsocketConsumer):
             subscription, self.subscription = self.subscription, None
             await subscription.detach()
             await live.unsubscribe(subscription)
+
+
+class TwoWaySocketConsumer(AsyncWebsocketConsumer):
+    """WS /write/<key>/live[?room=…&read=<read_key>&name=…]: writes in, acks, state frames,
+    broadcasts and presence out (hooks.live.two_way)."""
+
+    channel_layer_alias = "none"
+    socket: TwoWaySocket | None = None
+
+    async def connect(self) -> None:
+        await self.accept()  # then refuse with a close code, as LiveStateConsumer does
+        query = QueryDict(self.scope.get("query_string", b""))
+        socket = TwoWaySocket(send=self._send_text, close=self._close, raw_send=self.base_send)
+        try:
+            await socket.open(
+                token=self.scope["url_route"]["kwargs"]["token"],
+                query={name: query.getlist(name) for name in query},
+                ip=scope_client_ip(self.scope),
+            )
+        except live.Refused as refused:
+            await self.close(code=refused.close_code, reason=refused.message[:MAX_REASON])
+            return
+        self.socket = socket
+
+    async def _send_text(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    async def _close(self, code: int, reason: str) -> None:
+        await self.close(code=code, reason=reason[:MAX_REASON])
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.socket is not None:
+            self.socket.receive(text_data, bytes_data)
+
+    async def disconnect(self, code: int) -> None:
+        if self.socket is not None:
+            socket, self.socket = self.socket, None
+            await socket.end()
 
 
 def _owns(user: Any, hook_id: str) -> bool:

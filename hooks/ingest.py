@@ -193,11 +193,15 @@ def request_ingest(
     content_type: str,
     body: bytes,
     resent_from: int | None = None,
+    request_id: uuid.UUID | None = None,
+    responder: bool = True,
 ) -> Reply:
     """Store one write and answer it with the hook's responder (docs/pipeline.md, "Write path").
 
     `resent_from` marks a copy of a stored request (hooks.resend); the reply's `request` is
-    the stored request (for a batch, the answer lists them instead).
+    the stored request (for a batch, the answer lists them instead). `request_id` and
+    `responder=False` are for the requests the server makes itself (a two-way socket's JOIN and
+    LEAVE, hooks.live.presence): a known id, and the default answer without the responder.
 
     A CloudEvents batch (`application/cloudevents-batch+json`) is stored as one request per
     event, in order, each answered by the responder; the answer lists every event's result.
@@ -212,7 +216,7 @@ def request_ingest(
 
     def new(content_type: str, body: bytes, headers: dict[str, str]) -> Request:
         return Request(
-            uuid=uuid.uuid4(),
+            uuid=request_id or uuid.uuid4(),
             hook_id=hook.pk,
             key_id=key.pk,
             routed_by=hook.live_id,
@@ -237,7 +241,7 @@ def request_ingest(
     else:
         requests = [new(content_type, body, headers)]
 
-    replies = _respond(key, requests)
+    replies = _respond(key, requests, responder=responder)
     for request, reply in zip(requests, replies, strict=True):
         request.response_status = reply.status
         reply.request = request
@@ -268,16 +272,18 @@ def request_ingest(
     )
 
 
-def _respond(key: Key, requests: list[Request]) -> list[Reply]:
+def _respond(key: Key, requests: list[Request], *, responder: bool = True) -> list[Reply]:
     """The responder's answer to each request (one sandbox child for all of them), or the
-    default `202 {"id": …}` without a sandbox when the code has no responder."""
+    default `202 {"id": …}` without a sandbox when the code has no responder (or `responder`
+    is False)."""
     hook, version = key.hook, key.hook.live_version
     assert version is not None
     routed = version.defines("room")
+    responds = responder and version.defines("responder")
     if not routed:
         for request in requests:
             request.room = _param_room(request.query)
-    if not version.defines("responder") and not routed:
+    if not responds and not routed:
         for request in requests:
             request.response = default_answer(str(request.uuid))
         return [Reply(status=202, body={"id": str(r.uuid)}) for r in requests]
@@ -290,7 +296,7 @@ def _respond(key: Key, requests: list[Request]) -> list[Reply]:
                 if refused is not None:
                     replies.append(refused)
                     continue
-            if not version.defines("responder"):
+            if not responds:
                 request.response = default_answer(str(request.uuid))
                 replies.append(Reply(status=202, body={"id": str(request.uuid)}))
                 continue

@@ -259,6 +259,30 @@ class Request(models.Model):
         return self.room or None
 
 
+class Connection(models.Model):
+    """An open two-way socket (`WS /write/<key>/live`): who is in a room, for presence, across
+    every web process (hooks.live.presence). The process that holds the socket renews
+    `expires_at`; a row whose process died expires and another process folds its leave."""
+
+    id = models.CharField(primary_key=True, max_length=32)  # uuid4 hex, shown to clients
+    hook = models.ForeignKey(Hook, on_delete=models.CASCADE, related_name="connections")
+    key = models.ForeignKey(Key, on_delete=models.CASCADE, related_name="+")
+    room = models.CharField(max_length=200, blank=True, default="")  # "" is the main room
+    name = models.CharField(max_length=64, blank=True, default="")  # "" when none was given
+    # The socket's query string (without its read key): the JOIN/LEAVE requests' `query`.
+    query = models.JSONField(default=dict, blank=True)
+    process = models.CharField(max_length=100)
+    joined_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["joined_at", "id"]
+        indexes = [models.Index(fields=["hook", "room"], name="hooks_connection_room")]
+
+    def __str__(self) -> str:
+        return f"connection {self.id} of {self.hook_id}"
+
+
 class ReplayOutcome(models.Model):
     """What a building version made of one request; copied onto the Request when it goes live."""
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from django.urls import path
 
-from hooks.consumers import LiveStateConsumer, OwnerFeedConsumer
+from hooks.consumers import LiveStateConsumer, OwnerFeedConsumer, TwoWaySocketConsumer
 
 public_websocket_urlpatterns = [
     path("read/<str:token>/live", LiveStateConsumer.as_asgi()),
+    path("write/<str:token>/live", TwoWaySocketConsumer.as_asgi()),
 ]
 
 # Relative to /ws/.

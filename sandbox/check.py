@@ -8,6 +8,9 @@ import warnings
 from sandbox.errors import CodeError
 
 CONTRACT = ("reducer", "responder", "idempotency_key", "query", "room")
+# A module-level `PRESENCE = True` opts a hook in to JOIN/LEAVE requests from its two-way
+# sockets (docs/functions.md, "Presence"); it is listed with the functions when set.
+PRESENCE = "PRESENCE"
 FILENAME = "hook.py"
 
 # Nodes that open a new scope: names bound inside them are not module-level bindings.
@@ -24,7 +27,8 @@ _SCOPES = (
 
 
 def check_code(code: str, *, max_bytes: int) -> frozenset[str]:
-    """Compile-check `code`; return which of the contract functions it defines with `def`.
+    """Compile-check `code`; return which of the contract functions it defines with `def`,
+    and PRESENCE when it sets `PRESENCE = True`.
 
     Raises CodeError for a syntax error (with line and column), code over `max_bytes` (UTF-8), or
     a contract name bound at module level by anything other than a plain `def`.
@@ -53,6 +57,8 @@ def check_code(code: str, *, max_bytes: int) -> frozenset[str]:
 def _contract_functions(tree: ast.Module) -> frozenset[str]:
     defined: set[str] = set()
     for node in _module_level(tree.body):
+        if _presence_flag(node, defined):
+            continue
         if isinstance(node, ast.FunctionDef):
             if node.name in CONTRACT:
                 defined.add(node.name)
@@ -64,6 +70,12 @@ def _contract_functions(tree: ast.Module) -> frozenset[str]:
                 column=node.col_offset + 1,
             )
         for name, at in _bound_names(node):
+            if name == PRESENCE:
+                raise CodeError(
+                    "ContractError: PRESENCE must be set as `PRESENCE = True` (or False)",
+                    line=getattr(at, "lineno", None),
+                    column=getattr(at, "col_offset", 0) + 1,
+                )
             if name in CONTRACT:
                 raise CodeError(
                     f"ContractError: '{name}' must be a function defined with def",
@@ -71,6 +83,27 @@ def _contract_functions(tree: ast.Module) -> frozenset[str]:
                     column=getattr(at, "col_offset", 0) + 1,
                 )
     return frozenset(defined)
+
+
+def _presence_flag(node: ast.stmt, defined: set[str]) -> bool:
+    """Whether `node` is `PRESENCE = True/False` (read statically, never run here)."""
+    if isinstance(node, ast.Assign):
+        targets, value = node.targets, node.value
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        targets, value = [node.target], node.value
+    else:
+        return False
+    if not (len(targets) == 1 and isinstance(targets[0], ast.Name) and targets[0].id == PRESENCE):
+        return False
+    if not (isinstance(value, ast.Constant) and isinstance(value.value, bool)):
+        raise CodeError(
+            "ContractError: PRESENCE must be True or False",
+            line=node.lineno,
+            column=node.col_offset + 1,
+        )
+    if value.value:
+        defined.add(PRESENCE)
+    return True
 
 
 def _module_level(body: list[ast.stmt]) -> list[ast.stmt]:

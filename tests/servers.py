@@ -55,6 +55,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
 class Process:
     def __init__(self, args: list[str], env: dict[str, str], log: Path):
         self.log = log
+        self.url = ""  # a server's base URL
         self._file = log.open("wb")
         # A process group of its own, so a kill takes the worker's pool and sandboxes with it.
         self.popen = subprocess.Popen(
@@ -141,6 +142,13 @@ def wsgi_server(
 @contextmanager
 def asgi_server(tmp_path: Path, *, port: int | None = None, **env: str) -> Iterator[str]:
     """uvicorn (HTTP and websockets); pass `port` when SITE_ROOT must name it in advance."""
+    with asgi_process(tmp_path, port=port, **env) as process:
+        yield process.url
+
+
+@contextmanager
+def asgi_process(tmp_path: Path, *, port: int | None = None, **env: str) -> Iterator[Process]:
+    """asgi_server's process itself (`.url`), for tests that kill it."""
     port = port or free_port()
     args = [
         # The production launcher: uvicorn with the input backstops and proxy trust of
@@ -150,9 +158,10 @@ def asgi_server(tmp_path: Path, *, port: int | None = None, **env: str) -> Itera
     url = f"http://127.0.0.1:{port}"
     env.setdefault("SITE_ROOT", url)  # as for wsgi_server
     process = Process(args, child_env(**env), tmp_path / f"uvicorn-{port}.log")
+    process.url = url
     try:
         wait_for(lambda: _answers(url), 60, "uvicorn to start")
-        yield url
+        yield process
     finally:
         process.stop()
 

@@ -488,3 +488,17 @@ WR_LIVE_QUERY_CONCURRENCY = env_int("WR_LIVE_QUERY_CONCURRENCY", 4)
 # A state change notification carries the new state's JSON text up to this size, so web
 # processes deliver it without reading the database; larger states are re-read.
 WR_LIVE_INLINE_STATE_BYTES = env_int("WR_LIVE_INLINE_STATE_BYTES", 64 * 1024)
+# The two-way socket (WS /write/<key>/live, docs/realtime.md): threads that store its writes in
+# one web process (each holds a database connection), and how many of them one hook may use at
+# once there (the others stay free for other hooks).
+WR_LIVE_WRITE_THREADS = env_int("WR_LIVE_WRITE_THREADS", 4)
+WR_LIVE_WRITE_THREADS_PER_HOOK = env_int("WR_LIVE_WRITE_THREADS_PER_HOOK", 2)
+# Writes a socket may have sent and not yet had acknowledged; more are answered 429 at once.
+WR_LIVE_WRITES_IN_FLIGHT = env_int("WR_LIVE_WRITES_IN_FLIGHT", 256)
+# Broadcasts (never stored): the largest body, and a rate per connection (sustained/burst).
+WR_LIVE_BROADCAST_MAX_BYTES = env_int("WR_LIVE_BROADCAST_MAX_BYTES", 16 * 1024)
+WR_LIVE_BROADCAST_PER_SECOND = env_float("WR_LIVE_BROADCAST_PER_SECOND", 30.0)
+WR_LIVE_BROADCAST_BURST = env_int("WR_LIVE_BROADCAST_BURST", 60)
+# Presence: a web process renews its sockets' presence every third of this; the sockets of a
+# process that died drop out after it, and their leaves are folded by another process.
+WR_PRESENCE_TTL_SECONDS = env_float("WR_PRESENCE_TTL_SECONDS", 15.0)
