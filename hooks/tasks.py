@@ -12,6 +12,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from hooks import pipeline, wakeup, worktime
+from hooks.live import presence
 from hooks.models import Request, Version
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,9 @@ def reconcile() -> int:
         count += 1
     if count:
         logger.info("reconciler queued %d hook(s) and rebuild(s)", count)
+    # Two-way sockets of web processes that died: their leaves (web processes with sockets
+    # reap too; this covers a deployment whose every web process stopped).
+    presence.reap()
     return count
 
 

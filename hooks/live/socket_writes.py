@@ -141,7 +141,10 @@ async def run(hook_id: str, func: Any, *args: Any) -> Any:
         shares = _shares[loop] = {}
     share = shares.get(hook_id)
     if share is None:
-        share = shares[hook_id] = _Share(settings.WR_LIVE_WRITE_THREADS_PER_HOOK)
+        # No more than the hook's sandbox share (hooks.serving): its writes then queue here, in
+        # order, instead of being refused 429 hook_busy by their own socket's other writes.
+        size = min(settings.WR_LIVE_WRITE_THREADS_PER_HOOK, settings.WR_SANDBOX_CALLS_PER_HOOK)
+        share = shares[hook_id] = _Share(max(1, size))
     share.users += 1
     try:
         async with share.semaphore:

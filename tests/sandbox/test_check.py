@@ -70,3 +70,25 @@ def test_it_does_not_execute_the_code(tmp_path: object) -> None:
 def test_it_ignores_names_bound_inside_functions_and_comprehensions() -> None:
     code = "def f():\n    reducer = 1\n    return reducer\n\nx = [query for query in range(3)]\n"
     assert check_code(code, max_bytes=1000) == frozenset()
+
+
+def test_it_reads_the_presence_flag_statically() -> None:
+    assert check_code("PRESENCE = True\n", max_bytes=1000) == {"PRESENCE"}
+    assert check_code(
+        "PRESENCE: bool = True\ndef reducer(s, r, x):\n    return s\n", max_bytes=1000
+    ) == {"PRESENCE", "reducer"}
+    assert check_code("PRESENCE = False\n", max_bytes=1000) == frozenset()
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "PRESENCE = 1\n",
+        "PRESENCE = bool('x')\n",
+        "for PRESENCE in [True]:\n    pass\n",
+        "import os as PRESENCE\n",
+    ],
+)
+def test_it_refuses_a_presence_flag_that_is_not_a_literal_bool(code: str) -> None:
+    with pytest.raises(CodeError, match="PRESENCE"):
+        check_code(code, max_bytes=1000)
