@@ -23,7 +23,11 @@
 //   socket reconnects, so a write whose ack was lost is folded once (the server folds a resent
 //   key as a duplicate and acknowledges it again). The promise resolves with the ack, whatever
 //   its status (a refusal is an ack with status ≥ 400 and body {error: {code, message}});
-//   it rejects only when the connection is closed for good with the write unacknowledged.
+//   it rejects only when the connection is closed for good with the write unacknowledged, or
+//   when the write is larger than the server takes (it closes the socket with 1009).
+//   A refusal where nothing was stored and the server says to send again (503 unavailable,
+//   429 rate_limited, hook_busy, too_many_in_flight) is resent by itself after `retry_after`,
+//   up to `retries` (5) times, behind the writes sent meanwhile; then its ack is the answer.
 // - It reconnects after any drop (exponential backoff with jitter, `minDelay` to `maxDelay`
 //   ms), with since=<seq of the last state frame> so an unchanged state is not sent again;
 //   after a history reset (close 4409) without since. Closes 4404 (unknown, paused or revoked
@@ -40,6 +44,9 @@
 const FINAL_CLOSES = new Set([4400, 4404]);
 const HISTORY_RESET = 4409;
 const NORMAL = 1000;
+const TOO_BIG = 1009; // a frame over the server's message limit
+// Refusals where nothing was stored and the server says to send again after `retry_after`.
+const RESEND = new Set(["unavailable", "hook_busy", "too_many_in_flight", "rate_limited"]);
 
 function randomKey() {
   // crypto.randomUUID exists only on secure origins; getRandomValues everywhere.
@@ -90,6 +97,7 @@ class Connection {
     this._listeners = {};
     this._writes = []; // {frame, resolve, reject} not acknowledged yet, in sending order
     this._onWire = 0; // how many of them (the first ones) this socket has sent
+    this._later = new Set(); // writes refused with "send again", waiting for their retry_after
     this._next = 1;
     this._socket = null;
     this._attempt = 0;
@@ -101,7 +109,7 @@ class Connection {
   }
 
   get pending() {
-    return this._writes.length;
+    return this._writes.length + this._later.size;
   }
 
   // on("state" | "presence" | "broadcast" | "ack" | "status" | "hello", fn) → a function
@@ -236,7 +244,20 @@ class Connection {
     if (index >= 0) {
       const [write] = this._writes.splice(index, 1);
       if (index < this._onWire) this._onWire -= 1;
-      write.resolve(ack);
+      const code = ack.body?.error?.code;
+      write.tries = (write.tries || 0) + 1;
+      if (RESEND.has(code) && write.tries <= (this.options.retries ?? 5)) {
+        // Nothing was stored: the same frame (same key) again after retry_after, behind the
+        // writes sent meanwhile.
+        this._later.add(write);
+        write.timer = setTimeout(() => {
+          this._later.delete(write);
+          this._writes.push(write);
+          this._pump();
+        }, 1000 * (ack.retry_after ?? 1));
+      } else {
+        write.resolve(ack);
+      }
       this._pump();
     }
     this._emit("ack", ack);
@@ -265,6 +286,7 @@ class Connection {
       return;
     }
     if (code === HISTORY_RESET) this.seq = null; // reconnect without since
+    if (code === TOO_BIG) this._dropLargest(reason);
     const min = this.options.minDelay ?? 250;
     const max = this.options.maxDelay ?? 15000;
     const ceiling = Math.min(max, min * 2 ** this._attempt);
@@ -272,6 +294,20 @@ class Connection {
     this._attempt += 1;
     this._setStatus("connecting", { code, reason, retryIn: Math.round(delay) });
     this._timer = setTimeout(() => this._open(), delay);
+  }
+
+  // The server closed on a frame over its message limit: the largest pending write (resending
+  // it would only close the socket again) is rejected, the others are resent.
+  _dropLargest(reason) {
+    let largest = -1;
+    let size = -1;
+    this._writes.forEach((write, i) => {
+      const length = JSON.stringify(write.frame).length;
+      if (length > size) [largest, size] = [i, length];
+    });
+    if (largest < 0) return;
+    const [write] = this._writes.splice(largest, 1);
+    write.reject(new Error(`WebReducer: the write is over the server's limit (1009 ${reason})`));
   }
 
   _finish(code, reason) {
@@ -282,7 +318,9 @@ class Connection {
     const socket = this._socket;
     this._socket = null;
     if (socket && socket.readyState <= 1) socket.close(NORMAL);
-    const writes = this._writes.splice(0);
+    for (const write of this._later) clearTimeout(write.timer);
+    const writes = [...this._writes.splice(0), ...this._later];
+    this._later.clear();
     for (const write of writes) {
       write.reject(new Error(`WebReducer: closed (${code} ${reason}) before the ack`));
     }
