@@ -254,7 +254,7 @@ class Connection {
           this._later.delete(write);
           this._writes.push(write);
           this._pump();
-        }, 1000 * (ack.retry_after ?? 1));
+        }, 1000 * (ack.retry_after ?? 1) * (1 + Math.random() / 2)); // jitter: not all at once
       } else {
         write.resolve(ack);
       }

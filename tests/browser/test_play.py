@@ -304,3 +304,44 @@ def test_it_resends_unacknowledged_writes_through_a_server_kill_exactly_once(
     page.evaluate("game.close()")  # before the server stops: no reconnect attempts after it
     # Chromium logs each refused reconnect attempt while the server was down; nothing else.
     console.problems[:] = [p for p in console.problems if "WebSocket connection to" not in p]
+
+
+# --- refusals where nothing was stored ----------------------------------------------------------
+
+BURST = """
+([write, count]) => {
+  window.acks = [];
+  window.refusals = [];
+  const game = WebReducer.connect(write, { retries: 20 });
+  window.game = game;
+  game.on("ack", (ack) => { if (ack.status === 429) window.refusals.push(ack.body.error.code); });
+  game.on("status", (status) => {
+    if (status !== "open") return;
+    for (let n = 0; n < count; n++) game.send({ n }).then((ack) => window.acks.push(ack));
+  });
+}
+"""
+
+
+def test_it_sends_again_by_itself_the_writes_refused_by_the_rate_limit(
+    alice: Any, new_page: Any, stack: Stack, pages: str
+) -> None:
+    hook = hook_create(owner=alice, name="log", code=LOG_CODE)
+    hook.limits = {"rate_per_second": 20, "rate_burst": 4}
+    hook.save(update_fields=["limits"])
+    page = new_page()
+    page.goto(f"{pages}/examples/")
+    page.add_script_tag(url=f"{stack.url}/static/js/webreducer-client.js", type="module")
+    page.wait_for_function("globalThis.WebReducer !== undefined")
+    page.evaluate(BURST, [f"{stack.url}/write/{write_key(hook)}", 12])
+
+    page.wait_for_function("window.acks.length === 12", timeout=LIVE)
+    # The burst went over the key's rate limit: refused (nothing stored), then resent by the
+    # client after retry_after, until each was stored; its promise has the ack that stored it.
+    assert page.evaluate("window.refusals").count("rate_limited") > 0
+    assert {a["status"] for a in page.evaluate("window.acks")} == {202}
+    pending = hook.requests.filter(outcome=Request.Outcome.PENDING)
+    wait_for(lambda: hook.requests.count() == 12 and not pending.exists(), 20, "the folds")
+    applied = hook.requests.filter(outcome=Request.Outcome.APPLIED).order_by("seq")
+    assert sorted(json.loads(bytes(r.body))["n"] for r in applied) == list(range(12))
+    page.evaluate("game.close()")
