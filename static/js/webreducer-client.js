@@ -100,6 +100,7 @@ class Connection {
     this._later = new Set(); // writes refused with "send again", waiting for their retry_after
     this._next = 1;
     this._socket = null;
+    this._ready = false;
     this._attempt = 0;
     this._timer = null;
     this._pinger = null;
@@ -161,7 +162,7 @@ class Connection {
   // unacknowledged (the server answers more than its WR_LIVE_WRITES_IN_FLIGHT with 429s).
   _pump() {
     const socket = this._socket;
-    if (!socket || socket.readyState !== 1) return;
+    if (!this._ready || socket.readyState !== 1) return;
     const most = this.options.maxInFlight ?? 128;
     while (this._onWire < this._writes.length && this._onWire < most) {
       socket.send(JSON.stringify(this._writes[this._onWire].frame));
@@ -171,7 +172,7 @@ class Connection {
 
   _transmit(frame) {
     const socket = this._socket;
-    if (!socket || socket.readyState !== 1) return false;
+    if (!this._ready || socket.readyState !== 1) return false;
     socket.send(JSON.stringify(frame));
     return true;
   }
@@ -189,11 +190,9 @@ class Connection {
       return;
     }
     this._socket = socket;
+    this._ready = false; // until its hello: the server has joined the socket to its room
     socket.onopen = () => {
       this._heard = Date.now();
-      // Everything not acknowledged, in order, with its key: the server folds a key once.
-      this._onWire = 0;
-      this._pump();
       this._startPinging(socket);
     };
     socket.onmessage = (event) => {
@@ -215,6 +214,10 @@ class Connection {
       case "hello":
         this.id = frame.id;
         this._attempt = 0;
+        this._ready = true;
+        // Everything not acknowledged, in order, with its key: the server folds a key once.
+        this._onWire = 0;
+        this._pump();
         this._setStatus("open", { id: frame.id });
         this._emit("hello", frame);
         break;
@@ -279,6 +282,7 @@ class Connection {
     if (socket !== this._socket) return;
     clearInterval(this._pinger);
     this._socket = null;
+    this._ready = false;
     this._onWire = 0;
     if (this._closed) return;
     if (FINAL_CLOSES.has(code)) {
@@ -317,6 +321,7 @@ class Connection {
     clearInterval(this._pinger);
     const socket = this._socket;
     this._socket = null;
+    this._ready = false;
     if (socket && socket.readyState <= 1) socket.close(NORMAL);
     for (const write of this._later) clearTimeout(write.timer);
     const writes = [...this._writes.splice(0), ...this._later];
