@@ -70,6 +70,9 @@ BENCHES = [
         ],
         240,
     ),
+    Bench(
+        "play", ["bench/play_bench.py", "--rooms", "100", "--players", "10", "--seconds", "15"], 300
+    ),
     Bench("fairness", ["bench/abuse_bench.py", "--server", "gthread", "--seconds", "15"], 300),
 ]
 

@@ -80,6 +80,13 @@ class SocketBroadcast(TypedDict):
     body: str
 
 
+class ListenerResync(TypedDict):
+    """Not sent by anyone: a process's listener (hooks.live.listeners) hands this to its
+    callbacks after a channel-layer failure, when whatever arrived meanwhile is unknown."""
+
+    type: Literal["listener.resync"]
+
+
 HookMessage = StateChanged | KeyChanged
 RoomMessage = PresenceChanged | SocketBroadcast
 OwnerMessage = RequestsLogged | ReplayProgress

@@ -37,8 +37,9 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 
 from hooks import broadcast, wakeup
-from hooks.fold import Folding, Outcome, Stored, fold_needs_sandbox, fold_start
-from hooks.models import MAIN_ROOM, Hook, LedgerEntry, Request, State, Version
+from hooks.fold import Folding, Outcome, fold_needs_sandbox, fold_start
+from hooks.ledger import HookBusy, ledger_lookup, ledger_record
+from hooks.models import MAIN_ROOM, Hook, Request, State, Version
 from hooks.refusals import commit_error, constraints_check, refusal_check
 from hooks.request_rows import StoredRequest, stored_fetch
 from hooks.rooms import room_route, state_row_ensure
@@ -46,10 +47,6 @@ from hooks.services import hook_limits, hook_secrets
 from sandbox import Limits, Session, session
 
 logger = logging.getLogger(__name__)
-
-
-class HookBusy(Exception):
-    """Another worker holds this room's state; it will apply what is pending."""
 
 
 class HookFailing(Exception):
@@ -456,45 +453,6 @@ def stale_reroute(*, hook_id: uuid.UUID | str) -> int:
     for room in moved:
         wakeup.wake(str(hook_id), room=room)
     return len(stale)
-
-
-def ledger_lookup(version: Version, keys: list[str], *, claim: bool = False) -> dict[str, int]:
-    """key -> the request that applied it, of the keys the version's ledger holds.
-
-    With `claim` (the live pipeline), each key is first locked until the transaction ends
-    (a transaction-level advisory lock on the version and key, in sorted order): the ledger is
-    the hook's, but its rooms fold in parallel, so two rooms' batches could both look a key
-    up before either wrote it. The second now waits for the first to commit and then finds
-    its entry: one key is applied once across all rooms. Two batches that each hold a key the
-    other wants are a deadlock PostgreSQL breaks by failing one (HookBusy: it retries)."""
-    if claim and keys and connection.vendor == "postgresql":
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended(%s || ':' || k, 0)) "
-                    "FROM unnest(%s::text[]) AS k ORDER BY k",
-                    [str(version.pk), sorted(set(keys))],
-                )
-        except DatabaseError as error:
-            if getattr(getattr(error, "__cause__", None), "sqlstate", None) == "40P01":
-                raise HookBusy(f"{version.hook_id}: idempotency keys") from error
-            raise
-    rows = LedgerEntry.objects.filter(version=version, key__in=keys).values_list(
-        "key", "request_id"
-    )
-    return dict(rows)
-
-
-def ledger_record(
-    version: Version, requests: Sequence[Stored], outcomes: Sequence[Outcome]
-) -> None:
-    LedgerEntry.objects.bulk_create(
-        [
-            LedgerEntry(version=version, key=outcome.idempotency_key, request_id=request.id)
-            for request, outcome in zip(requests, outcomes, strict=True)
-            if outcome.outcome == Request.Outcome.APPLIED and outcome.idempotency_key is not None
-        ]
-    )
 
 
 def outcomes_save(requests: Sequence[StoredRequest], outcomes: Sequence[Outcome]) -> None:

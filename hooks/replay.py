@@ -26,8 +26,8 @@ from django.utils import timezone
 from accounts.models import User
 from hooks import broadcast
 from hooks.fold import Outcome, fold, fold_needs_sandbox
+from hooks.ledger import HookBusy, ledger_lookup, ledger_record
 from hooks.models import MAIN_ROOM, Hook, LedgerEntry, ReplayOutcome, Request, State, Version
-from hooks.pipeline import HookBusy, ledger_lookup, ledger_record
 from hooks.refusals import commit_error, constraints_check, refusal_check
 from hooks.request_rows import StoredRequest, stored_fetch
 from hooks.rooms import room_route

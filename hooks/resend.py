@@ -1,10 +1,10 @@
-"""Resend a logged request: a copy goes through the normal write path (hooks.ingest), so the
+"""Resend a logged request: a copy goes through the normal write path (hooks.writes), so the
 live responder answers it, the key's rate limit applies and the pipeline folds it like any
 write. The original row is never touched; the copy names it in `resent_from`."""
 
 from __future__ import annotations
 
-from hooks import ingest
+from hooks import public_calls, writes
 from hooks.models import Hook, Key, Request
 
 
@@ -32,17 +32,17 @@ def _write_key(hook: Hook, original: Request) -> Key:
     return key
 
 
-def request_resend(*, hook: Hook, original: Request) -> tuple[Request, ingest.Reply]:
+def request_resend(*, hook: Hook, original: Request) -> tuple[Request, public_calls.Reply]:
     """Store a copy of `original` as a new write; returns it and the answer it got."""
     token = _write_key(hook, original).token
     body = bytes(original.body)
     try:
-        key = ingest.key_resolve(token=token, kind=Key.Kind.WRITE)
-        limit = ingest.max_body_bytes(key)
+        key = public_calls.key_resolve(token=token, kind=Key.Kind.WRITE)
+        limit = writes.max_body_bytes(key)
         if len(body) > limit:
-            raise ingest.PublicError(413, "too_large", f"The body is over {limit} bytes.")
-        ingest.rate_check(key)
-        reply = ingest.request_ingest(
+            raise public_calls.PublicError(413, "too_large", f"The body is over {limit} bytes.")
+        writes.rate_check(key)
+        reply = writes.request_ingest(
             key=key,
             method=original.method,
             path=original.path,
@@ -52,7 +52,7 @@ def request_resend(*, hook: Hook, original: Request) -> tuple[Request, ingest.Re
             body=body,
             resent_from=original.pk,
         )
-    except ingest.PublicError as error:
+    except public_calls.PublicError as error:
         raise ResendRefused(error.status, error.code, error.message, error.retry_after) from None
     assert reply.request is not None  # a stored request is never a batch
     return reply.request, reply

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db.models import Max
 from django.utils import timezone
 
-from hooks import pipeline, wakeup, worktime
+from hooks import ledger, pipeline, wakeup, worktime
 from hooks.live import presence
 from hooks.models import Request, Version
 
@@ -38,7 +38,7 @@ def reduce_hook(hook_id: str, busy: int = 0, room: str = "") -> int:
     started = time.monotonic()
     try:
         count, more = pipeline.hook_reduce_slice(hook_id=hook_id, room=room, seconds=seconds)
-    except pipeline.HookBusy:
+    except ledger.HookBusy:
         # The worker holding the lock folds until nothing is pending, but a request that
         # committed just after its last look would wait for the reconciler: look again soon
         # (unless a task is queued already: that one will look).
@@ -102,7 +102,7 @@ def replay_version(self, version_id: int) -> None:  # type: ignore[no-untyped-de
 
     try:
         more = replay.version_replay(version_id=version_id)
-    except pipeline.HookBusy:
+    except ledger.HookBusy:
         raise self.retry(countdown=settings.WR_BUSY_RETRY_SECONDS) from None
     except Exception as error:
         logger.exception("replay of version %s failed", version_id)

@@ -7,7 +7,7 @@ See docs/realtime.md.
 
 from __future__ import annotations
 
-from hooks import ingest, rooms
+from hooks import public_calls, rooms
 from hooks.live import db, hub, slots
 from hooks.live.state import connect_read, delivery_for, params_canonical
 from hooks.live.subscription import (
@@ -54,7 +54,7 @@ async def subscribe(
         raise Refused(CLOSE_BAD_REQUEST, 400, error.code, error.message) from None
     try:
         key = await db.reads.run(_key_resolve, token)
-    except ingest.PublicError as error:
+    except public_calls.PublicError as error:
         raise _refused(error) from None
     try:
         slot = await slots.acquire(key_id=key.pk, ip=ip)
@@ -75,7 +75,7 @@ async def subscribe(
         delivery = await delivery_for(snapshot, subscription.params)
     except BaseException as error:
         await unsubscribe(subscription)
-        if isinstance(error, ingest.PublicError):
+        if isinstance(error, public_calls.PublicError):
             raise _refused(error) from None
         if isinstance(error, Exception):
             raise Refused(
@@ -93,10 +93,10 @@ async def subscribe(
 
 
 def _key_resolve(token: str) -> Key:
-    return ingest.key_resolve(token=token, kind=Key.Kind.READ)
+    return public_calls.key_resolve(token=token, kind=Key.Kind.READ)
 
 
-def _refused(error: ingest.PublicError) -> Refused:
+def _refused(error: public_calls.PublicError) -> Refused:
     close = CLOSE_NOT_FOUND if error.status == 404 else CLOSE_UNAVAILABLE
     return Refused(close, error.status, error.code, error.message)
 

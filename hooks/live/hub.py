@@ -21,12 +21,13 @@ import asyncio
 import logging
 import weakref
 from collections import defaultdict
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
 
 from django.conf import settings
 
 from hooks.broadcast import hook_group
+from hooks.channel_messages import KeyChanged, ListenerResync, StateChanged, message_type
 from hooks.live import db, listeners
 from hooks.live.state import Delivery, Params, Snapshot, delivery_for, snapshot_read
 from hooks.live.subscription import CLOSE_NOT_FOUND, CLOSE_RESET, Subscription
@@ -59,19 +60,32 @@ class Hub:
         self.ready: asyncio.Task[None] = listeners.spawn(self._start())
 
     def on_message(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
+        handler = self.HANDLERS.get(message_type(message) or "")
+        if handler is not None and handler(self, message):
+            self.dirty.set()
+
+    # One handler per message type (hooks.channel_messages); each says whether to refresh.
+    def _on_state_changed(self, message: StateChanged) -> bool:
         room = message.get("room", "")
-        if kind == "state.changed" and room is not None and room != self.room:
-            return  # another room's change
-        if kind == "state.changed" and room is not None and isinstance(message.get("value"), str):
+        if room is not None and room != self.room:
+            return False  # another room's change
+        if room is not None and isinstance(message.get("value"), str):
             carried = self.carried
             if carried is None or message["seq"] >= carried["seq"]:
-                self.carried = message
-        elif kind in ("state.changed", "key.changed", "listener.resync"):
-            self.must_read = True
+                self.carried = dict(message)
         else:
-            return
-        self.dirty.set()
+            self.must_read = True  # no state carried, or every room's (a publish, an archive)
+        return True
+
+    def _on_must_read(self, message: KeyChanged | ListenerResync) -> bool:
+        self.must_read = True
+        return True
+
+    HANDLERS: ClassVar[dict[str, Callable[[Hub, Any], bool]]] = {
+        "state.changed": _on_state_changed,
+        "key.changed": _on_must_read,
+        "listener.resync": _on_must_read,
+    }
 
     async def _start(self) -> None:
         await listeners.listen(self.group, self.on_message)

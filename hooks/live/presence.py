@@ -34,7 +34,7 @@ from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from hooks import broadcast, ingest
+from hooks import broadcast, public_calls, writes
 from hooks.models import Connection, Key, Request
 from sandbox.check import PRESENCE
 
@@ -90,7 +90,7 @@ def join(
     *, key: Key, connection_id: str, room: str, name: str | None, query: dict[str, Any]
 ) -> None:
     """Record a socket's arrival in `room` (and store its JOIN when the hook opts in); raises
-    ingest.PublicError when the JOIN is refused (rate limit, rooms limit, `room` failing)."""
+    public_calls.PublicError when the JOIN is refused (rate limit, rooms limit, `room` failing)."""
     try:
         Connection.objects.create(
             id=connection_id,
@@ -103,11 +103,11 @@ def join(
             expires_at=_expiry(),
         )
     except DatabaseError as error:
-        raise ingest.database_unavailable() from error
+        raise public_calls.database_unavailable() from error
     version = key.hook.live_version
     if version is not None and version.defines(PRESENCE):
         try:
-            ingest.rate_check(key)
+            writes.rate_check(key)
             reply = _presence_request(key, connection_id, "JOIN", name, query)
         except BaseException:
             Connection.objects.filter(pk=connection_id).delete()
@@ -116,7 +116,7 @@ def join(
             # `room` refused it (logged as rejected): no JOIN, so no LEAVE either.
             Connection.objects.filter(pk=connection_id).delete()
             why = (reply.body or {}).get("error", {}) if isinstance(reply.body, dict) else {}
-            raise ingest.PublicError(
+            raise public_calls.PublicError(
                 reply.status,
                 why.get("code", "join_refused"),
                 why.get("message", "The hook refused this connection's JOIN."),
@@ -150,9 +150,9 @@ def _leave_row(row: Connection) -> None:
 
 def _presence_request(
     key: Key, connection_id: str, kind: str, name: str | None, query: dict[str, Any]
-) -> ingest.Reply:
+) -> public_calls.Reply:
     body = json.dumps({"connection": connection_id, "name": name}).encode()
-    return ingest.request_ingest(
+    return writes.request_ingest(
         key=key,
         method=kind,
         path="",

@@ -19,11 +19,12 @@ import logging
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 
 from hooks.broadcast import hook_group, room_group
+from hooks.channel_messages import ListenerResync, PresenceChanged, SocketBroadcast, message_type
 from hooks.live import db, listeners, presence, socket_writes
 from hooks.live.subscription import CLOSE_NOT_FOUND, CLOSE_UNAVAILABLE
 from hooks.models import Key
@@ -74,20 +75,31 @@ class RoomSockets:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
     def on_room_message(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "socket.broadcast":
-            sender = message.get("sender")
-            frame = f'{{"type":"broadcast","from":{json.dumps(sender)},"body":{message["body"]}}}'
-            for connection_id, peer in list(self.peers.items()):
-                if connection_id != sender:
-                    peer.push(frame)
-        elif kind in ("presence.changed", "listener.resync"):
-            self.dirty.set()
+        handler = self.ROOM_HANDLERS.get(message_type(message) or "")
+        if handler is not None:
+            handler(self, message)
 
     def on_hook_message(self, message: dict[str, Any]) -> None:
-        if message.get("type") in ("key.changed", "listener.resync"):
+        if message_type(message) in ("key.changed", "listener.resync"):
             self.check_keys = True
             self.dirty.set()
+
+    # One handler per message type of the room's group (hooks.channel_messages).
+    def _on_broadcast(self, message: SocketBroadcast) -> None:
+        sender = message["sender"]
+        frame = f'{{"type":"broadcast","from":{json.dumps(sender)},"body":{message["body"]}}}'
+        for connection_id, peer in list(self.peers.items()):
+            if connection_id != sender:
+                peer.push(frame)
+
+    def _on_presence(self, message: PresenceChanged | ListenerResync) -> None:
+        self.dirty.set()
+
+    ROOM_HANDLERS: ClassVar[dict[str, Callable[[RoomSockets, Any], None]]] = {
+        "socket.broadcast": _on_broadcast,
+        "presence.changed": _on_presence,
+        "listener.resync": _on_presence,
+    }
 
     async def _refresher(self) -> None:
         while True:

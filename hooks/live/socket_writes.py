@@ -1,6 +1,6 @@
 """The writes of a two-way socket (`WS /write/<key>/live`, SPEC §2): each frame
 `{"type": "write", "ref", "idempotency_key", "body"}` is one request with every guarantee of an
-HTTP write, stored by the same code (hooks.ingest.request_ingest) and answered, after commit,
+HTTP write, stored by the same code (hooks.writes.request_ingest) and answered, after commit,
 with an ack `{"type": "ack", "ref", "id", "status", "body"}`.
 
 The database and sandbox work runs on WR_LIVE_WRITE_THREADS threads per web process (each with
@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 
-from hooks import ingest
+from hooks import public_calls, writes
 from hooks.live import db
 from hooks.live.presence import identity_headers
 from hooks.models import Key
@@ -76,7 +76,7 @@ def writes_store(sender: Sender, writes: Sequence[Write]) -> list[dict[str, Any]
     for write in writes:
         try:
             acks.append(_store(sender, write))
-        except ingest.PublicError as error:
+        except public_calls.PublicError as error:
             if error.status == 404:
                 raise KeyGone(error.message) from None
             extra = {"retry_after": error.retry_after} if error.retry_after is not None else {}
@@ -86,16 +86,16 @@ def writes_store(sender: Sender, writes: Sequence[Write]) -> list[dict[str, Any]
 
 def _store(sender: Sender, write: Write) -> dict[str, Any]:
     # The key is looked up for every write, as on HTTP: a paused key stops the next write.
-    key = ingest.key_resolve(token=sender.token, kind=Key.Kind.WRITE)
+    key = public_calls.key_resolve(token=sender.token, kind=Key.Kind.WRITE)
     body = json.dumps(write.body, ensure_ascii=False).encode()
-    limit = ingest.max_body_bytes(key)
+    limit = writes.max_body_bytes(key)
     if len(body) > limit:  # before the rate limit, as on HTTP: a refused body costs no token
-        raise ingest.PublicError(413, "too_large", f"The body is over {limit} bytes.")
-    ingest.rate_check(key)
+        raise public_calls.PublicError(413, "too_large", f"The body is over {limit} bytes.")
+    writes.rate_check(key)
     headers = identity_headers(sender.connection_id, sender.name)
     if write.idempotency_key is not None:
         headers["Idempotency-Key"] = write.idempotency_key
-    reply = ingest.request_ingest(
+    reply = writes.request_ingest(
         key=key,
         method="WS",
         path="",

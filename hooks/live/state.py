@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db.models import F
 
-from hooks import ingest
+from hooks import public_calls, reads
 from hooks.live import db
 from hooks.models import MAIN_ROOM, Hook, Key, State
 
@@ -114,9 +114,9 @@ def _unknown_room(hook_id: str, key_ids: frozenset[int]) -> Snapshot | None:
 
 
 def connect_read(token: str, room: str = MAIN_ROOM) -> tuple[Key, Snapshot]:
-    """The usable read key and its hook's live state of `room`; raises ingest.PublicError
+    """The usable read key and its hook's live state of `room`; raises public_calls.PublicError
     (404, 503). An unknown room reads as null at seq 0."""
-    key = ingest.key_resolve(token=token, kind=Key.Kind.READ)
+    key = public_calls.key_resolve(token=token, kind=Key.Kind.READ)
     hook = key.hook
     assert hook.live_version is not None
     state = (
@@ -127,7 +127,7 @@ def connect_read(token: str, room: str = MAIN_ROOM) -> tuple[Key, Snapshot]:
     if state is None and room != MAIN_ROOM:
         return key, Snapshot(hook=hook, seq=0, value="null", usable_key_ids=frozenset({key.pk}))
     if state is None:
-        raise ingest.PublicError(404, "not_found", "No active read key matches this URL.")
+        raise public_calls.PublicError(404, "not_found", "No active read key matches this URL.")
     return key, Snapshot(
         hook=hook, seq=state.seq, value=state.value, usable_key_ids=frozenset({key.pk})
     )
@@ -142,18 +142,18 @@ def delivery_compute(snapshot: Snapshot, params: Params) -> Delivery:
         return Delivery(seq=snapshot.seq, version_id=version.pk, body_json=snapshot.value)
     body: Any
     try:
-        result = ingest.query_run(
+        result = reads.query_run(
             key=Key(hook=hook, kind=Key.Kind.READ),
             state_json=snapshot.value,
             params={name: list(values) for name, values in params},
         )
-    except ingest.PublicError as error:
+    except public_calls.PublicError as error:
         status, body = error.status, {"error": {"code": error.code, "message": error.message}}
     else:
         if result.ok:
             status, body = result.value["status"], result.value["body"]
         else:
-            status, body = 500, ingest.query_error(result.error)
+            status, body = 500, reads.query_error(result.error)
     return Delivery(
         seq=snapshot.seq,
         version_id=version.pk,

@@ -32,7 +32,7 @@ from typing import Any
 
 from django.conf import settings
 
-from hooks import broadcast, ingest, live, rooms
+from hooks import broadcast, live, public_calls, rooms
 from hooks.live import db, presence, room_sockets, slots, socket_writes
 from hooks.live.subscription import (
     CLOSE_BAD_REQUEST,
@@ -91,14 +91,14 @@ def _last(query: dict[str, list[str]], name: str) -> str | None:
     return values[-1] if values else None
 
 
-def _close_code(error: ingest.PublicError) -> int:
+def _close_code(error: public_calls.PublicError) -> int:
     return {404: CLOSE_NOT_FOUND, 400: CLOSE_BAD_REQUEST, 429: CLOSE_TOO_MANY}.get(
         error.status, CLOSE_UNAVAILABLE
     )
 
 
 def _key_resolve(token: str) -> Key:
-    return ingest.key_resolve(token=token, kind=Key.Kind.WRITE)
+    return public_calls.key_resolve(token=token, kind=Key.Kind.WRITE)
 
 
 class TwoWaySocket:
@@ -138,7 +138,7 @@ class TwoWaySocket:
         read_tokens = query.get("read") or []
         try:
             key = await db.reads.run(_key_resolve, token)
-        except ingest.PublicError as error:
+        except public_calls.PublicError as error:
             raise live.Refused(
                 _close_code(error), error.status, error.code, error.message
             ) from None
@@ -171,7 +171,7 @@ class TwoWaySocket:
                     query=stored_query,
                 )
                 await socket_writes.run(self.hook_id, join)
-            except ingest.PublicError as error:
+            except public_calls.PublicError as error:
                 raise live.Refused(
                     _close_code(error), error.status, error.code, error.message
                 ) from None

@@ -5,19 +5,19 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from rest_framework.views import APIView
 
-from hooks import ingest
+from hooks import public_calls, reads, writes
 from hooks.models import Key
 from hooks.responses import json_error, preflight, render, retry_after
 
 
-def _error(error: ingest.PublicError) -> HttpResponse:
+def _error(error: public_calls.PublicError) -> HttpResponse:
     response = json_error(error.status, error.code, error.message)
     if error.retry_after is not None:
         retry_after(response, error.retry_after)
     return response
 
 
-def _reply(reply: ingest.Reply) -> HttpResponse:
+def _reply(reply: public_calls.Reply) -> HttpResponse:
     return render(
         reply.status,
         reply.headers,
@@ -67,16 +67,16 @@ class WriteApi(PublicApi):
 
     def write(self, request: HttpRequest, token: str, path: str) -> HttpResponse:
         try:
-            key = ingest.key_resolve(token=token, kind=Key.Kind.WRITE)
-            limit = ingest.max_body_bytes(key)
+            key = public_calls.key_resolve(token=token, kind=Key.Kind.WRITE)
+            limit = writes.max_body_bytes(key)
             declared = int(request.META.get("CONTENT_LENGTH") or 0)
             if declared > limit:
-                raise ingest.PublicError(413, "too_large", f"The body is over {limit} bytes.")
-            ingest.rate_check(key)
+                raise public_calls.PublicError(413, "too_large", f"The body is over {limit} bytes.")
+            writes.rate_check(key)
             body = request.read(limit + 1)
             if len(body) > limit:
-                raise ingest.PublicError(413, "too_large", f"The body is over {limit} bytes.")
-            reply = ingest.request_ingest(
+                raise public_calls.PublicError(413, "too_large", f"The body is over {limit} bytes.")
+            reply = writes.request_ingest(
                 key=key,
                 method=request.method or "GET",
                 path=path,
@@ -85,7 +85,7 @@ class WriteApi(PublicApi):
                 content_type=request.content_type or "",
                 body=body,
             )
-        except ingest.PublicError as error:
+        except public_calls.PublicError as error:
             return _error(error)
         return _reply(reply)
 
@@ -98,8 +98,8 @@ class ReadApi(PublicApi):
 
     def read(self, request: HttpRequest, token: str) -> HttpResponse:
         try:
-            key = ingest.key_resolve(token=token, kind=Key.Kind.READ)
-            reply = ingest.state_read(key=key, params=_query(request))
-        except ingest.PublicError as error:
+            key = public_calls.key_resolve(token=token, kind=Key.Kind.READ)
+            reply = reads.state_read(key=key, params=_query(request))
+        except public_calls.PublicError as error:
             return _error(error)
         return _reply(reply)

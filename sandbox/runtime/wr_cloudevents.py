@@ -364,7 +364,7 @@ def parse_cloudevent(
             extension value is not a string, boolean or integer, both ``data``
             and ``data_base64`` are present, the structured body is not a JSON
             object, or the event format is not JSON. The server refuses such a
-            write with 400 (``hooks.ingest``), so stored requests never raise.
+            write with 400 (``hooks.writes``), so stored requests never raise.
 
     A request is in binary mode when it has a ``ce-specversion`` header, or
     any of ``ce-id``, ``ce-source``, ``ce-type`` (then a missing

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from hooks import ingest, pipeline
+from hooks import pipeline, public_calls
 from hooks.live import presence
 from hooks.models import Connection, Hook, Key, Request, State
 from tests.conftest import write_key
@@ -33,7 +33,7 @@ def reducer(state, request, secrets):
 
 
 def key_of(hook: Hook) -> Key:
-    return ingest.key_resolve(token=write_key(hook), kind=Key.Kind.WRITE)
+    return public_calls.key_resolve(token=write_key(hook), kind=Key.Kind.WRITE)
 
 
 def join(hook: Hook, connection_id: str, name: str = "ann", room: str = "t") -> None:
@@ -112,7 +112,7 @@ def test_a_connection_whose_join_was_never_stored_gets_no_leave(make_hook) -> No
 
 def test_a_join_the_room_function_refuses_is_refused_and_leaves_nothing_behind(make_hook) -> None:
     hook = make_hook(SEATS)
-    with pytest.raises(ingest.PublicError) as refused:
+    with pytest.raises(public_calls.PublicError) as refused:
         join(hook, "c1", "banned")
     assert refused.value.status == 400 and refused.value.code == "room_error"
     assert not Connection.objects.exists()

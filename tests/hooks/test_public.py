@@ -350,7 +350,7 @@ def test_it_answers_503_with_retry_after_when_the_database_is_down(
 ) -> None:
     from django.db import OperationalError
 
-    from hooks import ingest
+    from hooks import writes
 
     hook = make_hook("")
     token = write_key(hook)
@@ -358,7 +358,7 @@ def test_it_answers_503_with_retry_after_when_the_database_is_down(
     def down(*args: object, **kwargs: object) -> None:
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(ingest, "_insert", down)
+    monkeypatch.setattr(writes, "_insert", down)
     response = write(client, token, {"a": 1})
 
     assert response.status_code == 503

@@ -132,13 +132,13 @@ def test_it_runs_one_query_per_change_for_subscribers_with_the_same_params(
     hook = make_hook(QUERYING)
     token = read_key(hook)
     runs: list[dict[str, list[str]]] = []
-    original = live_state.ingest.query_run
+    original = live_state.reads.query_run
 
     def counting(**kwargs: Any) -> Any:
         runs.append(kwargs["params"])
         return original(**kwargs)
 
-    monkeypatch.setattr(live_state.ingest, "query_run", counting)
+    monkeypatch.setattr(live_state.reads, "query_run", counting)
 
     async def scenario() -> None:
         # Same params in another order are the same params.

@@ -1,4 +1,4 @@
-"""The public endpoints' work: take a write, serve a read.
+"""The public write path: take a write (docs/pipeline.md, "Write path").
 
 Writes are stored durably (one INSERT, committed before the answer), then a coalesced wake-up
 queues the fold. The user's responder runs before the INSERT so its verdict is stored with the
@@ -8,12 +8,7 @@ request; a rejected request is logged and never numbered or folded.
 from __future__ import annotations
 
 import contextlib
-import json
-import logging
-import random
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -22,108 +17,24 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Field
 from django.utils import timezone
 
-from hooks import broadcast, ratelimit, rooms, serving, wakeup
+from hooks import broadcast, ratelimit, rooms, wakeup
 from hooks.answers import answer_record, default_answer
 from hooks.fold import request_payload
 from hooks.masking import mask, mask_error
-from hooks.models import Hook, Key, Request, State, Version
+from hooks.models import Key, Request
+from hooks.public_calls import (
+    PublicError,
+    Reply,
+    database_unavailable,
+    fair_share,
+    invalid_status,
+    live_session,
+    param_room,
+)
 from hooks.response_headers import headers_filter, status_allowed
-from hooks.services import hook_limits, hook_secrets
-from sandbox import SandboxUnavailable, Session, session, strict_json
+from hooks.services import hook_secrets
+from sandbox import Session, strict_json
 from sandbox.runtime import wr_cloudevents
-
-logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)  # the hook's (filtered again at render)
-    raw_json: str | None = None  # the body as JSON text, when it is already serialised
-    server_headers: dict[str, str] = field(default_factory=dict)  # ours: X-WebReducer-Seq
-    request: Request | None = None  # the stored request this answers (request_ingest)
-
-
-class PublicError(Exception):
-    """An answer the public endpoints give instead of doing the work."""
-
-    def __init__(self, status: int, code: str, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
-
-
-# One round trip for the key, its hook and the live version (without its code). Raw SQL: the
-# ORM's query compilation was a third of the write path's CPU (docs/performance.md).
-KEY_SQL = """
-    SELECT k.id, k.is_paused, k.revoked_at, h.id, h.is_paused, h.limits, h.secrets_version,
-        v.id, v.functions
-    FROM hooks_key k
-    JOIN hooks_hook h ON h.id = k.hook_id
-    JOIN hooks_version v ON v.id = h.live_version_id
-    WHERE k.token = %s AND k.kind = %s
-"""
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def key_resolve(*, token: str, kind: str) -> Key:
-    """The usable key with this token, its hook and live version; else a 404 PublicError.
-
-    Unknown, paused and revoked keys answer alike, so a key's existence never leaks. The
-    version's code is not loaded here: `version_code()` has it, cached (versions never change).
-    """
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(KEY_SQL, [token, kind])
-            row = cursor.fetchone()
-    except DatabaseError as error:
-        raise database_unavailable() from error
-    if row is None:
-        raise PublicError(404, "not_found", f"No active {kind} key matches this URL.")
-    (
-        key_id,
-        key_paused,
-        revoked_at,
-        hook_id,
-        hook_paused,
-        limits,
-        secrets_version,
-        version_id,
-        functions,
-    ) = row
-    if key_paused or revoked_at is not None or hook_paused:
-        raise PublicError(404, "not_found", f"No active {kind} key matches this URL.")
-    hook = Hook(
-        id=uuid.UUID(str(hook_id)),
-        is_paused=False,
-        limits=_json(limits) or {},
-        secrets_version=secrets_version,
-    )
-    hook.live_version = Version(id=version_id, hook_id=hook.id, functions=_json(functions) or [])
-    key = Key(id=key_id, hook_id=hook.id, kind=kind, token=token)
-    key.hook = hook
-    return key
-
-
-def version_code(version: Version) -> str:
-    return _version_code(version.pk, str(version.hook_id))
-
-
-@lru_cache(maxsize=512)
-def _version_code(version_id: int, hook_id: str) -> str:
-    # Keyed by the hook too: a test database that reuses ids can never serve another's code.
-    return Version.objects.values_list("code", flat=True).get(pk=version_id, hook_id=hook_id)
-
-
-def database_unavailable() -> PublicError:
-    logger.exception("database unavailable")
-    return PublicError(503, "unavailable", "The database is unavailable; retry shortly.", 5)
 
 
 def rate_check(key: Key) -> None:
@@ -282,14 +193,14 @@ def _respond(key: Key, requests: list[Request], *, responder: bool = True) -> li
     responds = responder and version.defines("responder")
     if not routed:
         for request in requests:
-            request.room = _param_room(request.query)
+            request.room = param_room(request.query)
     if not responds and not routed:
         for request in requests:
             request.response = default_answer(str(request.uuid))
         return [Reply(status=202, body={"id": str(r.uuid)}) for r in requests]
     replies = []
     secrets = hook_secrets(hook.pk, version=hook.secrets_version)
-    with _fair_share(key), _live_session(key, secrets) as sandbox:
+    with fair_share(key), live_session(key, secrets) as sandbox:
         for request in requests:
             if routed:
                 refused = _route(sandbox, request, secrets)
@@ -337,13 +248,6 @@ def _respond(key: Key, requests: list[Request], *, responder: bool = True) -> li
                 status=500, headers={}, body=replies[-1].body, secrets=secrets
             )
     return replies
-
-
-def _param_room(query: dict[str, list[str]]) -> str:
-    try:
-        return rooms.param_room(query)
-    except rooms.RoomRefused as refused:
-        raise PublicError(refused.status, refused.code, refused.message) from None
 
 
 def _route(sandbox: Session, request: Request, secrets: dict[str, str]) -> Reply | None:
@@ -427,111 +331,3 @@ def _insert(request: Request) -> None:
         # Only model metadata is interpolated; values go as parameters.
         sql = f"INSERT INTO {Request._meta.db_table} ({columns}) VALUES ({placeholders})"  # noqa: S608
         cursor.execute(sql, values)
-
-
-def state_read(*, key: Key, params: dict[str, list[str]]) -> Reply:
-    """The live state through the hook's query, with the seq of the last applied request."""
-    hook = key.hook
-    version = hook.live_version
-    assert version is not None
-    room = _param_room(params)
-    if not version.defines("query"):
-        state = _live_state(version, room)
-        seq_header = {"X-WebReducer-Seq": str(state.seq)}
-        return Reply(status=200, server_headers=seq_header, raw_json=state.value)
-    # The slot before the state: a read refused for a busy hook costs the key lookup alone, not
-    # a fetch of a state of up to a MiB that would be thrown away.
-    with _fair_share(key):
-        state = _live_state(version, room)
-        seq_header = {"X-WebReducer-Seq": str(state.seq)}
-        result = query_run(key=key, state_json=state.value, params=params)
-    if not result.ok:
-        return Reply(status=500, body=query_error(result.error), server_headers=seq_header)
-    if not status_allowed(result.value["status"]):
-        invalid = invalid_status("query", result.value["status"])
-        return Reply(status=500, body=query_error(invalid), server_headers=seq_header)
-    allowed = headers_filter(result.value["headers"])
-    if allowed.dropped:
-        # No request log for reads: the server's log is where an operator can see it.
-        logger.info("hook %s: query headers not sent: %s", hook.pk, ", ".join(allowed.dropped))
-    return Reply(
-        status=result.value["status"],
-        body=result.value["body"],
-        headers=allowed.headers,
-        server_headers=seq_header,
-    )
-
-
-def _live_state(version: Version, room: str) -> State:
-    """The room's state; a room nothing was written to yet reads as null at seq 0 (SPEC)."""
-    try:
-        state = State.objects.only("value", "seq").filter(version_id=version.pk, room=room).first()
-    except DatabaseError as error:
-        raise database_unavailable() from error
-    return state if state is not None else State(value="null", seq=0)
-
-
-def invalid_status(function: str, status: object) -> dict[str, str]:
-    # The sandbox refuses these already; a child that got around its own checks is refused
-    # again here, before anything is rendered (issue 13, finding 5).
-    return {
-        "type": "InvalidResponse",
-        "message": f"{function} answered with status {status!r}; a hook may answer 200-599",
-        "traceback": "",
-    }
-
-
-def query_run(*, key: Key, state_json: str, params: dict[str, list[str]]) -> Any:
-    hook = key.hook
-    with _live_session(key, hook_secrets(hook.pk, version=hook.secrets_version)) as sandbox:
-        return sandbox.query(state_json, params)
-
-
-@contextlib.contextmanager
-def _fair_share(key: Key) -> Iterator[None]:
-    """One of the hook's sandbox call slots in this web process, or 429 for this hook alone."""
-    try:
-        with serving.sandbox_slot(hook_id=str(key.hook_id)):
-            yield
-    except serving.HookSaturated as error:
-        raise PublicError(
-            429,
-            "hook_busy",
-            f"This hook is already running {error.limit} responder or query call(s) at once "
-            "here; retry shortly.",
-            # 1 or 2 s: a refused crowd that honours Retry-After does not come back all at once.
-            retry_after=random.randint(1, 2),  # noqa: S311 - spreading load, not a secret
-        ) from None
-
-
-@contextlib.contextmanager
-def _live_session(key: Key, secrets: dict[str, str]) -> Iterator[Session]:
-    """A sandbox session on the key's live code, warm per hook (responders and queries); a
-    missing isolation layer answers 503. The database connection goes back to the pool while
-    the code runs."""
-    hook, version = key.hook, key.hook.live_version
-    assert version is not None
-    code = version_code(version)
-    serving.connection_release()
-    try:
-        with session(
-            code=code,
-            secrets=secrets,
-            limits=hook_limits(hook),
-            hook_id=str(hook.pk),
-        ) as sandbox:
-            yield sandbox
-    except SandboxUnavailable as error:
-        raise PublicError(503, "sandbox_unavailable", str(error), retry_after=30) from error
-
-
-def query_error(error: dict[str, Any] | None) -> dict[str, Any]:
-    # Readers see what went wrong, not the traceback: that is for the owner's dry runs.
-    kind = (error or {}).get("type", "Error")
-    detail = (error or {}).get("message", "")
-    message = (
-        f"The hook's query raised {kind}: {detail}"
-        if detail
-        else f"The hook's query raised {kind}."
-    )
-    return {"error": {"code": "query_error", "message": message}}
