@@ -1,5 +1,6 @@
-"""Example hooks: each folder has `hook.py` (the hook's code) and `drive.py` (a script that
-drives it). `CATALOG` lists them for the UI's "load this example" buttons."""
+"""Example hooks: each folder has `hook.py` (the hook's code) and a way to drive it: `drive.py`
+(a script), or `index.html` (a page on the two-way socket; tictactoe has both). `CATALOG` lists
+them for the UI's "load this example" buttons."""
 
 from __future__ import annotations
 
@@ -49,6 +50,13 @@ CATALOG = [
         "Many matches in one hook, a room each (?room=match-1); players watch the live board.",
         (),
         ("POST", "", "application/json", '{"player": "X", "row": 1, "col": 1}'),
+    ),
+    Example(
+        "cursors",
+        "Shared cursors",
+        "Pointers as broadcasts of the two-way socket (never stored), clicks as pins in the state.",
+        (),
+        ("POST", "", "application/json", '{"x": 0.5, "y": 0.5, "label": "here"}'),
     ),
     Example(
         "iot_last_seen",
