@@ -1,7 +1,7 @@
 """Keys out of the server's logs: a public URL's key is its credential (docs/security.md).
 
 Django logs a server error with the request's path, uvicorn and gunicorn log every request
-line: `/write/<key>…` and `/read/<key>…` would put every key that sees a 5xx (or any request)
+line: `/write/<key>…`, `/read/<key>…` and a two-way socket's `?read=<key>` would put every key that sees a 5xx (or any request)
 into logs that operators ship and share. `redact()` keeps the first 4 characters of the key (enough
 to tell keys apart in a log, nothing to guess from), and `KeyRedaction` applies it to a log
 record's message and arguments. Wired into Django's LOGGING (settings), uvicorn's log config
@@ -16,7 +16,8 @@ from typing import Any
 
 # A key is 43 URL-safe characters (hooks.models.new_key_token); anything of 16 or more after
 # /write/ or /read/ is treated as one.
-_KEY_IN_PATH = re.compile(r"(/(?:write|read)/)([A-Za-z0-9_-]{4})[A-Za-z0-9_-]{12,}")
+# The two-way socket takes a read key as `read=` in its query string too.
+_KEY_IN_PATH = re.compile(r"(/(?:write|read)/|[?&]read=)([A-Za-z0-9_-]{4})[A-Za-z0-9_-]{12,}")
 
 
 def redact(text: str) -> str:

@@ -22,6 +22,9 @@ def test_redact_keeps_four_characters_of_a_key_and_nothing_else() -> None:
     assert redact(f"GET /write/{key}/github?x=1") == "GET /write/Qm9v…/github?x=1"
     assert redact(f"/read/{key}/live") == "/read/Qm9v…/live"
     assert redact("/write/short") == "/write/short"
+    assert redact(f"/write/{key}/live?room=a&read={key}&name=b") == (
+        "/write/Qm9v…/live?room=a&read=Qm9v…&name=b"
+    )
 
 
 def _hit(base: str, hook) -> None:  # type: ignore[no-untyped-def]
