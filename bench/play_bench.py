@@ -119,7 +119,10 @@ async def socket_player(
                         room.acks.append(now - sent)
 
         task = asyncio.create_task(reader())
-        await ready
+        try:
+            await asyncio.wait_for(asyncio.shield(ready), 120)
+        except TimeoutError:
+            raise SystemExit(f"a player of {name} got no state in 120 s") from None
         await asyncio.sleep(max(0.0, args.start - time.time()) + random.random())
         ref = 0
         while time.time() < stop_at:
