@@ -195,6 +195,7 @@ class Hub:
             seq=message["seq"],
             value=message["value"],
             usable_key_ids=self.usable_key_ids,
+            room=self.room,
         )
 
     async def _read(self, key_ids: frozenset[int]) -> Snapshot | None:

@@ -66,6 +66,7 @@ class Snapshot:
     seq: int
     value: str
     usable_key_ids: frozenset[int]
+    room: str = MAIN_ROOM  # part of what a delivery is shared by: two rooms can be at one seq
 
 
 def snapshot_read(hook_id: str, key_ids: frozenset[int], room: str = MAIN_ROOM) -> Snapshot | None:
@@ -90,7 +91,7 @@ def snapshot_read(hook_id: str, key_ids: frozenset[int], room: str = MAIN_ROOM) 
         .first()
     )
     if state is None and room != MAIN_ROOM:
-        return _unknown_room(hook_id, key_ids)
+        return _unknown_room(hook_id, key_ids, room)
     if state is None or state.hook.is_paused:
         return None
     hook = state.hook
@@ -102,15 +103,19 @@ def snapshot_read(hook_id: str, key_ids: frozenset[int], room: str = MAIN_ROOM) 
         is_paused=False,
         revoked_at__isnull=True,
     ).values_list("pk", flat=True)
-    return Snapshot(hook=hook, seq=state.seq, value=state.value, usable_key_ids=frozenset(usable))
+    return Snapshot(
+        hook=hook, seq=state.seq, value=state.value, usable_key_ids=frozenset(usable), room=room
+    )
 
 
-def _unknown_room(hook_id: str, key_ids: frozenset[int]) -> Snapshot | None:
+def _unknown_room(hook_id: str, key_ids: frozenset[int], room: str) -> Snapshot | None:
     """A room that has no state yet: null at seq 0, if the hook serves at all (SPEC)."""
     main = snapshot_read(hook_id, key_ids)
     if main is None:
         return None
-    return Snapshot(hook=main.hook, seq=0, value="null", usable_key_ids=main.usable_key_ids)
+    return Snapshot(
+        hook=main.hook, seq=0, value="null", usable_key_ids=main.usable_key_ids, room=room
+    )
 
 
 def connect_read(token: str, room: str = MAIN_ROOM) -> tuple[Key, Snapshot]:
@@ -125,11 +130,13 @@ def connect_read(token: str, room: str = MAIN_ROOM) -> tuple[Key, Snapshot]:
         .first()
     )
     if state is None and room != MAIN_ROOM:
-        return key, Snapshot(hook=hook, seq=0, value="null", usable_key_ids=frozenset({key.pk}))
+        return key, Snapshot(
+            hook=hook, seq=0, value="null", usable_key_ids=frozenset({key.pk}), room=room
+        )
     if state is None:
         raise public_calls.PublicError(404, "not_found", "No active read key matches this URL.")
     return key, Snapshot(
-        hook=hook, seq=state.seq, value=state.value, usable_key_ids=frozenset({key.pk})
+        hook=hook, seq=state.seq, value=state.value, usable_key_ids=frozenset({key.pk}), room=room
     )
 
 
@@ -199,7 +206,7 @@ async def delivery_for(snapshot: Snapshot, params: Params) -> Delivery:
     assert version is not None
     if not version.defines("query"):
         params = ()  # every subscriber gets the same state: share one Delivery
-    key = (str(snapshot.hook.pk), version.pk, snapshot.seq, params)
+    key = (str(snapshot.hook.pk), snapshot.room, version.pk, snapshot.seq, params)
     return await _deliveries.get(key, lambda: _compute(snapshot, params))
 
 

@@ -351,3 +351,26 @@ def test_pausing_the_write_key_closes_its_sockets_at_once(stack, make_hook) -> N
         assert close_code(ws) == 4404
     ws = ws_connect(socket_url(stack[0], hook), open_timeout=20)
     assert close_code(ws) == 4404
+
+
+def test_two_rooms_at_the_same_seq_each_get_their_own_state(stack, make_hook) -> None:
+    # Without a query every subscriber of a state shares one delivery: it must be per room too
+    # (two rooms at seq 1 are two states).
+    hook = make_hook(REDUCER)
+    sockets = {
+        room: opened(socket_url(stack[0], hook, room=room, read=read_key(hook)))
+        for room in ("left", "right")
+    }
+    try:
+        for room, ws in sockets.items():
+            assert recv_type(ws, "state")["seq"] == 0
+            ws.send(json.dumps({"type": "write", "body": {"in": room}}))
+        for room, ws in sockets.items():
+            frame = recv_type(ws, "state")
+            while frame["seq"] < 1:
+                frame = recv_type(ws, "state")
+            assert frame["seq"] == 1
+            assert [entry[2] for entry in frame["body"]["log"]] == [{"in": room}], (room, frame)
+    finally:
+        for ws in sockets.values():
+            ws.close()
