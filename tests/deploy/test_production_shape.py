@@ -28,6 +28,7 @@ from hooks.models import Hook, Key
 from tests.deploy.stack import ProductionStack, compose_config
 from tests.hooks.realtime_helpers import COUNTER
 from tests.servers import wait_for, worker_settle
+from webreducer.log_redaction import redact
 
 pytestmark = pytest.mark.django_db(transaction=True)  # rows the servers must see
 
@@ -94,7 +95,7 @@ def test_writes_go_through_nginx_to_gunicorn_and_the_worker_folds_them(
     answer = write(stack, write_token, {"n": 1})
 
     assert answer.status_code == 202, answer.text
-    assert "gunicorn" in stack.log("web") or f"/write/{write_token}" in stack.log("web")
+    assert "gunicorn" in stack.log("web") or redact(f"/write/{write_token}") in stack.log("web")
     wait_for(
         lambda: (read_state(stack, read_token) or {}).get("count") == count + 1, 30, "the fold"
     )
@@ -115,7 +116,24 @@ def test_nginx_proxies_the_live_websocket_to_the_realtime_server(
 
     assert message["seq"] > first["seq"]
     assert message["body"]["last"] is not None
-    assert f"/read/{read_token}/live" in stack.log("realtime")
+    # (Logged with the key redacted, webreducer.log_redaction.)
+    assert redact(f"/read/{read_token}/live") in stack.log("realtime")
+
+
+def test_nginx_proxies_the_two_way_socket_to_the_realtime_server(
+    stack: ProductionStack, counter: Hook
+) -> None:
+    write_token = token(counter, Key.Kind.WRITE)
+    read_token = token(counter, Key.Kind.READ)
+    url = stack.public.replace("http://", "ws://") + f"/write/{write_token}/live?read={read_token}"
+
+    with ws_connect(url, open_timeout=10) as socket:
+        assert json.loads(socket.recv(timeout=10))["type"] == "hello"
+        socket.send(json.dumps({"type": "write", "ref": "via-nginx", "body": {"n": 1}}))
+        while (frame := json.loads(socket.recv(timeout=30)))["type"] != "ack":
+            pass
+    assert frame["ref"] == "via-nginx" and frame["status"] == 202
+    assert redact(f"/write/{write_token}/live") in stack.log("realtime")
 
 
 def test_nginx_streams_server_sent_events_as_they_come(
@@ -186,7 +204,7 @@ def test_the_app_refuses_a_body_over_its_own_limit_below_nginxs(
 
     assert [answer.status_code for answer in answers] == [413] * 5
     assert {answer.json()["error"]["code"] for answer in answers} == {"too_large"}
-    assert f"/write/{write_token}" in stack.log("web")  # the app's answer, not nginx's
+    assert redact(f"/write/{write_token}") in stack.log("web")  # the app's answer, not nginx's
 
 
 def test_a_spoofed_x_forwarded_for_does_not_choose_the_clients_address(
