@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -208,17 +207,8 @@ class Hub:
         return snapshot
 
 
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Hub]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _registry() -> dict[tuple[str, str], Hub]:
-    loop = asyncio.get_running_loop()
-    hubs = _hubs.get(loop)
-    if hubs is None:
-        hubs = _hubs[loop] = {}
-    return hubs
+# This loop's hubs by (hook, room).
+_registry: listeners.PerLoop[tuple[str, str], Hub] = listeners.PerLoop()
 
 
 async def join(subscriber: Subscription) -> None:

@@ -14,7 +14,7 @@ import contextvars
 import logging
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from channels.layers import get_channel_layer
 
@@ -106,17 +106,28 @@ def spawn(coroutine: Any) -> asyncio.Task[Any]:
     return task
 
 
-_listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Listener]] = (
-    weakref.WeakKeyDictionary()
-)
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-def _registry() -> dict[str, Listener]:
-    loop = asyncio.get_running_loop()
-    listeners = _listeners.get(loop)
-    if listeners is None:
-        listeners = _listeners[loop] = {}
-    return listeners
+class PerLoop(Generic[K, V]):
+    """A registry (a dict) per event loop: asyncio objects belong to one loop, and tests run
+    several loops one after another. Forgotten with its loop."""
+
+    def __init__(self) -> None:
+        self._dicts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[K, V]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __call__(self) -> dict[K, V]:
+        loop = asyncio.get_running_loop()
+        entries = self._dicts.get(loop)
+        if entries is None:
+            entries = self._dicts[loop] = {}
+        return entries
+
+
+_registry: PerLoop[str, Listener] = PerLoop()
 
 
 async def listen(group: str, callback: Callback) -> None:

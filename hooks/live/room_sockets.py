@@ -148,20 +148,11 @@ def _usable_write_keys(hook_id: str, key_ids: set[int]) -> set[int]:
     )
 
 
-_rooms: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], RoomSockets]] = (
-    weakref.WeakKeyDictionary()
-)
+# This loop's rooms with sockets, by (hook, room).
+_registry: listeners.PerLoop[tuple[str, str], RoomSockets] = listeners.PerLoop()
 _upkeep: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = (
     weakref.WeakKeyDictionary()
 )
-
-
-def _registry() -> dict[tuple[str, str], RoomSockets]:
-    loop = asyncio.get_running_loop()
-    rooms = _rooms.get(loop)
-    if rooms is None:
-        rooms = _rooms[loop] = {}
-    return rooms
 
 
 async def join(peer: Peer) -> None:
