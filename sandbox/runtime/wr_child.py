@@ -180,7 +180,8 @@ _overrun: Callable[[], None] | None = None
 _hit = False
 _cpu_deadline = 0.0
 # A call that has spun this much CPU drops its child to the lowest priority for the rest of the
-# child's life (it cannot raise it back: that needs a privilege it has not got). Quick calls of
+# child's life (it cannot raise it back: that needs a privilege it has not got, and the seccomp
+# filter lets it ask for SCHED_IDLE only). Quick calls of
 # other hooks then get the CPU before a hostile hook's spinning ones (docs/security.md).
 DEMOTE_AFTER_CPU = 0.05
 LOWEST_PRIORITY = 19
@@ -194,7 +195,12 @@ _channel: Channel | None = None
 def _demote() -> None:
     global _demoted
     _demoted = True
-    # On failure (a seccomp without the argument filter) the child just keeps its priority.
+    # SCHED_IDLE: the child runs only on a CPU that nothing else wants, and any other process
+    # that wakes up takes the CPU from it at once (a nice-19 process keeps running for its
+    # slice, which the quick calls of other hooks waited for). Nice 19 as well, for a kernel or
+    # filter without SCHED_IDLE. On failure the child just keeps its priority.
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, 0, LOWEST_PRIORITY)
 

@@ -127,6 +127,10 @@ def build_seccomp() -> Any:
     # A child may lower its own priority (wr_child demotes a spinning call), never another's:
     # every child runs as the same user, and renicing a neighbour would slow another tenant.
     flt.allow("setpriority", args=[ArgCmp(0, CmpOp.EQ, 0), ArgCmp(1, CmpOp.EQ, 0)])
+    # The same for the scheduling policy: itself (pid 0), and only ever down to SCHED_IDLE.
+    flt.allow(
+        "sched_setscheduler", args=[ArgCmp(0, CmpOp.EQ, 0), ArgCmp(1, CmpOp.EQ, os.SCHED_IDLE)]
+    )
     if not seccompy.supported():
         raise OSError("seccomp is not supported by this kernel")
     flt.program  # noqa: B018 - compile now, not in every child

@@ -197,6 +197,45 @@ def test_it_cannot_write_a_file(tmp_path: Path) -> None:
     assert not Path("/tmp/wr-sandbox-pwned").exists()
 
 
+def test_a_spinning_call_drops_its_child_to_sched_idle_and_it_cannot_climb_back() -> None:
+    # docs/security.md: a call past 50 ms of CPU gives the CPU to everyone else's quick calls.
+    code = (
+        ESCAPE
+        + textwrap.dedent(
+            """
+            def responder(request, secrets):
+                if request["query"].get("spin"):
+                    t = sys.modules["time"].process_time()
+                    while sys.modules["time"].process_time() - t < 0.12:
+                        pass
+                return {
+                    "raise": attempt(lambda: os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))),
+                    "renice": attempt(lambda: os.setpriority(os.PRIO_PROCESS, 0, 0)),
+                    "neighbour": attempt(lambda: os.setpriority(os.PRIO_PROCESS, int(secrets["pid"]), 19)),
+                    "neighbour idle": attempt(
+                        lambda: os.sched_setscheduler(int(secrets["pid"]), os.SCHED_IDLE, os.sched_param(0))
+                    ),
+                }
+            """
+        )
+    )
+    with session(code=code, secrets={"pid": str(os.getpid())}, limits=FAST) as box:
+        quick = box.respond(make_request({}))
+        assert quick.ok, quick.error
+        child = box._child
+        assert child is not None
+        assert os.sched_getscheduler(child.pid) == os.SCHED_OTHER  # quick calls keep their place
+        spun = box.respond(make_request({}, query={"spin": ["1"]}))
+        assert spun.ok, spun.error
+        assert box._child is child
+        assert os.sched_getscheduler(child.pid) == os.SCHED_IDLE
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == 19
+        for name, outcome in spun.value["body"].items():
+            assert denied(outcome), (name, outcome)
+        assert os.sched_getscheduler(child.pid) == os.SCHED_IDLE  # still, after its attempts
+        assert os.sched_getscheduler(os.getpid()) == os.SCHED_OTHER
+
+
 def test_it_cannot_fork_exec_or_run_a_subprocess() -> None:
     got = attempts(
         """
