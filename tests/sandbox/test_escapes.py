@@ -199,10 +199,8 @@ def test_it_cannot_write_a_file(tmp_path: Path) -> None:
 
 def test_a_spinning_call_drops_its_child_to_sched_idle_and_it_cannot_climb_back() -> None:
     # docs/security.md: a call past 50 ms of CPU gives the CPU to everyone else's quick calls.
-    code = (
-        ESCAPE
-        + textwrap.dedent(
-            """
+    code = ESCAPE + textwrap.dedent(
+        """
             def responder(request, secrets):
                 if request["query"].get("spin"):
                     t = sys.modules["time"].process_time()
@@ -217,7 +215,6 @@ def test_a_spinning_call_drops_its_child_to_sched_idle_and_it_cannot_climb_back(
                     ),
                 }
             """
-        )
     )
     with session(code=code, secrets={"pid": str(os.getpid())}, limits=FAST) as box:
         quick = box.respond(make_request({}))
