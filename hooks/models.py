@@ -305,6 +305,10 @@ class ReplayOutcome(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["version", "request"], name="hooks_replay_unique")
         ]
+        indexes = [
+            # A rebuild's rooms: each room's routed requests in seq order (hooks.replay).
+            models.Index(fields=["version", "room", "seq"], name="hooks_replay_room_seq"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.version} {self.request_id}: {self.outcome}"
