@@ -252,10 +252,20 @@ def _parallel(version: Version, routed: Sequence[StoredRequest] | None = None) -
 
 def _fan_out(version: Version) -> None:
     """Once routed requests wait, more replay tasks fold rooms (each ends when it finds every
-    waiting room held by another; a duplicate task does no harm)."""
+    waiting room held by another; a duplicate task does no harm). Only from a replay task on
+    a worker: a caller in process (or an eager task) folds everything in its own loop."""
+    from celery import current_task
+
     from hooks.tasks import replay_version
 
-    if connection.vendor != "postgresql" or "idempotency_key" in version.functions:
+    request = getattr(current_task, "request", None)
+    if (
+        connection.vendor != "postgresql"
+        or "idempotency_key" in version.functions
+        or request is None
+        or request.called_directly
+        or getattr(request, "is_eager", False)
+    ):
         return
     version_id = version.pk
     transaction.on_commit(
