@@ -148,7 +148,9 @@ def cpu_per_thousand(before: dict[str, float], after: dict[str, float], count: i
     )
 
 
-def fold_rate(owner: object, count: int, rooms: int, worker_pid: int) -> tuple[float, str]:
+def fold_rate(
+    owner: object, count: int, rooms: int, worker_pid: int
+) -> tuple[float, str, tuple[object, list[str]]]:
     """Requests applied per second: `count` pending over `rooms` rooms, woken at once; and
     the CPU time per 1,000 requests of the worker, its sandboxes and PostgreSQL."""
     from hooks import wakeup
@@ -168,7 +170,28 @@ def fold_rate(owner: object, count: int, rooms: int, worker_pid: int) -> tuple[f
             raise SystemExit(f"{rooms} rooms: not folded within 600 s")
         time.sleep(0.05)
     rate = count / (time.monotonic() - started)
-    return rate, cpu_per_thousand(cpu, cpu_sample(worker_pid), count)
+    return rate, cpu_per_thousand(cpu, cpu_sample(worker_pid), count), (hook, names)
+
+
+def idle_wakes(hook: object, names: list[str], worker_pid: int) -> str:
+    """The worker's CPU time per 1,000 reduce tasks that find their room already folded (as
+    each of the 1,000 rooms' own task does when another task's multi-room slice folded it)."""
+    from hooks import wakeup
+    from webreducer.redis import get_redis
+
+    client = get_redis()
+    assert client is not None
+    cpu = cpu_sample(worker_pid)
+    for name in names:
+        wakeup.wake(str(hook.pk), room=name)  # type: ignore[attr-defined]
+    # Claimed (the flag cleared) and the queue empty: every task ran.
+    wait_until(
+        lambda: not client.keys(f"wr:wake:{hook.pk}:*") and not client.llen("celery"),  # type: ignore[attr-defined]
+        60,
+        "the idle tasks to run",
+    )
+    time.sleep(0.5)  # the last task's return
+    return cpu_per_thousand(cpu, cpu_sample(worker_pid), len(names))
 
 
 def applied_latency(
@@ -307,11 +330,15 @@ def main() -> None:
             cpu_lines = []
             for workers in (int(w) for w in options.workers.split(",")):
                 worker = start_worker(stack, workers, logs)
-                one, one_cpu = fold_rate(owner, options.requests, 1, worker.pid)
-                many, many_cpu = fold_rate(owner, options.requests, ROOMS, worker.pid)
+                one, one_cpu, _ = fold_rate(owner, options.requests, 1, worker.pid)
+                many, many_cpu, (hook, names) = fold_rate(
+                    owner, options.requests, ROOMS, worker.pid
+                )
+                idle = idle_wakes(hook, names, worker.pid)
                 print(f"{workers:>17}{one:>12,.0f}{many:>14,.0f}{many / one:>7.2f}x")
                 cpu_lines.append(f"  {workers} process(es), one room: {one_cpu}")
                 cpu_lines.append(f"  {workers} process(es), {ROOMS:,} rooms: {many_cpu}")
+                cpu_lines.append(f"  {workers} process(es), per 1,000 idle tasks: {idle}")
                 figure(f"{workers} worker process(es): {ROOMS:,} rooms vs one room", many / one,
                        "x", target=">= 1.6 x" if workers == 2 else "",
                        met=(many / one >= 1.6) if workers == 2 else None)  # fmt: skip

@@ -123,6 +123,7 @@ MORE, IDLE, ENDED = "more", "idle", "ended"
 REPLAY_ROOMS_PER_STEP = 64
 REPLAY_PICK_ROOMS = 512
 REPLAY_TASKS = 4
+PROGRESS_SECONDS = 1.0
 
 
 def version_replay(*, version_id: int, seconds: float | None = None) -> bool:
@@ -145,6 +146,16 @@ class _Task:
     def __init__(self) -> None:
         self.rooms: list[str] = []
         self.parallel: bool | None = None
+        self.told = 0.0  # when it last told the owner's feed the progress
+
+    def progress_due(self) -> bool:
+        """At most one progress message a second per task: counting what is left is a scan
+        of the history, and the steps are many."""
+        now = time.monotonic()
+        if now - self.told < PROGRESS_SECONDS:
+            return False
+        self.told = now
+        return True
 
 
 def _replay_step(version_id: int, task: _Task) -> str:
@@ -183,7 +194,8 @@ def _replay_step(version_id: int, task: _Task) -> str:
                     return IDLE  # the coordinator folds them in order
                 _counted(version, counted)
                 if folded or routed:
-                    _progress(version)
+                    if task.progress_due():
+                        _progress(version)
                     return MORE
                 # Every waiting room is held: its tasks go on, and the last to finish switches.
                 return IDLE
