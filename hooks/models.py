@@ -308,6 +308,12 @@ class ReplayOutcome(models.Model):
         indexes = [
             # A rebuild's rooms: each room's routed requests in seq order (hooks.replay).
             models.Index(fields=["version", "room", "seq"], name="hooks_replay_room_seq"),
+            # Whether one key is in several rooms (hooks.replay._parallel): keys are rare.
+            models.Index(
+                fields=["version", "idempotency_key"],
+                name="hooks_replay_key",
+                condition=models.Q(idempotency_key__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -25,11 +25,19 @@ from django.utils import timezone
 
 from accounts.models import User
 from hooks import broadcast
-from hooks.fold import Outcome, default_key, fold, fold_needs_sandbox, ledger_key
+from hooks.fold import (
+    Outcome,
+    default_key,
+    fold,
+    fold_needs_sandbox,
+    fold_rooms,
+    ledger_key,
+)
 from hooks.ledger import ledger_lookup, ledger_record
 from hooks.models import MAIN_ROOM, Hook, LedgerEntry, ReplayOutcome, Request, State, Version
 from hooks.refusals import commit_error, constraints_check, refusal_check
 from hooks.request_rows import StoredRequest, stored_fetch
+from hooks.room_batch import states_save
 from hooks.rooms import room_route
 from hooks.services import code_check, hook_limits, hook_secrets
 from sandbox import Session, session
@@ -176,12 +184,15 @@ def _replay_step(version_id: int, task: _Task) -> str:
             routed: list[StoredRequest] = []
             if coordinator:
                 after = history & Q(id__gt=version.replay_cursor)
-                if Request.objects.filter(after).count() > batch:
+                left = Request.objects.filter(after).count()
+                if left > batch:
+                    first = version.replay_cursor == 0
                     routed = stored_fetch(after, order_by="id", limit=batch)
                     _route(version, routed, sandbox)
                     if task.parallel:
                         task.parallel = _parallel(version, routed)
-                    _fan_out(version)  # routed requests wait: more tasks fold them
+                    if first or left - len(routed) <= batch:
+                        _fan_out(version)  # routed requests wait: more tasks fold them
             # Then fold, the coordinator too (its next step routes the next batch).
             if _staged(version).exists():
                 if task.parallel is None:
@@ -454,9 +465,7 @@ def _rooms_fold(version: Version, task: _Task, sandbox: Session | None) -> int:
         by_room: dict[str, list[tuple[StoredRequest, dict | None]]] = {}
         for item in part:
             by_room.setdefault(item[0].room, []).append(item)
-        for state in states:
-            if state.room in by_room:
-                _room_fold(version, state, by_room[state.room], sandbox)
+        _rooms_write(version, [(s, by_room[s.room]) for s in states if s.room in by_room], sandbox)
         logger.info(
             "replay of version %s: %d requests folded in %d rooms",
             version.pk,
@@ -467,6 +476,66 @@ def _rooms_fold(version: Version, task: _Task, sandbox: Session | None) -> int:
         unfinished = [s.room for s in states if len(by_room.get(s.room, ())) == per_room]
         task.rooms = unfinished + task.rooms
         return len(part)
+
+
+def _rooms_write(
+    version: Version,
+    rooms: list[tuple[State, list[tuple[StoredRequest, dict | None]]]],
+    sandbox: Session | None,
+) -> None:
+    """Fold several rooms' routed requests as one piece: every room's reducer calls in one
+    exchange with the child (hooks.fold.fold_rooms), every outcome in one statement, every
+    state in one more (as the live multi-room batch writes). A room whose routing failed for
+    a request, a room cut short by a key (its rest: the next step), and a piece the database
+    refuses (a savepoint, rolled back) go through `_room_fold` instead, room by room."""
+    simple = [
+        (state, [r for r, _ in part]) for state, part in rooms if all(e is None for _, e in part)
+    ]
+    for state, part in rooms:
+        if any(e is not None for _, e in part):
+            _room_fold(version, state, part, sandbox)
+    if not simple:
+        return
+    before = [(state.value, state.seq) for state, _ in simple]
+    counts = (version.replay_failures, version.replay_done)
+    try:
+        with transaction.atomic():
+            foldings = fold_rooms(
+                functions=version.functions,
+                secrets=sandbox.secrets if sandbox is not None else {},
+                rooms=[(state.value, requests) for state, requests in simple],
+                seen=lambda keys: ledger_lookup(version, keys, claim=True),
+                sandbox=sandbox if fold_needs_sandbox(version.functions) else None,
+            )
+            done: list[StoredRequest] = []
+            outcomes: list[Outcome] = []
+            changed: list[State] = []
+            for (state, requests), folding in zip(simple, foldings, strict=True):
+                room_outcomes, value = folding.finish()
+                if not room_outcomes:
+                    continue
+                room_done = requests[: len(room_outcomes)]
+                state.value, state.seq = value, room_done[-1].seq or state.seq
+                state.updated_at = timezone.now()
+                done += room_done
+                outcomes += room_outcomes
+                changed.append(state)
+            _outcomes_stage(version, done, outcomes)
+            ledger_record(version, done, outcomes)
+            states_save(changed)
+            constraints_check()
+            version.replay_failures += sum(
+                1 for o in outcomes if o.outcome == Request.Outcome.FAILED
+            )
+            version.replay_done += len(done)
+    except Exception as error:
+        if not refusal_check(error):
+            raise
+        for (state, _), (value, seq) in zip(simple, before, strict=True):
+            state.value, state.seq = value, seq
+        version.replay_failures, version.replay_done = counts
+        for state, requests in simple:  # room by room, halving down to the refused request
+            _room_fold(version, state, [(r, None) for r in requests], sandbox)
 
 
 def _room_fold(

@@ -281,7 +281,7 @@ def _rooms_batch(
         try:
             outcomes_save(done, outcomes)
             ledger_record(version, done, outcomes)
-            _states_save(changed)
+            states_save(changed)
             constraints_check()
         except Exception as error:
             if not refusal_check(error):
@@ -292,9 +292,10 @@ def _rooms_batch(
         return len(done), len(changed), rest
 
 
-def _states_save(states: list[State]) -> None:
+def states_save(states: list[State]) -> None:
     """Write the rooms' new values, seqs and activity times in one statement (bulk_update's
-    CASE per row and column costs more Python than the fold of a small room)."""
+    CASE per row and column costs more Python than the fold of a small room); the replay's
+    multi-room steps too (hooks.replay)."""
     rows = [[s.id, s.seq, s.value, s.updated_at.isoformat()] for s in states]
     table = State._meta.db_table
     with connection.cursor() as cursor:
