@@ -306,8 +306,13 @@ class ReplayOutcome(models.Model):
             models.UniqueConstraint(fields=["version", "request"], name="hooks_replay_unique")
         ]
         indexes = [
-            # A rebuild's rooms: each room's routed requests in seq order (hooks.replay).
-            models.Index(fields=["version", "room", "seq"], name="hooks_replay_room_seq"),
+            # A rebuild's rooms: each room's routed requests waiting to be folded, in seq order
+            # (hooks.replay); only those, so a look for what is left never walks the folded.
+            models.Index(
+                fields=["version", "room", "seq"],
+                name="hooks_replay_pending",
+                condition=models.Q(outcome="pending"),
+            ),
             # Whether one key is in several rooms (hooks.replay._parallel): keys are rare.
             models.Index(
                 fields=["version", "idempotency_key"],

@@ -184,14 +184,15 @@ def _replay_step(version_id: int, task: _Task) -> str:
             routed: list[StoredRequest] = []
             if coordinator:
                 after = history & Q(id__gt=version.replay_cursor)
-                left = Request.objects.filter(after).count()
-                if left > batch:
+                # More than a batch left (a count would scan the rest of the history).
+                ahead = stored_fetch(after, order_by="id", limit=2 * batch + 1)
+                if len(ahead) > batch:
                     first = version.replay_cursor == 0
-                    routed = stored_fetch(after, order_by="id", limit=batch)
+                    routed = ahead[:batch]
                     _route(version, routed, sandbox)
                     if task.parallel:
                         task.parallel = _parallel(version, routed)
-                    if first or left - len(routed) <= batch:
+                    if first or len(ahead) <= 2 * batch:
                         _fan_out(version)  # routed requests wait: more tasks fold them
             # Then fold, the coordinator too (its next step routes the next batch).
             if _staged(version).exists():
@@ -332,16 +333,23 @@ def _route(version: Version, requests: Sequence[StoredRequest], sandbox: Session
         room, error = (routed, None) if isinstance(routed, str) else (MAIN_ROOM, routed)
         routes.append((request, room, error))
     rooms = {room for _, room, _ in routes}
-    top: dict[str, int] = dict(
-        ReplayOutcome.objects.filter(version=version, room__in=rooms)
+    # A room's last routed seq: its last waiting one, else its state's (every folded one is at
+    # most the state's seq). Waiting ones first: a fold that commits between the two reads
+    # then shows in the second.
+    waiting = dict(
+        _staged(version)
+        .filter(room__in=rooms)
         .order_by()
         .values("room")
         .annotate(top=Max("seq"))
         .values_list("room", "top")
     )
-    existing = set(
-        State.objects.filter(version=version, room__in=rooms).values_list("room", flat=True)
+    top: dict[str, int] = dict(
+        State.objects.filter(version=version, room__in=rooms).values_list("room", "seq")
     )
+    existing = set(top)
+    for room, seq in waiting.items():
+        top[room] = max(top.get(room, 0), seq)
     State.objects.bulk_create(
         [State(version=version, hook_id=version.hook_id, room=r) for r in rooms - existing],
         ignore_conflicts=True,
