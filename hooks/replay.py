@@ -195,7 +195,13 @@ def _replay_step(version_id: int, task: _Task) -> str:
                     if first or len(ahead) <= 2 * batch:
                         _fan_out(version)  # routed requests wait: more tasks fold them
             # Then fold, the coordinator too (its next step routes the next batch).
-            if _staged(version).exists():
+            waiting = _staged(version).exists()
+            if routed and not waiting:  # folded as it was routed (_fold_now)
+                _counted(version, counted)
+                if task.progress_due():
+                    _progress(version)
+                return MORE
+            if waiting:
                 if task.parallel is None:
                     task.parallel = _parallel(version)
                 if task.parallel:
@@ -350,6 +356,8 @@ def _route(version: Version, requests: Sequence[StoredRequest], sandbox: Session
     existing = set(top)
     for room, seq in waiting.items():
         top[room] = max(top.get(room, 0), seq)
+    if len(rooms) == 1 and not waiting and existing and _fold_now(version, routes, sandbox):
+        return
     State.objects.bulk_create(
         [State(version=version, hook_id=version.hook_id, room=r) for r in rooms - existing],
         ignore_conflicts=True,
@@ -374,6 +382,35 @@ def _route(version: Version, requests: Sequence[StoredRequest], sandbox: Session
     cursor = max(version.replay_cursor, requests[-1].id)
     Version.objects.filter(pk=version.pk).update(replay_cursor=cursor)
     version.replay_cursor = cursor
+
+
+def _fold_now(
+    version: Version,
+    routes: list[tuple[StoredRequest, str, dict | None]],
+    sandbox: Session | None,
+) -> bool:
+    """A batch routed all to one room with nothing of it waiting (a hook with one room, the
+    usual case): fold it at once, from memory, as the sequential replay did, instead of
+    staging it and fetching it again. False when another task holds the room."""
+    room = routes[0][1]
+    table = State._meta.db_table
+    rows = list(
+        State.objects.raw(
+            f"SELECT * FROM {table} WHERE version_id = %s AND room = %s "  # noqa: S608
+            "FOR UPDATE SKIP LOCKED",
+            [version.pk, room],
+        )
+    )
+    if not rows:
+        return False
+    state = rows[0]
+    for offset, (request, _, _) in enumerate(routes, start=1):
+        request.room, request.seq = room, state.seq + offset
+    _room_fold(version, state, [(request, error) for request, _, error in routes], sandbox)
+    cursor = max(version.replay_cursor, routes[-1][0].id)
+    Version.objects.filter(pk=version.pk).update(replay_cursor=cursor)
+    version.replay_cursor = cursor
+    return True
 
 
 def _staged_fetch(
