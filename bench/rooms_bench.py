@@ -137,15 +137,20 @@ def cpu_sample(worker_pid: int) -> dict[str, float]:
         backends = [row[0] for row in cursor.fetchall()]
     for pid in backends:
         if pid in table:
-            totals["postgres"] += table[pid][1] / tick
+            # Per backend: one that went away between two samples takes its CPU time with it
+            # (a lower bound), and must not count as negative.
+            totals[f"postgres:{pid}"] = table[pid][1] / tick
     return totals
 
 
 def cpu_per_thousand(before: dict[str, float], after: dict[str, float], count: int) -> str:
-    return ", ".join(
-        f"{name} {1000 * (after[name] - before[name]) / count * 1000:.0f} ms"
-        for name in ("worker", "sandbox", "postgres")
+    spent = {name: after[name] - before[name] for name in ("worker", "sandbox")}
+    spent["postgres"] = sum(
+        seconds - before.get(name, 0.0)
+        for name, seconds in after.items()
+        if name.startswith("postgres:")
     )
+    return ", ".join(f"{name} {1e6 * seconds / count:.0f} ms" for name, seconds in spent.items())
 
 
 def fold_rate(
