@@ -234,17 +234,7 @@ def fold_start(
         return Folding(outcomes, state, [], secrets, [])
     assert sandbox is not None
     payloads = [request_json(r) for r in requests]
-    if "idempotency_key" in functions:
-        keys = []
-        for outcome, result in zip(outcomes, sandbox.idempotency_keys(payloads), strict=True):
-            outcome.console += mask(result.console, secrets)
-            outcome.duration_ms += result.duration_ms
-            if not result.ok:
-                outcome.outcome = Request.Outcome.FAILED
-                outcome.error = mask_error(result.error, secrets)
-            keys.append(result.value if result.ok else None)
-    else:
-        keys = [default_key(r) for r in requests]
+    keys = _keys(functions, secrets, requests, payloads, outcomes, sandbox)
     outcomes = outcomes[: _mark_duplicates(outcomes, keys, seen)]
 
     to_apply = [i for i, o in enumerate(outcomes) if o.outcome == Request.Outcome.APPLIED]
@@ -258,10 +248,76 @@ def fold_start(
     return Folding(outcomes, state, to_apply, secrets, steps)
 
 
+def fold_rooms(
+    *,
+    functions: Sequence[str],
+    secrets: dict[str, str],
+    rooms: Sequence[tuple[str, Sequence[Stored]]],
+    seen: Callable[[list[str]], dict[str, int]],
+    sandbox: Session | None,
+) -> list[Folding]:
+    """`fold_start` for several rooms' (state, requests) of one hook, with every room's
+    reducer calls in one exchange with the child (Session.reduce_groups): a multi-room batch
+    pays one round trip, not one per room. The Foldings are done (`finish()` does not wait).
+
+    A key that an earlier room of these applies cuts a later room's part before it, as a key
+    repeated in one room's batch does (`_mark_duplicates`): whether it is a duplicate depends
+    on whether the first one's reducer succeeds, known only after the exchange. The rest of
+    that room stays pending for the next batch."""
+    taken: set[str] = set()
+    foldings: list[Folding] = []
+    groups: list[tuple[str, list[str]]] = []
+    for state, requests in rooms:
+        outcomes = [Outcome(outcome=Request.Outcome.APPLIED) for _ in requests]
+        if not fold_needs_sandbox(functions) or not requests:
+            keys: list[str | None] = [default_key(r) for r in requests]
+            outcomes = outcomes[: _mark_duplicates(outcomes, keys, seen, taken)]
+            foldings.append(Folding(outcomes, state, [], secrets, []))
+            continue
+        assert sandbox is not None
+        payloads = [request_json(r) for r in requests]
+        keys = _keys(functions, secrets, requests, payloads, outcomes, sandbox)
+        outcomes = outcomes[: _mark_duplicates(outcomes, keys, seen, taken)]
+        to_apply = [i for i, o in enumerate(outcomes) if o.outcome == Request.Outcome.APPLIED]
+        foldings.append(Folding(outcomes, state, to_apply, secrets, []))
+        if to_apply:
+            groups.append((state, [payloads[i] for i in to_apply]))
+    if sandbox is not None and groups:
+        steps = iter(sandbox.reduce_groups(groups))
+        for folding in foldings:
+            if folding.to_apply:
+                folding.steps = next(steps)
+    return foldings
+
+
+def _keys(
+    functions: Sequence[str],
+    secrets: dict[str, str],
+    requests: Sequence[Stored],
+    payloads: list[str],
+    outcomes: list[Outcome],
+    sandbox: Session,
+) -> list[str | None]:
+    """Each request's idempotency key: the code's `idempotency_key` (a failure fails the
+    request), else the default."""
+    if "idempotency_key" not in functions:
+        return [default_key(r) for r in requests]
+    keys: list[str | None] = []
+    for outcome, result in zip(outcomes, sandbox.idempotency_keys(payloads), strict=True):
+        outcome.console += mask(result.console, secrets)
+        outcome.duration_ms += result.duration_ms
+        if not result.ok:
+            outcome.outcome = Request.Outcome.FAILED
+            outcome.error = mask_error(result.error, secrets)
+        keys.append(result.value if result.ok else None)
+    return keys
+
+
 def _mark_duplicates(
     outcomes: list[Outcome],
     keys: list[str | None],
     seen: Callable[[list[str]], dict[str, int]],
+    taken: set[str] | None = None,
 ) -> int:
     """Mark requests whose key the history already applied; return how many requests the batch
     can fold now.
@@ -269,6 +325,8 @@ def _mark_duplicates(
     A key repeated inside the batch cuts it before the repeat: whether the repeat is a
     duplicate depends on whether the first one's reducer succeeds (a failed request was never
     applied, so a retry with its key must be). The rest stays pending for the next batch.
+    `taken`: the keys other rooms of the same exchange may apply (fold_rooms), which cut it
+    too; this batch's keys are added to it.
     """
     stored_keys = [None if k is None else ledger_key(k) for k in keys]
     wanted = [k for k in stored_keys if k is not None]
@@ -277,12 +335,18 @@ def _mark_duplicates(
     for i, (outcome, stored) in enumerate(zip(outcomes, stored_keys, strict=True)):
         if stored is None or outcome.outcome != Request.Outcome.APPLIED:
             continue
-        if stored in in_batch:
-            return i
+        if stored in in_batch or (taken is not None and stored in taken):
+            return _taken(taken, in_batch, i)
         outcome.idempotency_key = stored  # looked up, logged and recorded in this one form
         if stored in applied:
             outcome.outcome = Request.Outcome.DUPLICATE
             outcome.duplicate_of = applied[stored]
         else:
             in_batch.add(stored)
-    return len(outcomes)
+    return _taken(taken, in_batch, len(outcomes))
+
+
+def _taken(taken: set[str] | None, in_batch: set[str], count: int) -> int:
+    if taken is not None:
+        taken |= in_batch
+    return count

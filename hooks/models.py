@@ -305,6 +305,21 @@ class ReplayOutcome(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["version", "request"], name="hooks_replay_unique")
         ]
+        indexes = [
+            # A rebuild's rooms: each room's routed requests waiting to be folded, in seq order
+            # (hooks.replay); only those, so a look for what is left never walks the folded.
+            models.Index(
+                fields=["version", "room", "seq"],
+                name="hooks_replay_pending",
+                condition=models.Q(outcome="pending"),
+            ),
+            # Whether one key is in several rooms (hooks.replay._parallel): keys are rare.
+            models.Index(
+                fields=["version", "idempotency_key"],
+                name="hooks_replay_key",
+                condition=models.Q(idempotency_key__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.version} {self.request_id}: {self.outcome}"

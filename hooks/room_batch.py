@@ -7,7 +7,8 @@ folds is skipped, never waited for), takes each locked room's oldest pending req
 room after room in the slice's one sandbox child, and writes every room's outcomes, the
 ledger and the new states in one transaction. A hook with 1,000 small rooms thus pays a
 transaction, a task and a sandbox session per batch of rooms rather than per room (~58 ms a
-room before: docs/performance.md).
+room before: docs/performance.md), and one exchange with the child for all of its rooms
+(hooks.fold.fold_rooms).
 
 Exactly once and in order hold per room as in hooks.pipeline: a room's requests are numbered
 and folded only under its state row's lock, after its seq, and a crash rolls the whole batch
@@ -29,7 +30,7 @@ from django.db.models import Min, Q
 from django.utils import timezone
 
 from hooks import broadcast
-from hooks.fold import Outcome, fold_start
+from hooks.fold import Outcome, fold_rooms
 from hooks.ledger import HookBusy, ledger_lookup, ledger_record
 from hooks.models import MAIN_ROOM, Hook, Request, State
 from hooks.pipeline import (
@@ -244,47 +245,43 @@ def _rooms_batch(
         key = sandboxes.key_for(hook, version)
         sandbox = sandboxes.get(hook, version, key)
         secrets = sandbox.secrets if sandbox is not None else {}
-        applied: dict[str, int] = {}  # keys this batch applies (any of its rooms)
 
         def seen(keys: list[str]) -> dict[str, int]:
-            found = ledger_lookup(version, keys, claim=True)
-            found.update((k, applied[k]) for k in keys if k in applied)
-            return found
+            return ledger_lookup(version, keys, claim=True)
 
+        folded = [(s, by_room[s.room]) for s in states if by_room.get(s.room)]
+        for state, requests in folded:
+            _number(requests, after=state.seq)
+        # Every room's reducer calls in one exchange with the child (hooks.fold.fold_rooms).
+        foldings = fold_rooms(
+            functions=version.functions,
+            secrets=secrets,
+            rooms=[(state.value, requests) for state, requests in folded],
+            seen=seen,
+            sandbox=sandbox,
+        )
         done: list[StoredRequest] = []
         outcomes: list[Outcome] = []
         changed: list[State] = []
-        for state in states:
-            requests = by_room.get(state.room)
-            if not requests:
-                continue
-            _number(requests, after=state.seq)
-            room_outcomes, state.value = fold_start(
-                functions=version.functions,
-                secrets=secrets,
-                state=state.value,
-                requests=requests,
-                seen=seen,
-                sandbox=sandbox,
-            ).finish()
+        for (state, requests), folding in zip(folded, foldings, strict=True):
+            room_outcomes, state.value = folding.finish()
+            if not room_outcomes:
+                continue  # cut before its first request by a key another room applies
             room_done = requests[: len(room_outcomes)]
             state.seq = room_done[-1].seq or state.seq
-            applied.update(
-                (o.idempotency_key, r.id)
-                for r, o in zip(room_done, room_outcomes, strict=True)
-                if o.outcome == Request.Outcome.APPLIED and o.idempotency_key is not None
-            )
             done += room_done
             outcomes += room_outcomes
             changed.append(state)
             # The room's last activity: when its fold ended (rooms in one batch keep the order
             # they were folded in, most recently active last).
             state.updated_at = timezone.now()
+        if not done:
+            return 0, 0, rest
 
         try:
             outcomes_save(done, outcomes)
             ledger_record(version, done, outcomes)
-            _states_save(changed)
+            states_save(changed)
             constraints_check()
         except Exception as error:
             if not refusal_check(error):
@@ -295,9 +292,10 @@ def _rooms_batch(
         return len(done), len(changed), rest
 
 
-def _states_save(states: list[State]) -> None:
+def states_save(states: list[State]) -> None:
     """Write the rooms' new values, seqs and activity times in one statement (bulk_update's
-    CASE per row and column costs more Python than the fold of a small room)."""
+    CASE per row and column costs more Python than the fold of a small room); the replay's
+    multi-room steps too (hooks.replay)."""
     rows = [[s.id, s.seq, s.value, s.updated_at.isoformat()] for s in states]
     table = State._meta.db_table
     with connection.cursor() as cursor:

@@ -8,6 +8,11 @@ batch. When a child dies (a wall-time kill, a crash, a forged reply) after state
 not sent, the parent cannot hand the next child the state to go on from: it runs the requests
 since the last state it knows again, in a fresh child that sends every state (at most once per
 call), and keeps only those results.
+
+One batch may fold several rooms' states (`groups`): each group's requests follow a "state"
+frame with its state, in one exchange, so a multi-room batch (hooks.room_batch) pays one round
+trip to the child rather than one per room. A group's last reply always carries its state, and
+a rewind never goes back past a group's start (its state is the parent's).
 """
 
 from __future__ import annotations
@@ -47,21 +52,53 @@ class ReduceStep:
 
 
 class ReduceBatch:
-    def __init__(self, state_json: str, requests: Sequence[Payload]) -> None:
-        self.requests = requests
+    def __init__(
+        self,
+        state_json: str,
+        requests: Sequence[Payload],
+        *,
+        groups: Sequence[tuple[str, Sequence[Payload]]] | None = None,
+    ) -> None:
+        """One state and its requests, or `groups`: several (state, requests), folded one
+        after the other (`state_json` and `requests` are then unused)."""
+        if groups is None:
+            groups = [(state_json, requests)]
+        self.sizes = [len(part) for _, part in groups]
+        self.requests = [request for _, part in groups for request in part]
+        # Where each non-empty group starts (index -> its state), and each one's last index.
+        self.starts: dict[int, str] = {}
+        self.ends: set[int] = set()
+        offset = 0
+        for state, part in groups:
+            if part:
+                self.starts[offset] = state
+                offset += len(part)
+                self.ends.add(offset - 1)
         self.every = False  # after a rewind: every reply carries its state
-        self.frames = [self._frame(i) for i in range(len(requests))]
+        self.frames = [self._frame(i) for i in range(len(self.requests))]
         self.steps: list[ReduceStep] = []
         # The state before request `known_at` is `known` (JSON text already checked).
         self.known_at = 0
-        self.known = state_json
+        self.known = self.starts.get(0, groups[0][0] if groups else state_json)
 
     def full(self, index: int) -> bool:
         """Whether the reply to request `index` must carry the state's text."""
-        return self.every or index == len(self.requests) - 1
+        return self.every or index in self.ends
 
     def _frame(self, index: int) -> bytes:
-        return request_frame("reduce", self.requests[index], full=self.full(index))
+        frame = request_frame("reduce", self.requests[index], full=self.full(index))
+        if index and index in self.starts:
+            # The next group's state first (the first group's is the prelude).
+            return encode_frame({"op": "state", "state": self.starts[index]}) + frame
+        return frame
+
+    def split(self) -> list[list[ReduceStep]]:
+        """The steps, one list per group."""
+        parts, offset = [], 0
+        for size in self.sizes:
+            parts.append(self.steps[offset : offset + size])
+            offset += size
+        return parts
 
     def prelude(self) -> list[bytes]:
         """What a fresh child is sent first: the state to go on from."""
@@ -97,3 +134,6 @@ class ReduceBatch:
             state = self.known if self.known_at == index + 1 else None
             step = ReduceStep(False, state, result["error"], result["console"], result["ms"])
         self.steps.append(step)
+        if index + 1 in self.starts:
+            # The next group goes on from its own state: the parent's, known.
+            self.known_at, self.known = index + 1, self.starts[index + 1]

@@ -194,6 +194,29 @@ class Session:
             batch.record(index, result)
         return batch.steps
 
+    def reduce_groups(
+        self, groups: Sequence[tuple[str, Sequence[Payload]]]
+    ) -> list[list[ReduceStep]]:
+        """`reduce` for several states at once (a multi-room batch): each (state, requests)
+        folds from its own state, all in one exchange with the child; one list of steps per
+        group, each ending with its state to commit."""
+        if self._init_error is None and "reducer" not in self._functions:
+            return [
+                [ReduceStep(True, state, None, "", 0.0) for _ in part] for state, part in groups
+            ]
+        self._tainted |= not self._reducing
+        batch = ReduceBatch("null", [], groups=groups)
+        for index, result in self._run(
+            "reduce",
+            batch.frames,
+            prelude=batch.prelude,
+            warm=self._reducing,
+            resume=batch.resume,
+            check=lambda frame, index: self._check_state(frame, index, batch),
+        ):
+            batch.record(index, result)
+        return batch.split()
+
     def respond(self, request: dict[str, Any]) -> CallResult:
         if self._init_error is None and "responder" not in self._functions:
             return CallResult(
