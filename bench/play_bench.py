@@ -241,6 +241,59 @@ async def client_main(args: argparse.Namespace) -> dict[str, Any]:
 # --- the parent -------------------------------------------------------------------------------
 
 
+# --- CPU per move ------------------------------------------------------------------------------
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        # Fields after the command name, which may hold spaces: state, ppid, … (proc(5)).
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _tree_cpu(roots: list[int]) -> float:
+    """CPU seconds of the processes `roots` and their descendants (the reaped ones included:
+    a process's own figure counts its waited-for children)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _proc_stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = int(fields[1])
+    tree, grew = set(roots), True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in tree:
+        fields = _proc_stat(pid)
+        if fields is not None:
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return total / ticks
+
+
+def _postgres_pids() -> list[int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def cpu_sample(groups: dict[str, list[int]]) -> dict[str, float]:
+    sample = {name: _tree_cpu(pids) for name, pids in groups.items()}
+    sample["postgres"] = _tree_cpu(_postgres_pids())
+    return sample
+
+
+# The stack's processes by role (set by main()): their CPU during each phase's moves.
+STACK_PIDS: dict[str, list[int]] = {}
+
+
 def run_phase(
     mode: str, options: argparse.Namespace, keys: tuple[str, str], bases: list[str], prefix: str
 ) -> dict[str, Any] | None:
@@ -256,6 +309,21 @@ def run_phase(
                 "--players", str(options.players), "--start", str(start),
                 "--seconds", str(options.seconds), "--out", str(outs[-1])]  # fmt: skip
         children.append(subprocess.Popen(args, cwd=ROOT, env={**os.environ, **ENV}))
+    # The CPU each part spends during the moves (from their start to their end), per move.
+    time.sleep(max(0.0, start + 1 - time.time()))
+    groups = {**STACK_PIDS, "clients": [child.pid for child in children]}
+    before = cpu_sample(groups)
+    time.sleep(max(0.0, start + options.seconds - time.time()))
+    after = cpu_sample(groups)
+    window = options.seconds - 1
+    moves = options.rooms * options.players * window  # one a second each
+    print(
+        f"{mode:>7}: CPU per move during the moves (ms, {window:.0f} s, ~{moves:,.0f} moves): "
+        + ", ".join(f"{name} {1000 * (after[name] - before[name]) / moves:.2f}" for name in after)
+        + f"; all of them {1000 * sum(after[n] - before[n] for n in after) / moves:.2f} "
+        f"(2 cores: {2000 / (options.rooms * options.players):.2f} ms per move at this rate)",
+        flush=True,
+    )
     merged: dict[str, Any] = {}
     # Connecting, the moves, the last states and the settling wait take well under this: a
     # phase that overruns it saturated the stack, and is reported as such instead of hanging.
@@ -305,6 +373,7 @@ def summarise(
     stored, folded = [], []
     rows = Request.objects.filter(hook=hook, room__in=list(results), applied_at__isnull=False)
     for body, received_at, applied_at in rows.values_list("body", "received_at", "applied_at"):
+        assert applied_at is not None
         sent = json.loads(bytes(body))["t"]
         stored.append(received_at.timestamp() - sent)
         folded.append((applied_at - received_at).total_seconds())
@@ -377,10 +446,15 @@ def main() -> None:
     try:
         ports = [18261, 18262]
         bases = [f"http://127.0.0.1:{port}" for port in ports]
-        for port in ports:
-            stack.start(f"uvicorn-{port}", [PY, "-m", "webreducer.asgiserver", "--port", str(port)])
-        stack.start("worker", [PY, "-m", "celery", "-A", "webreducer", "worker", "-c", "2",
+        STACK_PIDS["server"] = [
+            stack.start(
+                f"uvicorn-{port}", [PY, "-m", "webreducer.asgiserver", "--port", str(port)]
+            ).pid
+            for port in ports
+        ]
+        worker = stack.start("worker", [PY, "-m", "celery", "-A", "webreducer", "worker", "-c", "2",
                                "-l", "warning", "-n", "play-bench@%h"])  # fmt: skip
+        STACK_PIDS["worker"] = [worker.pid]
         import httpx
 
         def answers(base: str) -> bool:
