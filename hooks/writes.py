@@ -515,12 +515,13 @@ def socket_writes_ingest(items: Sequence[SocketWrite]) -> list[Reply | PublicErr
         for index, _ in stored:
             results[index] = _socket_ingest_alone(items[index])
         stored = []
-    if stored:
-        requests = [request for _, request in stored]
-        broadcast.requests_logged(hook_id=str(requests[0].hook_id), requests=requests)
-        pending = (r for r in requests if r.outcome == Request.Outcome.PENDING)
-        for hook_id, room in dict.fromkeys((str(r.hook_id), r.room) for r in pending):
-            wakeup.wake(hook_id, room=room)
+    by_hook: dict[str, list[Request]] = {}  # one hook's in practice: a trip is per hook
+    for _, request in stored:
+        by_hook.setdefault(str(request.hook_id), []).append(request)
+    for hook_id, requests in by_hook.items():
+        broadcast.requests_logged(hook_id=hook_id, requests=requests)
+        pending = [r.room for r in requests if r.outcome == Request.Outcome.PENDING]
+        wakeup.wake_rooms(hook_id, pending)
     assert all(result is not None for result in results)
     return results  # type: ignore[return-value]
 

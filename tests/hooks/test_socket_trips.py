@@ -14,13 +14,15 @@ from typing import Any
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 
-from hooks import pipeline
+from hooks import pipeline, wakeup
 from hooks.live import socket_writes
 from hooks.models import Key, Request, State
 from tests.conftest import write_key
+from webreducer.redis import get_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -184,3 +186,19 @@ def test_writes_queued_during_a_trip_go_together_in_the_next(make_hook) -> None:
     ]
     trips = [r.received_at for r in rows]
     assert len(set(trips[:2])) == 1 and len(set(trips[2:])) == 1 and trips[0] != trips[2]
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the wake-up flags live in Redis")
+def test_a_trip_wakes_each_of_its_rooms(make_hook) -> None:
+    hook = make_hook(CODE)
+    client = get_redis()
+    assert client is not None
+    socket_writes.trip_store(
+        [
+            (sender(hook, "ann", "r1"), writes(1, 2)),
+            (sender(hook, "bob", "r2"), writes(3)),
+            (sender(hook, "cy", "r3"), writes(4, refuse=True)),  # rejected: nothing to fold
+        ]
+    )
+    flags = {room: client.get(wakeup._flag(str(hook.pk), room)) for room in ("r1", "r2", "r3")}
+    assert flags == {"r1": wakeup.QUEUED, "r2": wakeup.QUEUED, "r3": None}
