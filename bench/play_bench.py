@@ -152,10 +152,24 @@ async def http_player(
         move_id = uuid.uuid4().hex[:12]
         now = time.time()
         room.sent[move_id] = now
-        response = await client.post(url, json={"k": move_id, "t": now})
-        if response.status_code < 300:
+        response = await _post(client, url, {"k": move_id, "t": now})
+        if response is not None and response.status_code < 300:
             room.acks.append(time.time() - now)
         await asyncio.sleep(max(0.0, 1.0 - (time.time() - now)))
+
+
+async def _post(client: Any, url: str, body: dict[str, Any]) -> Any:
+    """POST a move; a keep-alive connection the server closed meanwhile is retried (with the
+    move's Idempotency-Key, so a retry never stores it twice)."""
+    import httpx
+
+    for attempt in range(3):
+        try:
+            return await client.post(url, json=body, headers={"Idempotency-Key": body["k"]})
+        except httpx.TransportError:
+            if attempt == 2:
+                return None
+    return None
 
 
 async def subscriber(
