@@ -152,10 +152,24 @@ async def http_player(
         move_id = uuid.uuid4().hex[:12]
         now = time.time()
         room.sent[move_id] = now
-        response = await client.post(url, json={"k": move_id, "t": now})
-        if response.status_code < 300:
+        response = await _post(client, url, {"k": move_id, "t": now})
+        if response is not None and response.status_code < 300:
             room.acks.append(time.time() - now)
         await asyncio.sleep(max(0.0, 1.0 - (time.time() - now)))
+
+
+async def _post(client: Any, url: str, body: dict[str, Any]) -> Any:
+    """POST a move; a keep-alive connection the server closed meanwhile is retried (with the
+    move's Idempotency-Key, so a retry never stores it twice)."""
+    import httpx
+
+    for attempt in range(3):
+        try:
+            return await client.post(url, json=body, headers={"Idempotency-Key": body["k"]})
+        except httpx.TransportError:
+            if attempt == 2:
+                return None
+    return None
 
 
 async def subscriber(
@@ -241,9 +255,62 @@ async def client_main(args: argparse.Namespace) -> dict[str, Any]:
 # --- the parent -------------------------------------------------------------------------------
 
 
+# --- CPU per move ------------------------------------------------------------------------------
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        # Fields after the command name, which may hold spaces: state, ppid, … (proc(5)).
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _tree_cpu(roots: list[int]) -> float:
+    """CPU seconds of the processes `roots` and their descendants (the reaped ones included:
+    a process's own figure counts its waited-for children)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _proc_stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = int(fields[1])
+    tree, grew = set(roots), True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in tree:
+        fields = _proc_stat(pid)
+        if fields is not None:
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return total / ticks
+
+
+def _postgres_pids() -> list[int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def cpu_sample(groups: dict[str, list[int]]) -> dict[str, float]:
+    sample = {name: _tree_cpu(pids) for name, pids in groups.items()}
+    sample["postgres"] = _tree_cpu(_postgres_pids())
+    return sample
+
+
+# The stack's processes by role (set by main()): their CPU during each phase's moves.
+STACK_PIDS: dict[str, list[int]] = {}
+
+
 def run_phase(
     mode: str, options: argparse.Namespace, keys: tuple[str, str], bases: list[str], prefix: str
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     names = [f"{prefix}-{n}" for n in range(options.rooms)]
     start = time.time() + 15 + options.rooms * options.players / 200  # time to connect
     chunks = [names[i :: options.clients] for i in range(options.clients)]
@@ -256,16 +323,50 @@ def run_phase(
                 "--players", str(options.players), "--start", str(start),
                 "--seconds", str(options.seconds), "--out", str(outs[-1])]  # fmt: skip
         children.append(subprocess.Popen(args, cwd=ROOT, env={**os.environ, **ENV}))
+    # The CPU each part spends during the moves (from their start to their end), per move.
+    time.sleep(max(0.0, start + 1 - time.time()))
+    groups = {**STACK_PIDS, "clients": [child.pid for child in children]}
+    before = cpu_sample(groups)
+    time.sleep(max(0.0, start + options.seconds - time.time()))
+    after = cpu_sample(groups)
+    window = options.seconds - 1
+    moves = options.rooms * options.players * window  # one a second each
+    print(
+        f"{mode:>7}: CPU per move during the moves (ms, {window:.0f} s, ~{moves:,.0f} moves): "
+        + ", ".join(f"{name} {1000 * (after[name] - before[name]) / moves:.2f}" for name in after)
+        + f"; all of them {1000 * sum(after[n] - before[n] for n in after) / moves:.2f} "
+        f"(2 cores: {2000 / (options.rooms * options.players):.2f} ms per move at this rate)",
+        flush=True,
+    )
     merged: dict[str, Any] = {}
+    # Connecting, the moves, the last states and the settling wait take well under this: a
+    # phase that overruns it saturated the stack, and is reported as such instead of hanging.
+    deadline = start + options.seconds + 90
     for child, out in zip(children, outs, strict=True):
-        if child.wait(timeout=options.seconds + 300) != 0:
+        try:
+            code = child.wait(timeout=max(1.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            for other in children:
+                other.kill()
+                other.wait()
+            print(f"{mode:>7}: did not finish within {options.seconds:.0f} s + 90 s", flush=True)
+            return None
+        if code != 0:
             raise SystemExit(f"a client process failed ({child.returncode})")
         merged.update(json.loads(out.read_text()))
     return merged
 
 
-def summarise(mode: str, results: dict[str, Any], options: argparse.Namespace) -> dict[str, float]:
-    from hooks.models import Hook, State
+def summarise(
+    mode: str, results: dict[str, Any] | None, options: argparse.Namespace
+) -> dict[str, float]:
+    from hooks.models import Hook, Request, State
+
+    if results is None:  # did not finish: every figure fails
+        nan = float("nan")
+        return {"moves": 0, "ack_p50": nan, "ack_p99": nan, "player_p50": nan,
+                "player_p99": nan, "every_p50": nan, "every_p99": nan, "missing": 1,
+                "behind": 1}  # fmt: skip
 
     hook = Hook.objects.get(name="play-bench")
     seqs = dict(State.objects.filter(version_id=hook.live_id).values_list("room", "seq"))
@@ -281,6 +382,15 @@ def summarise(mode: str, results: dict[str, Any], options: argparse.Namespace) -
                 missing += 1
         behind += sum(1 for s in room["last_seqs"] if s != seqs.get(name, 0))
     moves = sum(len(r["sent"]) for r in results.values())
+    # Where a move's time goes, from the rows: send -> stored (received_at), stored -> folded
+    # (applied_at); the rest of move-to-player is the state's way to the players.
+    stored, folded = [], []
+    rows = Request.objects.filter(hook=hook, room__in=list(results), applied_at__isnull=False)
+    for body, received_at, applied_at in rows.values_list("body", "received_at", "applied_at"):
+        assert applied_at is not None
+        sent = json.loads(bytes(body))["t"]
+        stored.append(received_at.timestamp() - sent)
+        folded.append((applied_at - received_at).total_seconds())
     figures = {
         "moves": moves,
         "ack_p50": pct(acks, 50) * 1000,
@@ -291,13 +401,18 @@ def summarise(mode: str, results: dict[str, Any], options: argparse.Namespace) -
         "every_p99": pct(to_every, 99) * 1000,
         "missing": missing,
         "behind": behind,
+        "stored_p50": pct(stored, 50) * 1000,
+        "folded_p50": pct(folded, 50) * 1000,
+        "folded_p99": pct(folded, 99) * 1000,
     }
     print(
         f"{mode:>7}: {moves:,} moves; ack p50 {figures['ack_p50']:.1f} ms p99 "
         f"{figures['ack_p99']:.1f} ms; move-to-player p50 {figures['player_p50']:.1f} ms p99 "
         f"{figures['player_p99']:.1f} ms; move-to-every-player p50 {figures['every_p50']:.1f} ms "
         f"p99 {figures['every_p99']:.1f} ms; moves some player never saw: {missing}; players not "
-        f"on their room's last seq: {behind}",
+        f"on their room's last seq: {behind}; send to stored p50 {figures['stored_p50']:.1f} "
+        f"ms, stored to folded p50 {figures['folded_p50']:.1f} ms p99 "
+        f"{figures['folded_p99']:.1f} ms",
         flush=True,
     )
     return figures
@@ -309,6 +424,7 @@ def main() -> None:
     parser.add_argument("--players", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument("--phases", default="socket,http", help="socket, http or both")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="socket", help=argparse.SUPPRESS)
     parser.add_argument("--write", help=argparse.SUPPRESS)
@@ -344,10 +460,15 @@ def main() -> None:
     try:
         ports = [18261, 18262]
         bases = [f"http://127.0.0.1:{port}" for port in ports]
-        for port in ports:
-            stack.start(f"uvicorn-{port}", [PY, "-m", "webreducer.asgiserver", "--port", str(port)])
-        stack.start("worker", [PY, "-m", "celery", "-A", "webreducer", "worker", "-c", "2",
+        STACK_PIDS["server"] = [
+            stack.start(
+                f"uvicorn-{port}", [PY, "-m", "webreducer.asgiserver", "--port", str(port)]
+            ).pid
+            for port in ports
+        ]
+        worker = stack.start("worker", [PY, "-m", "celery", "-A", "webreducer", "worker", "-c", "2",
                                "-l", "warning", "-n", "play-bench@%h"])  # fmt: skip
+        STACK_PIDS["worker"] = [worker.pid]
         import httpx
 
         def answers(base: str) -> bool:
@@ -361,8 +482,13 @@ def main() -> None:
             f"\n{options.rooms} rooms x {options.players} players ({players:,} sockets), each "
             f"player 1 move/s for {options.seconds:.0f} s; 2 uvicorn, 1 worker (-c 2)"
         )
-        socket = summarise("socket", run_phase("socket", options, keys, bases, "s"), options)
-        http = summarise("http", run_phase("http", options, keys, bases, "h"), options)
+        phases = options.phases.split(",")
+        skipped = summarise("skipped", None, options)
+        socket = http = skipped
+        if "socket" in phases:
+            socket = summarise("socket", run_phase("socket", options, keys, bases, "s"), options)
+        if "http" in phases:
+            http = summarise("http", run_phase("http", options, keys, bases, "h"), options)
     finally:
         stack.stop()
     figure("two-way socket: ack p50", socket["ack_p50"], "ms", target="< 15 ms",

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -25,7 +27,7 @@ from hooks import broadcast, ratelimit, rooms, wakeup
 from hooks.answers import answer_record, default_answer
 from hooks.fold import request_payload
 from hooks.masking import mask, mask_error
-from hooks.models import Hook, Key, Request
+from hooks.models import MAIN_ROOM, Hook, Key, Request, State
 from hooks.public_calls import (
     PublicError,
     Reply,
@@ -436,3 +438,154 @@ def _insert(request: Request, key: Key) -> None:
         )
         if cursor.rowcount != 1:
             raise KeyChanged(str(key.pk))
+
+
+# --- Two-way socket writes: one transaction per trip (hooks.live.socket_writes) ---------------
+# Apart from the HTTP path above, which it only calls into: a socket write is one request with
+# every check and answer of an HTTP one, but the writes a hook's sockets queued meanwhile are
+# stored together, with one commit and one wake-up per room for all of them.
+
+
+@dataclass(frozen=True)
+class SocketWrite:
+    """One socket write, its key and limits checked (hooks.live.socket_writes): a JSON body."""
+
+    key: Key
+    headers: dict[str, str]
+    query: dict[str, list[str]]
+    body: bytes
+
+
+def socket_writes_ingest(items: Sequence[SocketWrite]) -> list[Reply | PublicError]:
+    """Store `items` as request_ingest stores each (method WS, JSON, the responder's answer),
+    with one transaction for all of them; each one's Reply, or the PublicError that refused it.
+
+    Each write is checked and answered on its own, and a refused one (invalid JSON, its room
+    over the limit, its responder's 4xx stored as rejected) does not touch the others. Nothing
+    is acknowledged before the one commit, so each write is durable before its ack. When the
+    shared transaction cannot be committed (the database refused a row, or a key row was out of
+    date: a pause, a publish), nothing of it is stored and every write that reached it goes
+    through request_ingest alone instead, exactly as an HTTP write would."""
+    results: list[Reply | PublicError | None] = [None] * len(items)
+    received_at = timezone.now()
+    groups: dict[str, list[tuple[int, Request]]] = {}  # by key token: one sandbox session each
+    for index, item in enumerate(items):
+        try:
+            body_check("application/json", item.body)
+            idempotency_key_check(item.headers)
+            cloudevent_check(item.headers, "application/json", item.body)
+        except PublicError as error:
+            results[index] = error
+            continue
+        request = Request(
+            uuid=uuid.uuid4(),
+            hook_id=item.key.hook.pk,
+            key_id=item.key.pk,
+            routed_by=item.key.hook.live_id,
+            method="WS",
+            path="",
+            headers=item.headers,
+            query=item.query,
+            content_type="application/json",
+            body=item.body,
+            received_at=received_at,
+        )
+        groups.setdefault(item.key.token, []).append((index, request))
+    stored: list[tuple[int, Request]] = []
+    for group in groups.values():
+        key = items[group[0][0]].key
+        try:
+            replies = _respond(key, [request for _, request in group])
+        except PublicError as error:
+            for index, _ in group:
+                results[index] = error
+            continue
+        for (index, request), reply in zip(group, replies, strict=True):
+            request.response_status = reply.status
+            reply.request = request
+            if reply.status >= 400:
+                request.outcome = Request.Outcome.REJECTED
+            results[index] = reply
+        for index, refused in _socket_rooms_open(key, group).items():
+            results[index] = refused
+        stored += [(i, r) for i, r in group if not isinstance(results[i], PublicError)]
+    try:
+        _socket_insert([(items[index].key, request) for index, request in stored])
+    except (KeyChanged, DatabaseError):
+        for index, _ in stored:
+            results[index] = _socket_ingest_alone(items[index])
+        stored = []
+    by_hook: dict[str, list[Request]] = {}  # one hook's in practice: a trip is per hook
+    for _, request in stored:
+        by_hook.setdefault(str(request.hook_id), []).append(request)
+    for hook_id, requests in by_hook.items():
+        broadcast.requests_logged(hook_id=hook_id, requests=requests)
+        pending = [r.room for r in requests if r.outcome == Request.Outcome.PENDING]
+        wakeup.wake_rooms(hook_id, pending)
+    assert all(result is not None for result in results)
+    return results  # type: ignore[return-value]
+
+
+def _socket_rooms_open(key: Key, group: list[tuple[int, Request]]) -> dict[int, PublicError]:
+    """rooms.room_open for the accepted requests' rooms, the rooms that have a state row found
+    in one query; the refusals, by index (a refused room refuses its own writes only)."""
+    hook, version_id = key.hook, key.hook.live_id
+    assert version_id is not None
+    wanted = {r.room for _, r in group if r.outcome == Request.Outcome.PENDING} - {MAIN_ROOM}
+    refused: dict[int, PublicError] = {}
+    try:
+        known = set(
+            State.objects.filter(version_id=version_id, room__in=wanted).values_list(
+                "room", flat=True
+            )
+            if wanted
+            else ()
+        )
+    except DatabaseError:
+        return {index: database_unavailable() for index, _ in group}
+    for room in wanted - known:
+        try:
+            rooms.room_open(hook=hook, version_id=version_id, room=room)
+        except rooms.RoomRefused as error:
+            problem = PublicError(error.status, error.code, error.message)
+        except DatabaseError:
+            problem = database_unavailable()
+        else:
+            continue
+        refused.update(
+            (index, problem)
+            for index, request in group
+            if request.room == room and request.outcome == Request.Outcome.PENDING
+        )
+    return refused
+
+
+def _socket_insert(rows: list[tuple[Key, Request]]) -> None:
+    """The rows' INSERTs (as _insert's) in one transaction, sent together; KeyChanged, with
+    nothing stored, when one of them stored nothing."""
+    if not rows:
+        return
+    fields = _insert_fields()
+    params = []
+    for key, request in rows:
+        values = [f.get_db_prep_save(getattr(request, f.attname), connection) for f in fields]
+        params.append([*values, key.pk, key.hook.live_id, key.hook.secrets_version])
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(_insert_sql(connection.vendor), params)
+        if cursor.rowcount != len(rows):
+            raise KeyChanged("a key row of the trip")  # rolls the transaction back
+
+
+def _socket_ingest_alone(item: SocketWrite) -> Reply | PublicError:
+    try:
+        return request_ingest(
+            key=item.key,
+            method="WS",
+            path="",
+            headers=item.headers,
+            query=item.query,
+            content_type="application/json",
+            body=item.body,
+        )
+    except PublicError as error:
+        return error

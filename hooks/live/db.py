@@ -3,7 +3,7 @@
 Django keeps connections per context under ASGI: every connection, SSE request or background
 task calling `database_sync_to_async` in a context of its own would open (and hold) its own
 database connection. Live code instead runs its queries on these threads, each inside one
-context kept for the thread's life, so a web process holds at most 1 + WR_LIVE_QUERY_CONCURRENCY
+context kept for the thread's life, so a web process holds at most 2 + WR_LIVE_QUERY_CONCURRENCY
 connections for any number of subscribers, and reuses them (CONN_MAX_AGE).
 """
 
@@ -74,6 +74,10 @@ def _with_connection(func: Callable[..., T], args: tuple[Any, ...]) -> T:
 
 # State and key reads: one thread, one connection, calls in order.
 reads = DbThreads("wr-live-db", 1)
+# The presence upkeep (hooks.live.room_sockets): a renewal must not wait behind a burst of
+# reads, or a process's rows outlive their TTL and its sockets are closed as lapsed (seen with
+# 1,000 sockets connecting at once, bench/play_bench.py).
+upkeep = DbThreads("wr-live-upkeep", 1)
 
 
 def queries(size: int) -> DbThreads:
@@ -89,5 +93,6 @@ _queries: DbThreads | None = None
 
 def shutdown() -> None:
     reads.shutdown()
+    upkeep.shutdown()
     if _queries is not None:
         _queries.shutdown()

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -46,18 +47,25 @@ PRESENCE_NAMESPACE = uuid.UUID("6f1c2a9e-4b8d-4e51-9a57-2d0f3c7be0a1")
 REAP_BATCH = 200
 
 _process: tuple[int, str] | None = None
+_process_lock = threading.Lock()
 
 
 def process_id() -> str:
     """This process's name on its Connection rows (host, pid and a random part: a pid is reused
-    after a restart, the random part is not)."""
+    after a restart, the random part is not). Made once, under a lock: two threads' first joins
+    at once made two names, and the upkeep, renewing under one, closed the sockets joined under
+    the other as lapsed (bench/play_bench.py, 100 sockets connecting at once)."""
     global _process
-    if _process is None or _process[0] != os.getpid():
-        _process = (
-            os.getpid(),
-            f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-        )
-    return _process[1]
+    process = _process
+    if process is not None and process[0] == os.getpid():
+        return process[1]
+    with _process_lock:
+        if _process is None or _process[0] != os.getpid():
+            _process = (
+                os.getpid(),
+                f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            )
+        return _process[1]
 
 
 @dataclass(frozen=True)

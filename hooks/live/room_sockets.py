@@ -42,6 +42,10 @@ class Peer:
     key_id: int
     push: Callable[[str], None]  # queue a text frame for the client (never blocks)
     close: Callable[[int, str], None]  # close the socket with this code and reason
+    # Whether its presence row is recorded (hooks.live.presence.join): before that, the upkeep
+    # neither renews it nor takes its missing row for a lapse (a join can wait seconds behind a
+    # burst of others).
+    present: bool = False
 
 
 class RoomSockets:
@@ -199,11 +203,12 @@ async def _presence_upkeep() -> None:
     reconnect and join again), and end the connections of processes that died."""
     while True:
         await asyncio.sleep(settings.WR_PRESENCE_TTL_SECONDS / 3)
-        current = {peer.connection_id: peer for peer in peers()}
-        if not current:
+        every = peers()
+        if not every:
             return  # restarted by the next join()
+        current = {peer.connection_id: peer for peer in every if peer.present}
         try:
-            lost = await db.reads.run(presence.renew, set(current))
+            lost = await db.upkeep.run(presence.renew, set(current))
             for connection_id in lost:
                 current[connection_id].close(
                     CLOSE_UNAVAILABLE, "This connection's presence lapsed; reconnect."

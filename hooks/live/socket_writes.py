@@ -1,18 +1,23 @@
 """The writes of a two-way socket (`WS /write/<key>/live`, SPEC §2): each frame
 `{"type": "write", "ref", "idempotency_key", "body"}` is one request with every guarantee of an
-HTTP write, stored by the same code (hooks.writes.request_ingest) and answered, after commit,
-with an ack `{"type": "ack", "ref", "id", "status", "body"}`.
+HTTP write, checked and answered as one (hooks.writes.socket_writes_ingest) and acknowledged,
+after commit, with `{"type": "ack", "ref", "id", "status", "body"}`.
 
-The database and sandbox work runs on WR_LIVE_WRITE_THREADS threads per web process (each with
-one database connection, hooks.live.db), a socket's writes one after another (so its acks come
-in the order it sent them), and one hook's sockets on at most WR_LIVE_WRITE_THREADS_PER_HOOK of
-the threads at once: a hook with a slow responder waits for its own share, the others' writes
-go on.
+A hook's sockets in one web process store their writes in trips (`store`): a trip takes the
+writes all of them queued meanwhile, up to WRITES_PER_TRIP, and stores them with one commit and
+one wake-up per room; each is still checked, limited and answered by the responder on its own,
+and a refused one does not touch the others. The database and sandbox work runs on
+WR_LIVE_WRITE_THREADS threads per web process (each with one database connection,
+hooks.live.db), one hook's trips on at most WR_LIVE_WRITE_THREADS_PER_HOOK of them at once (a
+hook with a slow responder waits for its own share, the others' writes go on), and a socket
+hands its next writes to a trip only once the last ones are acked, so its acks come in the
+order it sent them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import weakref
 from collections.abc import Sequence
@@ -22,15 +27,11 @@ from typing import Any
 from django.conf import settings
 
 from hooks import public_calls, writes
-from hooks.live import db
+from hooks.live import db, listeners
 from hooks.live.presence import identity_headers
 
 # A ref is the client's own label for a write; it comes back in the ack.
 REF_MAX_BYTES = 256
-
-
-class KeyGone(Exception):
-    """The socket's write key no longer serves (paused, revoked, hook deleted): close 4404."""
 
 
 @dataclass(frozen=True)
@@ -67,45 +68,77 @@ def ref_check(ref: Any) -> str | None:
     return None
 
 
-def writes_store(sender: Sender, writes: Sequence[Write]) -> list[dict[str, Any]]:
-    """Store `writes` in order, each committed before the next; their acks. Raises KeyGone when
-    the key stops serving (the acks of the writes before it are lost with the socket: the client
-    resends them with their idempotency keys)."""
-    acks = []
-    for write in writes:
-        try:
-            acks.append(_store(sender, write))
-        except public_calls.PublicError as error:
-            if error.status == 404:
-                raise KeyGone(error.message) from None
-            extra = {"retry_after": error.retry_after} if error.retry_after is not None else {}
-            acks.append(error_ack(write.ref, error.status, error.code, error.message, **extra))
-    return acks
+class KeyGone(Exception):
+    """The socket's write key no longer serves (paused, revoked, hook deleted): close 4404,
+    after the acks of the socket's writes stored before it (`acks`)."""
+
+    def __init__(self, message: str, acks: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.acks = acks or []
 
 
-def _store(sender: Sender, write: Write) -> dict[str, Any]:
-    # As on HTTP: the key row of the last 2 s, and an INSERT that stores nothing for a key paused
-    # or revoked since (hooks.writes): a paused key stops the next write.
+def trip_store(
+    entries: Sequence[tuple[Sender, Sequence[Write]]],
+) -> list[list[dict[str, Any]] | KeyGone]:
+    """One trip: the writes of several sockets of one hook, stored with one commit
+    (hooks.writes.socket_writes_ingest); per socket, its writes' acks in order, or KeyGone when
+    its key stopped serving."""
+    items: list[writes.SocketWrite] = []
+    # Per socket, per write: its ack already (refused before the database), or its index in
+    # `items`.
+    slots: list[list[dict[str, Any] | int]] = []
+    for sender, socket_writes in entries:
+        slots.append([])
+        for write in socket_writes:
+            try:
+                items.append(_prepare(sender, write))
+            except public_calls.PublicError as error:
+                if error.status == 404:
+                    slots[-1].append(error_ack(write.ref, 404, error.code, error.message))
+                    break  # its key is gone: the rest of its writes are not tried
+                slots[-1].append(_error(write, error))
+            else:
+                slots[-1].append(len(items) - 1)
+    results = writes.socket_writes_ingest(items) if items else []
+    out: list[list[dict[str, Any]] | KeyGone] = []
+    for (_, socket_writes), socket_slots in zip(entries, slots, strict=True):
+        acks: list[dict[str, Any]] = []
+        gone: KeyGone | None = None
+        for write, slot in zip(socket_writes, socket_slots, strict=False):
+            outcome = slot if isinstance(slot, dict) else results[slot]
+            if isinstance(outcome, public_calls.PublicError):
+                outcome = _error(write, outcome)
+            elif isinstance(outcome, public_calls.Reply):
+                stored = outcome.request
+                request_id = str(stored.uuid) if stored else None
+                outcome = ack(write.ref, outcome.status, outcome.body, request_id)
+            if outcome["status"] == 404 and outcome["id"] is None:
+                gone = KeyGone(outcome["body"]["error"]["message"], acks)
+                break
+            acks.append(outcome)
+        out.append(gone if gone is not None else acks)
+    return out
+
+
+def _error(write: Write, error: public_calls.PublicError) -> dict[str, Any]:
+    extra = {"retry_after": error.retry_after} if error.retry_after is not None else {}
+    return error_ack(write.ref, error.status, error.code, error.message, **extra)
+
+
+def _prepare(sender: Sender, write: Write) -> writes.SocketWrite:
+    """The write's key and limits checked, as on HTTP: the key row of the last 2 s (the INSERT
+    re-checks that it still takes writes), the body size before the rate limit (a refused body
+    costs no token)."""
     key = writes.write_key_resolve(sender.token)
     body = json.dumps(write.body, ensure_ascii=False).encode()
     limit = writes.max_body_bytes(key)
-    if len(body) > limit:  # before the rate limit, as on HTTP: a refused body costs no token
+    if len(body) > limit:
         raise public_calls.PublicError(413, "too_large", f"The body is over {limit} bytes.")
     writes.rate_check(key)
     headers = identity_headers(sender.connection_id, sender.name)
     if write.idempotency_key is not None:
         headers["Idempotency-Key"] = write.idempotency_key
-    reply = writes.request_ingest(
-        key=key,
-        method="WS",
-        path="",
-        headers=headers,
-        query=sender.query,
-        content_type="application/json",
-        body=body,
-    )
-    stored = reply.request
-    return ack(write.ref, reply.status, reply.body, str(stored.uuid) if stored else None)
+    return writes.SocketWrite(key=key, headers=headers, query=sender.query, body=body)
 
 
 # --- Threads ---------------------------------------------------------------------------------
@@ -133,6 +166,11 @@ def threads() -> db.DbThreads:
     return _threads
 
 
+def share_size() -> int:
+    """How many of the write threads one hook's sockets use at once in a process."""
+    return max(1, min(settings.WR_LIVE_WRITE_THREADS_PER_HOOK, settings.WR_SANDBOX_CALLS_PER_HOOK))
+
+
 async def run(hook_id: str, func: Any, *args: Any) -> Any:
     """`func(*args)` on a write thread, within the hook's share of them."""
     loop = asyncio.get_running_loop()
@@ -143,8 +181,7 @@ async def run(hook_id: str, func: Any, *args: Any) -> Any:
     if share is None:
         # No more than the hook's sandbox share (hooks.serving): its writes then queue here, in
         # order, instead of being refused 429 hook_busy by their own socket's other writes.
-        size = min(settings.WR_LIVE_WRITE_THREADS_PER_HOOK, settings.WR_SANDBOX_CALLS_PER_HOOK)
-        share = shares[hook_id] = _Share(max(1, size))
+        share = shares[hook_id] = _Share(share_size())
     share.users += 1
     try:
         async with share.semaphore:
@@ -153,6 +190,96 @@ async def run(hook_id: str, func: Any, *args: Any) -> Any:
         share.users -= 1
         if share.users == 0:
             del shares[hook_id]
+
+
+# --- Trips -----------------------------------------------------------------------------------
+
+# Writes stored in one trip to a write thread, from any of a hook's sockets in this process.
+WRITES_PER_TRIP = 64
+
+
+@dataclass
+class _Waiting:
+    sender: Sender
+    writes: Sequence[Write]
+    done: asyncio.Future[list[dict[str, Any]] | KeyGone]
+
+
+class _HookTrips:
+    """One hook's socket writes waiting for a trip, on one event loop, and its trips under way
+    (at most its share of the write threads)."""
+
+    def __init__(self) -> None:
+        self.waiting: collections.deque[_Waiting] = collections.deque()
+        self.trips = 0
+
+
+_trips: listeners.PerLoop[str, _HookTrips] = listeners.PerLoop()
+
+
+async def store(
+    hook_id: str, sender: Sender, socket_writes: Sequence[Write]
+) -> list[dict[str, Any]]:
+    """Store one socket's `socket_writes` in order; their acks, once committed. Raises KeyGone.
+
+    The writes of all the hook's sockets in this process go in trips: a trip starts at once
+    while the hook has a free share of the write threads, and what its sockets send meanwhile
+    waits and goes in the next trip together (up to WRITES_PER_TRIP writes, one commit). A
+    socket waits for its acks before it sends more, so its writes are stored, and acked, in
+    the order it sent them."""
+    trips = _trips()
+    hook_trips = trips.get(hook_id)
+    if hook_trips is None:
+        hook_trips = trips[hook_id] = _HookTrips()
+    done: asyncio.Future[list[dict[str, Any]] | KeyGone] = (
+        asyncio.get_running_loop().create_future()
+    )
+    hook_trips.waiting.append(_Waiting(sender, socket_writes, done))
+    _trips_start(hook_id, hook_trips)
+    # Cancelled (the socket closed): the trip goes on, and its acks go nowhere, as when a
+    # connection drops after a commit; the client resends with its idempotency keys.
+    result = await done
+    if isinstance(result, KeyGone):
+        raise result
+    return result
+
+
+def _trips_start(hook_id: str, hook_trips: _HookTrips) -> None:
+    while hook_trips.waiting and hook_trips.trips < share_size():
+        batch: list[_Waiting] = []
+        count = 0
+        waiting = hook_trips.waiting
+        while waiting and (not batch or count + len(waiting[0].writes) <= WRITES_PER_TRIP):
+            batch.append(waiting.popleft())
+            count += len(batch[-1].writes)
+        hook_trips.trips += 1
+        listeners.spawn(_trip(hook_id, hook_trips, batch))
+
+
+async def _trip(hook_id: str, hook_trips: _HookTrips, batch: list[_Waiting]) -> None:
+    results: Sequence[list[dict[str, Any]] | KeyGone | Exception]
+    try:
+        results = await run(hook_id, trip_store, [(w.sender, w.writes) for w in batch])
+    except Exception as error:  # the thread or its database failed: every socket is told
+        results = [error] * len(batch)
+    except BaseException:  # cancelled with its event loop
+        for waiting in batch:
+            waiting.done.cancel()
+        raise
+    finally:
+        hook_trips.trips -= 1
+    for waiting, result in zip(batch, results, strict=True):
+        if waiting.done.done():  # cancelled: its socket closed
+            continue
+        if isinstance(result, Exception) and not isinstance(result, KeyGone):
+            waiting.done.set_exception(result)
+        else:
+            waiting.done.set_result(result)
+    trips = _trips()
+    if hook_trips.waiting:
+        _trips_start(hook_id, hook_trips)
+    elif hook_trips.trips == 0 and trips.get(hook_id) is hook_trips:
+        del trips[hook_id]
 
 
 def shutdown() -> None:

@@ -7,8 +7,9 @@ subscribed exactly as `/read/<key>/live` does (hooks.live.subscribe, its own slo
 key), the socket joins its room in this process (hooks.live.room_sockets) and its presence is
 recorded (hooks.live.presence, a JOIN for a hook with `PRESENCE = True`). Then frames:
 
-- `write`: queued, stored in order on the write threads (hooks.live.socket_writes), each acked
-  after commit; errors are acks with a status and a JSON error, and the socket stays open.
+- `write`: queued, stored in order on the write threads (hooks.live.socket_writes), with the
+  writes the hook's other sockets queued meanwhile (one commit per trip), each acked after
+  commit; errors are acks with a status and a JSON error, and the socket stays open.
 - `broadcast`: checked (size, this connection's rate) and relayed to the room at once, never
   stored.
 - `ping`: `{"type":"pong"}`.
@@ -47,8 +48,8 @@ from sandbox import strict_json
 SOCKET_PARAMS = ("read", "since")
 # Broadcast frames waiting for a client that does not read; beyond this they are dropped.
 OUTBOX_BROADCASTS = 1000
-# Writes stored per trip to a write thread (a socket that sends in bursts pays fewer trips).
-WRITES_PER_TRIP = 32
+# A socket's writes handed to a trip at once (hooks.live.socket_writes.store), at most.
+WRITES_PER_SOCKET_TRIP = 32
 
 Send = Callable[[str], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
@@ -171,6 +172,7 @@ class TwoWaySocket:
                     query=stored_query,
                 )
                 await socket_writes.run(self.hook_id, join)
+                self.peer.present = True
             except public_calls.PublicError as error:
                 raise live.Refused(
                     _close_code(error), error.status, error.code, error.message
@@ -346,7 +348,7 @@ class TwoWaySocket:
         assert self.sender is not None
         while True:
             items = [await self.inbox.get()]
-            while len(items) < WRITES_PER_TRIP and not self.inbox.empty():
+            while len(items) < WRITES_PER_SOCKET_TRIP and not self.inbox.empty():
                 items.append(self.inbox.get_nowait())
             start = 0
             while start < len(items):
@@ -360,10 +362,10 @@ class TwoWaySocket:
                     end += 1
                 writes = [w for w in items[start:end] if isinstance(w, socket_writes.Write)]
                 try:
-                    acks = await socket_writes.run(
-                        self.hook_id, socket_writes.writes_store, self.sender, writes
-                    )
+                    acks = await socket_writes.store(self.hook_id, self.sender, writes)
                 except socket_writes.KeyGone as gone:
+                    for one in gone.acks:  # stored before the key stopped serving
+                        self._ack(one)
                     self.close_soon(CLOSE_NOT_FOUND, str(gone))
                     return
                 except Exception:

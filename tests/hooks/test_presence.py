@@ -127,3 +127,14 @@ def test_renew_reports_the_connections_a_reaper_took(make_hook) -> None:
     join(hook, "taken")
     Connection.objects.filter(pk="taken").update(process="someone else")
     assert presence.renew({"mine", "taken"}) == {"taken"}
+
+
+def test_threads_joining_at_once_share_one_process_name(monkeypatch) -> None:
+    # Two names would split a process's rows: its upkeep, renewing under one, would close the
+    # sockets joined under the other as lapsed.
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(presence, "_process", None)
+    with ThreadPoolExecutor(8) as pool:
+        names = set(pool.map(lambda _: presence.process_id(), range(64)))
+    assert len(names) == 1

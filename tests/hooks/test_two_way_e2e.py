@@ -374,3 +374,50 @@ def test_two_rooms_at_the_same_seq_each_get_their_own_state(stack, make_hook) ->
     finally:
         for ws in sockets.values():
             ws.close()
+
+
+def test_a_server_killed_mid_stream_of_trips_lost_no_acked_write(
+    stack, make_hook, tmp_path
+) -> None:
+    # Four sockets send without waiting, so the server stores their writes in shared trips
+    # (hooks.live.socket_writes); it is killed with writes in flight. Every write acked before
+    # the kill is stored and folded exactly once; a write never acked may or may not be.
+    # A responder that takes a millisecond or two, so the kill finds writes still unstored.
+    hook = make_hook(
+        REDUCER + "\ndef responder(request, secrets):\n    return sum(range(50_000))\n"
+    )
+    hook.limits = RAPID
+    hook.save()
+    per_socket = 200  # under WR_LIVE_WRITES_IN_FLIGHT: none refused 429
+    with asgi_process(tmp_path) as process:
+        urls = [socket_url(process.url, hook, room="k", name=f"p{i}") for i in range(4)]
+        sockets = [opened(url) for url in urls]
+        for index, ws in enumerate(sockets):
+            for n in range(per_socket):
+                ws.send(json.dumps({"type": "write", "ref": n, "body": {"p": index, "n": n}}))
+        acked: list[list[str]] = [[] for _ in sockets]
+        while sum(len(ids) for ids in acked) < 50:  # some acks, far from all of them
+            for index, ws in enumerate(sockets):
+                frame = recv(ws)
+                if frame["type"] == "ack":
+                    assert frame["status"] == 200, frame  # the responder's answer
+                    assert frame["ref"] == len(acked[index])  # in the order sent
+                    acked[index].append(frame["id"])
+        process.kill(signal.SIGKILL)
+        for index, ws in enumerate(sockets):  # what reached the clients before the kill
+            try:
+                while True:
+                    frame = recv(ws, timeout=5)
+                    if frame["type"] == "ack":
+                        acked[index].append(frame["id"])
+            except (ConnectionClosed, TimeoutError):
+                pass
+            ws.close_socket()
+    ids = [i for one in acked for i in one]
+    assert sum(len(one) for one in acked) < 4 * per_socket, "the kill came too late to test"
+    assert Request.objects.filter(uuid__in=ids).count() == len(ids)  # every acked write stored
+    log = settled(hook, "k")["log"]
+    for index, one in enumerate(acked):
+        mine = [entry[2]["n"] for entry in log if entry[0] == "WS" and entry[2]["p"] == index]
+        assert mine[: len(one)] == list(range(len(one)))  # each once, in order
+        assert mine == list(range(len(mine)))
