@@ -18,6 +18,7 @@ next write) queues the hook again, and a task that succeeds forgets the failures
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import redis
 from django.conf import settings
@@ -58,16 +59,41 @@ def _failures(hook_id: str, room: str = "") -> str:
 def wake(hook_id: str, *, room: str = "", countdown: float | None = None, busy: int = 0) -> bool:
     """Queue a reduce task for the room unless one is queued already or it is backing off;
     return whether this call queued it. `countdown` delays the task (a busy retry)."""
-    from hooks.tasks import reduce_hook
-
     client = get_redis()
-    # The main room's task message is what it was before rooms: queued tasks survive a deploy.
-    kwargs: dict[str, object] = {"room": room} if room else {}
     try:
         if client is not None and not client.set(
             _flag(hook_id, room), QUEUED, nx=True, ex=FLAG_TTL_SECONDS
         ):
             return False
+    except (redis.RedisError, OSError):
+        logger.warning("could not queue hook %s; the reconciler will", hook_id, exc_info=True)
+        return False
+    return _queue(hook_id, room, countdown=countdown, busy=busy)
+
+
+def wake_all(rooms: Sequence[tuple[str, str]]) -> int:
+    """`wake()` of several (hook id, room), their flags set in one round trip to Redis (the
+    write path's coalesced wake-ups, hooks/deferred.py); how many tasks it queued."""
+    client = get_redis()
+    if client is None or len(rooms) == 1:
+        return sum(wake(hook_id, room=room) for hook_id, room in rooms)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for hook_id, room in rooms:
+            pipe.set(_flag(hook_id, room), QUEUED, nx=True, ex=FLAG_TTL_SECONDS)
+        flags_set = pipe.execute()
+    except (redis.RedisError, OSError):
+        logger.warning("could not queue %d rooms; the reconciler will", len(rooms), exc_info=True)
+        return 0
+    return sum(_queue(h, r) for (h, r), was_set in zip(rooms, flags_set, strict=True) if was_set)
+
+
+def _queue(hook_id: str, room: str, *, countdown: float | None = None, busy: int = 0) -> bool:
+    from hooks.tasks import reduce_hook
+
+    # The main room's task message is what it was before rooms: queued tasks survive a deploy.
+    kwargs: dict[str, object] = {"room": room} if room else {}
+    try:
         if countdown is None and not busy:
             reduce_hook.delay(hook_id, **kwargs)
         else:
