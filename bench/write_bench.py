@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -112,6 +113,9 @@ def main() -> None:
                         help="py-spy the first server this long on each write endpoint")  # fmt: skip
     parser.add_argument("--throughput-only", action="store_true", help="skip the fold runs")
     options = parser.parse_args()
+    # A SIGTERM (`timeout`, bench/all.py) ends the run through its cleanup, which stops the
+    # servers: Python's default would die at once and leave them holding the database.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     servers = options.servers.split(",")
     print(f"CPU reference sum(range(20_000_000)): {cpu_reference():.2f} s")
 
