@@ -11,8 +11,10 @@ costs: up to that window more from write to applied. What a crash loses: the wak
 yet, which the reconciler queues again as it does a lost task message (hooks/wakeup.py), and
 their live feed entries (the owner's log still lists the requests: they are stored).
 
-On the request, as before, when there is no Redis (the embedded default: one process, tasks in
-process), when tasks run eagerly (tests), or with WR_WAKE_COALESCE_SECONDS = 0.
+For the HTTP write view only (hooks/views/public.py: `request_ingest(soon=True)`). The writes of
+a two-way socket and its JOINs and LEAVEs (hooks/live) send both before they return, as do all
+writes when there is no Redis (the embedded default: one process, tasks in process), when tasks
+run eagerly (tests), or with WR_WAKE_COALESCE_SECONDS = 0.
 """
 
 from __future__ import annotations
@@ -34,11 +36,14 @@ from webreducer.redis import get_redis
 logger = logging.getLogger(__name__)
 
 
-def after_commit(*, hook_id: str, requests: Sequence[Any], rooms: Sequence[str]) -> None:
+def after_commit(
+    *, hook_id: str, requests: Sequence[Any], rooms: Sequence[str], soon: bool = True
+) -> None:
     """The owners' feed entry of `requests` (stored, of hook `hook_id`) and the wake-up of
-    `rooms` (the rooms of its pending ones), soon or, when they cannot wait, now."""
+    `rooms` (the rooms of its pending ones): `soon`, off the request, unless they cannot wait;
+    else now."""
     seconds = float(settings.WR_WAKE_COALESCE_SECONDS)
-    if seconds <= 0 or celery_app.conf.task_always_eager or get_redis() is None:
+    if not soon or seconds <= 0 or celery_app.conf.task_always_eager or get_redis() is None:
         broadcast.requests_logged(hook_id=hook_id, requests=requests)
         for room in rooms:
             wakeup.wake(hook_id, room=room)

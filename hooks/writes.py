@@ -145,6 +145,7 @@ def request_ingest(
     resent_from: int | None = None,
     request_id: uuid.UUID | None = None,
     responder: bool = True,
+    soon: bool = False,
 ) -> Reply:
     """Store one write and answer it with the hook's responder (docs/pipeline.md, "Write path").
 
@@ -152,6 +153,8 @@ def request_ingest(
     the stored request (for a batch, the answer lists them instead). `request_id` and
     `responder=False` are for the requests the server makes itself (a two-way socket's JOIN and
     LEAVE, hooks.live.presence): a known id, and the default answer without the responder.
+    `soon`: the owners' feed entry and the wake-up may be sent off the request (hooks/deferred.py;
+    the HTTP write view's); otherwise they are sent before this returns.
 
     A CloudEvents batch (`application/cloudevents-batch+json`) is stored as one request per
     event, in order, each answered by the responder; the answer lists every event's result.
@@ -172,6 +175,7 @@ def request_ingest(
             resent_from=resent_from,
             request_id=request_id,
             responder=responder,
+            soon=soon,
         )
 
     try:
@@ -199,6 +203,7 @@ def _ingest(
     resent_from: int | None,
     request_id: uuid.UUID | None,
     responder: bool,
+    soon: bool,
 ) -> Reply:
     hook = key.hook
     body_check(content_type, body)
@@ -249,11 +254,12 @@ def _ingest(
                 _insert(request, key)
     except DatabaseError as error:
         raise database_unavailable() from error
-    # The owners' feed entry and the wake-up, off the request (hooks/deferred.py).
+    # The owners' feed entry and the wake-up; off the request for the HTTP view (hooks/deferred.py).
     deferred.after_commit(
         hook_id=str(hook.pk),
         requests=requests,
         rooms=list(dict.fromkeys(r.room for r in requests if r.outcome == Request.Outcome.PENDING)),
+        soon=soon,
     )
     if not batch:
         return replies[0]
