@@ -4,7 +4,8 @@ wrk, PostgreSQL and Redis; uses the database `webreducer_bench` and Redis db 8, 
 1. Requests/s served (wrk, 32 connections, POST of a 325-byte JSON body) by: a bare Django view
    doing one equivalent INSERT, /write/<key> of a hook without a responder, and of a hook with a
    trivial responder, side by side in one run; with `--pages`, also a read (GET /read/<key>) and a
-   UI page (GET /, the home page through the whole middleware chain). `--servers a,b,...` runs
+   UI page (GET /docs/, a page through the whole middleware chain; `/` would make a visitor per
+   request and be throttled). `--servers a,b,...` runs
    every server arrangement at once on ports of their own and alternates them round by round, so
    their figures are comparable (docs/performance.md, "Web server"). Each row prints the CPU
    per request of the web server, PostgreSQL, Redis and wrk, read from /proc.
@@ -156,7 +157,7 @@ def main() -> None:
     if options.pages:
         targets += [
             ("GET /read/<key>", key_url(readable, "read"), "GET"),
-            ("GET / (UI page)", "/", "GET"),
+            ("GET /docs/ (UI page)", "/docs/", "GET"),
         ]
     logs = Path(tempfile.mkdtemp(prefix="wr-bench-"))
     stack = Stack(logs)
