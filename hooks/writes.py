@@ -5,8 +5,9 @@ queues the fold. The INSERT itself checks that the key is still usable and the h
 version and secrets the write was answered with: the key row a write starts from may come from
 this process's short cache (`write_key_resolve`), yet a paused or revoked key stores nothing
 from the moment it is paused. The user's responder runs before the INSERT so its verdict is stored with the
-request; a rejected request is logged and never numbered or folded. What follows the commit (the
-owners' feed entry, the wake-up) is sent off the request, coalesced (hooks/deferred.py).
+request; a rejected request is logged and never numbered or folded. What follows the commit of an
+HTTP write (the owners' feed entry, the wake-up) is sent off the request, coalesced
+(hooks/deferred.py).
 """
 
 from __future__ import annotations
@@ -455,8 +456,8 @@ def _insert(request: Request, key: Key) -> None:
 def _prepared_execute(sql: str, params: list[Any]) -> int:
     """Execute as a prepared statement on this connection (parsed and planned by PostgreSQL once
     per connection, its values sent apart): Django's cursors bind values into the SQL text on
-    the client, so PostgreSQL parsed and planned the 22-parameter INSERT … SELECT for every
-    write, a third of its CPU per write (docs/performance.md, "Write path"). Errors are
+    the client, so PostgreSQL parsed and planned the 22-parameter INSERT … SELECT, and psycopg
+    quoted every value into it, for every write (docs/performance.md, "Write path"). Errors are
     Django's, as from its own cursors."""
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
