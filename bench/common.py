@@ -132,10 +132,12 @@ class Stack:
         self.processes: list[subprocess.Popen[bytes]] = []
         atexit.register(self.stop)
 
-    def start(self, name: str, args: list[str], **env: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, args: list[str], cwd: Path = ROOT, **env: str
+    ) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
             args,
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, **ENV, **env},
             stdout=(self.logs / f"{name}.log").open("wb"),
             stderr=subprocess.STDOUT,

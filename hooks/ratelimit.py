@@ -5,12 +5,16 @@ memory for the embedded single-process default.
 
 A process takes a key's tokens from Redis a few at a time (a lease): for a key allowed more than
 20 writes/s, up to LEASE_SECONDS of its rate (at most a quarter of its burst, at most
-LEASE_MAX), used here within LEASE_SECONDS; what is left goes back to the bucket with the
+LEASE_MAX), used here within LEASE_HOLD_SECONDS; what is left goes back to the bucket with the
 process's next call for the key. Every write admitted was a token taken from the shared
 bucket, so a key never gets more than its limit across all processes; what a lease costs is the
-other way: tokens one process holds are not available to another for up to LEASE_SECONDS (or
-until its next write of the key), at most LEASE_MAX of them per process. A key limited to 20 writes/s or less
-takes one token per write, exactly as without leases. docs/performance.md, "Write path".
+other way: tokens one process holds are not available to another until its next write of the
+key, at most LEASE_MAX of them per process, and a burst may use held tokens on top of the
+bucket's (at most one lease per process). A key limited to 20 writes/s or less takes one token
+per write, exactly as without leases. The hold is longer than the lease's share of the rate so
+that a process serving a fraction of a key's writes still uses its whole lease: with 50 ms, a
+gunicorn worker taking 150 writes/s of a key used ~7 of 32 tokens per call (docs/performance.md,
+"Write path").
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from webreducer.redis import get_redis
 logger = logging.getLogger(__name__)
 
 LEASE_SECONDS = 0.05
+LEASE_HOLD_SECONDS = 0.5
 LEASE_MAX = 32
 
 # Gives back ARGV[4] unused tokens, then takes up to ARGV[3] whole tokens (at least one); returns {tokens taken, seconds to wait}: the
@@ -98,7 +103,7 @@ def take(bucket: str, *, rate: float, burst: int) -> float:
         with _local_lock:
             if len(_leases) > 10_000:
                 _leases.clear()
-            _leases[bucket] = (int(taken) - 1, now + LEASE_SECONDS)
+            _leases[bucket] = (int(taken) - 1, now + LEASE_HOLD_SECONDS)
     return 0.0 if int(taken) > 0 else float(wait)
 
 

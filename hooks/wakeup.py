@@ -18,7 +18,7 @@ next write) queues the hook again, and a task that succeeds forgets the failures
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 import redis
 from django.conf import settings
@@ -59,16 +59,41 @@ def _failures(hook_id: str, room: str = "") -> str:
 def wake(hook_id: str, *, room: str = "", countdown: float | None = None, busy: int = 0) -> bool:
     """Queue a reduce task for the room unless one is queued already or it is backing off;
     return whether this call queued it. `countdown` delays the task (a busy retry)."""
-    from hooks.tasks import reduce_hook
-
     client = get_redis()
-    # The main room's task message is what it was before rooms: queued tasks survive a deploy.
-    kwargs: dict[str, object] = {"room": room} if room else {}
     try:
         if client is not None and not client.set(
             _flag(hook_id, room), QUEUED, nx=True, ex=FLAG_TTL_SECONDS
         ):
             return False
+    except (redis.RedisError, OSError):
+        logger.warning("could not queue hook %s; the reconciler will", hook_id, exc_info=True)
+        return False
+    return _queue(hook_id, room, countdown=countdown, busy=busy)
+
+
+def wake_all(rooms: Sequence[tuple[str, str]]) -> int:
+    """`wake()` of several (hook id, room), their flags set in one round trip to Redis (the
+    write path's coalesced wake-ups, hooks/deferred.py); how many tasks it queued."""
+    client = get_redis()
+    if client is None or len(rooms) == 1:
+        return sum(wake(hook_id, room=room) for hook_id, room in rooms)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for hook_id, room in rooms:
+            pipe.set(_flag(hook_id, room), QUEUED, nx=True, ex=FLAG_TTL_SECONDS)
+        flags_set = pipe.execute()
+    except (redis.RedisError, OSError):
+        logger.warning("could not queue %d rooms; the reconciler will", len(rooms), exc_info=True)
+        return 0
+    return sum(_queue(h, r) for (h, r), was_set in zip(rooms, flags_set, strict=True) if was_set)
+
+
+def _queue(hook_id: str, room: str, *, countdown: float | None = None, busy: int = 0) -> bool:
+    from hooks.tasks import reduce_hook
+
+    # The main room's task message is what it was before rooms: queued tasks survive a deploy.
+    kwargs: dict[str, object] = {"room": room} if room else {}
+    try:
         if countdown is None and not busy:
             reduce_hook.delay(hook_id, **kwargs)
         else:
@@ -122,30 +147,3 @@ def recovered(hook_id: str, room: str = "") -> None:
             client.delete(_failures(hook_id, room))
         except redis.RedisError:
             logger.warning("could not reset the failures of %s", hook_id, exc_info=True)
-
-
-def wake_rooms(hook_id: str, rooms: Iterable[str]) -> int:
-    """`wake` for several rooms of one hook, their flags set in one Redis round trip (a trip of
-    two-way socket writes, hooks.live.socket_writes, touches many rooms at once); returns how
-    many tasks it queued. A room whose flag could not be set is left to the reconciler, as in
-    `wake`."""
-    from hooks.tasks import reduce_hook
-
-    names = list(dict.fromkeys(rooms))
-    client = get_redis()
-    if client is None or len(names) < 2:
-        return sum(wake(hook_id, room=room) for room in names)
-    try:
-        pipe = client.pipeline(transaction=False)
-        for room in names:
-            pipe.set(_flag(hook_id, room), QUEUED, nx=True, ex=FLAG_TTL_SECONDS)
-        flags = pipe.execute()
-        queued = 0
-        for room, flag_set in zip(names, flags, strict=True):
-            if flag_set:
-                reduce_hook.delay(hook_id, **({"room": room} if room else {}))
-                queued += 1
-    except (redis.RedisError, OSError):
-        logger.warning("could not queue hook %s; the reconciler will", hook_id, exc_info=True)
-        return 0
-    return queued

@@ -5,7 +5,9 @@ queues the fold. The INSERT itself checks that the key is still usable and the h
 version and secrets the write was answered with: the key row a write starts from may come from
 this process's short cache (`write_key_resolve`), yet a paused or revoked key stores nothing
 from the moment it is paused. The user's responder runs before the INSERT so its verdict is stored with the
-request; a rejected request is logged and never numbered or folded.
+request; a rejected request is logged and never numbered or folded. What follows the commit of an
+HTTP write (the owners' feed entry, the wake-up) is sent off the request, coalesced
+(hooks/deferred.py).
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Field
 from django.utils import timezone
 
-from hooks import broadcast, ratelimit, rooms, wakeup
+from hooks import deferred, ratelimit, rooms
 from hooks.answers import answer_record, default_answer
 from hooks.fold import request_payload
 from hooks.masking import mask, mask_error
@@ -145,6 +148,7 @@ def request_ingest(
     resent_from: int | None = None,
     request_id: uuid.UUID | None = None,
     responder: bool = True,
+    soon: bool = False,
 ) -> Reply:
     """Store one write and answer it with the hook's responder (docs/pipeline.md, "Write path").
 
@@ -152,6 +156,8 @@ def request_ingest(
     the stored request (for a batch, the answer lists them instead). `request_id` and
     `responder=False` are for the requests the server makes itself (a two-way socket's JOIN and
     LEAVE, hooks.live.presence): a known id, and the default answer without the responder.
+    `soon`: the owners' feed entry and the wake-up may be sent off the request (hooks/deferred.py;
+    the HTTP write view's); otherwise they are sent before this returns.
 
     A CloudEvents batch (`application/cloudevents-batch+json`) is stored as one request per
     event, in order, each answered by the responder; the answer lists every event's result.
@@ -172,6 +178,7 @@ def request_ingest(
             resent_from=resent_from,
             request_id=request_id,
             responder=responder,
+            soon=soon,
         )
 
     try:
@@ -199,6 +206,7 @@ def _ingest(
     resent_from: int | None,
     request_id: uuid.UUID | None,
     responder: bool,
+    soon: bool,
 ) -> Reply:
     hook = key.hook
     body_check(content_type, body)
@@ -249,9 +257,13 @@ def _ingest(
                 _insert(request, key)
     except DatabaseError as error:
         raise database_unavailable() from error
-    broadcast.requests_logged(hook_id=str(hook.pk), requests=requests)
-    for room in dict.fromkeys(r.room for r in requests if r.outcome == Request.Outcome.PENDING):
-        wakeup.wake(str(hook.pk), room=room)
+    # The owners' feed entry and the wake-up; off the request for the HTTP view (hooks/deferred.py).
+    deferred.after_commit(
+        hook_id=str(hook.pk),
+        requests=requests,
+        rooms=list(dict.fromkeys(r.room for r in requests if r.outcome == Request.Outcome.PENDING)),
+        soon=soon,
+    )
     if not batch:
         return replies[0]
     accepted = any(reply.status < 400 for reply in replies)
@@ -431,13 +443,28 @@ def _insert(request: Request, key: Key) -> None:
     fields = _insert_fields()
     values = [f.get_db_prep_save(getattr(request, f.attname), connection) for f in fields]
     hook = key.hook
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _insert_sql(connection.vendor),
-            [*values, key.pk, hook.live_id, hook.secrets_version],
-        )
-        if cursor.rowcount != 1:
-            raise KeyChanged(str(key.pk))
+    params = [*values, key.pk, hook.live_id, hook.secrets_version]
+    sql = _insert_sql(connection.vendor)
+    if connection.vendor == "postgresql":
+        rowcount = _prepared_execute(sql, params)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rowcount = cursor.rowcount
+    if rowcount != 1:
+        raise KeyChanged(str(key.pk))
+
+
+def _prepared_execute(sql: str, params: list[Any]) -> int:
+    """Execute as a prepared statement on this connection (parsed and planned by PostgreSQL once
+    per connection, its values sent apart): Django's cursors bind values into the SQL text on
+    the client, so PostgreSQL parsed and planned the 22-parameter INSERT … SELECT, and psycopg
+    quoted every value into it, for every write (docs/performance.md, "Write path"). Errors are
+    Django's, as from its own cursors."""
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.rowcount
 
 
 # --- Two-way socket writes: one transaction per trip (hooks.live.socket_writes) ---------------
@@ -519,9 +546,10 @@ def socket_writes_ingest(items: Sequence[SocketWrite]) -> list[Reply | PublicErr
     for _, request in stored:
         by_hook.setdefault(str(request.hook_id), []).append(request)
     for hook_id, requests in by_hook.items():
-        broadcast.requests_logged(hook_id=hook_id, requests=requests)
-        pending = [r.room for r in requests if r.outcome == Request.Outcome.PENDING]
-        wakeup.wake_rooms(hook_id, pending)
+        # Now, not soon: the acks wait for nothing but the commit, and a socket write's fold
+        # should not wait a coalescing window either.
+        pending = dict.fromkeys(r.room for r in requests if r.outcome == Request.Outcome.PENDING)
+        deferred.after_commit(hook_id=hook_id, requests=requests, rooms=list(pending), soon=False)
     assert all(result is not None for result in results)
     return results  # type: ignore[return-value]
 

@@ -437,6 +437,10 @@ WR_REDUCE_BACKOFF_SECONDS = env_float("WR_REDUCE_BACKOFF_SECONDS", 1.0)
 WR_REDUCE_BACKOFF_MAX_SECONDS = env_float("WR_REDUCE_BACKOFF_MAX_SECONDS", 60.0)
 # The reconciler queues hooks whose oldest pending request is older than this.
 WR_RECONCILE_AFTER = env_float("WR_RECONCILE_AFTER", 2.0)
+# A web process sends its writes' wake-ups and owners' feed entries off the request, together,
+# this long after the first one (hooks/deferred.py): write-to-applied may grow by as much.
+# 0: on the request.
+WR_WAKE_COALESCE_SECONDS = env_float("WR_WAKE_COALESCE_SECONDS", 0.005)
 WHITENOISE_USE_FINDERS = DEBUG
 # Mounts bench/views.py (the bare-INSERT baseline of bench/write_bench.py). Never in production.
 WR_BENCH_VIEWS = env_bool("WR_BENCH_VIEWS", False)

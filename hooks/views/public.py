@@ -78,6 +78,7 @@ def write(request: HttpRequest, token: str, path: str = "") -> HttpResponse:
             query=_query(request),
             content_type=request.content_type or "",
             body=body,
+            soon=True,
         )
     except public_calls.PublicError as error:
         return _error(error)
