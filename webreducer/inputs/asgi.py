@@ -61,6 +61,15 @@ class InputLimits:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        try:
+            await self._connection(scope, receive, send)
+        except asyncio.CancelledError:
+            # Only the server cancels a connection's task: at the end of its graceful shutdown,
+            # the SSE streams and sockets still open (webreducer.asgiserver). A stream cut so is
+            # the designed end, not an error to log with a traceback; its client reconnects.
+            return
+
+    async def _connection(self, scope: Scope, receive: Any, send: Any) -> None:
         path: bytes = scope.get("raw_path") or scope["path"].encode()
         try:
             head_check(
