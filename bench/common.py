@@ -65,8 +65,6 @@ def pending_requests(hook: object, count: int, rooms: Sequence[str] = ("",)) -> 
             Request(
                 hook=hook,
                 room=rooms[n % len(rooms)],
-                # As the write path stores it: a publish routes the history by it again.
-                query={"room": [rooms[n % len(rooms)]]} if rooms[n % len(rooms)] else {},
                 method="POST",
                 content_type="application/json",
                 body=BODY.encode(),

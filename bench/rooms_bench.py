@@ -44,7 +44,6 @@ from bench.common import (
     cpu_reference,
     figure,
     fresh_database,
-    pending_requests,
     server_args,
     wait_until,
 )
@@ -66,9 +65,29 @@ def query(state, params, secrets):
 
 def store_pending(hook: object, count: int, rooms: int) -> list[str]:
     """`count` pending requests of the hook, round-robin over `rooms` rooms (one: the main
-    room), each with its `?room=` as the write path stores it; returns the room names."""
+    room), each with its `?room=` as the write path stores it (a publish routes the history
+    by it again); returns the room names."""
+    from django.utils import timezone
+
+    from hooks.models import Request
+
     names = [""] if rooms == 1 else [f"room-{n:04d}" for n in range(rooms)]
-    pending_requests(hook, count, names)
+    now = timezone.now()
+    Request.objects.bulk_create(
+        (
+            Request(
+                hook=hook,  # type: ignore[misc]
+                room=names[n % rooms],
+                query={"room": [names[n % rooms]]} if rooms > 1 else {},
+                method="POST",
+                content_type="application/json",
+                body=BODY.encode(),
+                received_at=now,
+            )
+            for n in range(count)
+        ),
+        batch_size=5000,
+    )
     return names
 
 

@@ -181,8 +181,17 @@ class Session:
         (it is the state to commit, parsed strictly here once)."""
         if self._init_error is None and "reducer" not in self._functions:
             return [ReduceStep(True, state_json, None, "", 0.0) for _ in requests]
+        self._tainted |= not self._reducing
         batch = ReduceBatch(state_json, requests)
-        self._fold(batch)
+        for index, result in self._run(
+            "reduce",
+            batch.frames,
+            prelude=batch.prelude,
+            warm=self._reducing,
+            resume=batch.resume,
+            check=lambda frame, index: self._check_state(frame, index, batch),
+        ):
+            batch.record(index, result)
         return batch.steps
 
     def reduce_groups(
@@ -195,13 +204,8 @@ class Session:
             return [
                 [ReduceStep(True, state, None, "", 0.0) for _ in part] for state, part in groups
             ]
-        batch = ReduceBatch("null", [], groups=groups)
-        self._fold(batch)
-        return batch.split()
-
-    def _fold(self, batch: ReduceBatch) -> None:
-        """Run `batch` in the child, recording each step's result in it."""
         self._tainted |= not self._reducing
+        batch = ReduceBatch("null", [], groups=groups)
         for index, result in self._run(
             "reduce",
             batch.frames,
@@ -211,6 +215,7 @@ class Session:
             check=lambda frame, index: self._check_state(frame, index, batch),
         ):
             batch.record(index, result)
+        return batch.split()
 
     def respond(self, request: dict[str, Any]) -> CallResult:
         if self._init_error is None and "responder" not in self._functions:
