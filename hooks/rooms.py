@@ -98,15 +98,40 @@ def max_rooms(hook: Hook) -> int:
     return int(hook.limit("max_rooms", settings.WR_MAX_ROOMS))
 
 
+# The (version id, room) pairs whose state row this process has seen lately: a write to one
+# of them skips room_open's query. Only a hint: the write's INSERT stores nothing when the row
+# has gone since (the room was deleted; hooks.writes._insert_sql), and the write forgets the
+# pair and opens the room again (counted against the limit, as any new room). Emptied when full.
+_seen: dict[tuple[int, str], None] = {}
+SEEN_MAX = 10_000
+
+
+def room_seen(version_id: int, room: str) -> bool:
+    """Whether this process saw the room's state row lately (the main room's always exists)."""
+    return room == MAIN_ROOM or (version_id, room) in _seen
+
+
+def room_remember(version_id: int, room: str) -> None:
+    if len(_seen) >= SEEN_MAX:
+        _seen.clear()
+    _seen[version_id, room] = None
+
+
+def room_forget(version_id: int, room: str) -> None:
+    _seen.pop((version_id, room), None)
+
+
 def room_open(*, hook: Hook, version_id: int, room: str) -> None:
     """Make sure the live version has a state row for `room` before a request of it is stored,
     or refuse it (429) when the hook already has its limit of rooms. Autocommitted statements,
-    none for the main room: its row exists from the version's creation. Two first writes of two
-    new rooms at the same moment may both pass a limit that has room for one: the limit bounds
-    how many rooms a hook can make, not to the exact row."""
-    if room == MAIN_ROOM:
+    none for the main room (its row exists from the version's creation) or a room seen lately
+    (`room_seen`). Two first writes of two new rooms at the same moment may both pass a limit
+    that has room for one: the limit bounds how many rooms a hook can make, not to the exact
+    row."""
+    if room_seen(version_id, room):
         return
     if State.objects.filter(version_id=version_id, room=room).exists():
+        room_remember(version_id, room)
         return
     limit = max_rooms(hook)
     count = State.objects.filter(version_id=version_id).order_by()[:limit].count()
@@ -117,6 +142,7 @@ def room_open(*, hook: Hook, version_id: int, room: str) -> None:
             f"This hook already has {limit} rooms, its limit; delete rooms or use fewer names.",
         )
     state_row_ensure(hook_id=str(hook.pk), version_id=version_id, room=room)
+    room_remember(version_id, room)
 
 
 def _hook_column(hook_id: str) -> Any:

@@ -427,23 +427,46 @@ def _insert_sql(vendor: str) -> str:
         values = ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in fields)
     else:
         values = ", ".join(["%s"] * len(fields))
-    key_table, hook_table = Key._meta.db_table, Hook._meta.db_table
-    # Only model metadata is interpolated; values go as parameters.
+    key_table, hook_table, state_table = (
+        Key._meta.db_table,
+        Hook._meta.db_table,
+        State._meta.db_table,
+    )
+    # Only model metadata is interpolated; values go as parameters. The last two are the room
+    # whose state row must exist (a pending request of a named room), else NULL: the row was
+    # seen by this process, but the room may have been deleted since (hooks.rooms.room_seen).
     return (
         f"INSERT INTO {Request._meta.db_table} ({columns}) SELECT {values} "  # noqa: S608
         f"FROM {key_table} k JOIN {hook_table} h ON h.id = k.hook_id "
         "WHERE k.id = %s AND NOT k.is_paused AND k.revoked_at IS NULL AND NOT h.is_paused "
-        "AND h.live_version_id = %s AND h.secrets_version = %s"
+        "AND h.live_version_id = %s AND h.secrets_version = %s "
+        "AND (CAST(%s AS varchar) IS NULL OR EXISTS "
+        f"(SELECT 1 FROM {state_table} s WHERE s.version_id = h.live_version_id "
+        "AND s.room = CAST(%s AS varchar)))"
     )
+
+
+def _insert_params(request: Request, key: Key) -> list[Any]:
+    fields = _insert_fields()
+    values = [f.get_db_prep_save(getattr(request, f.attname), connection) for f in fields]
+    hook = key.hook
+    needs_row = request.room != MAIN_ROOM and request.outcome == Request.Outcome.PENDING
+    room = request.room if needs_row else None
+    return [*values, key.pk, hook.live_id, hook.secrets_version, room, room]
+
+
+def _forget_rooms(key: Key, requests: Sequence[Request]) -> None:
+    """After an INSERT stored nothing: the key row is stale, or a room's state row has gone."""
+    _keys.pop(key.token, None)
+    for request in requests:
+        rooms.room_forget(key.hook.live_id or 0, request.room)
 
 
 def _insert(request: Request, key: Key) -> None:
     """One INSERT, committed on return (autocommit): durable before acknowledged. KeyChanged
-    when the key no longer takes writes, or its hook moved to another version or secrets."""
-    fields = _insert_fields()
-    values = [f.get_db_prep_save(getattr(request, f.attname), connection) for f in fields]
-    hook = key.hook
-    params = [*values, key.pk, hook.live_id, hook.secrets_version]
+    when the key no longer takes writes, or its hook moved to another version or secrets, or
+    the request's room lost its state row (deleted) since this process saw it."""
+    params = _insert_params(request, key)
     sql = _insert_sql(connection.vendor)
     if connection.vendor == "postgresql":
         rowcount = _prepared_execute(sql, params)
@@ -452,6 +475,7 @@ def _insert(request: Request, key: Key) -> None:
             cursor.execute(sql, params)
             rowcount = cursor.rowcount
     if rowcount != 1:
+        _forget_rooms(key, [request])
         raise KeyChanged(str(key.pk))
 
 
@@ -559,7 +583,11 @@ def _socket_rooms_open(key: Key, group: list[tuple[int, Request]]) -> dict[int, 
     in one query; the refusals, by index (a refused room refuses its own writes only)."""
     hook, version_id = key.hook, key.hook.live_id
     assert version_id is not None
-    wanted = {r.room for _, r in group if r.outcome == Request.Outcome.PENDING} - {MAIN_ROOM}
+    wanted = {
+        r.room
+        for _, r in group
+        if r.outcome == Request.Outcome.PENDING and not rooms.room_seen(version_id, r.room)
+    }
     refused: dict[int, PublicError] = {}
     try:
         known = set(
@@ -571,6 +599,8 @@ def _socket_rooms_open(key: Key, group: list[tuple[int, Request]]) -> dict[int, 
         )
     except DatabaseError:
         return {index: database_unavailable() for index, _ in group}
+    for room in known:
+        rooms.room_remember(version_id, room)
     for room in wanted - known:
         try:
             rooms.room_open(hook=hook, version_id=version_id, room=room)
@@ -593,14 +623,12 @@ def _socket_insert(rows: list[tuple[Key, Request]]) -> None:
     nothing stored, when one of them stored nothing."""
     if not rows:
         return
-    fields = _insert_fields()
-    params = []
-    for key, request in rows:
-        values = [f.get_db_prep_save(getattr(request, f.attname), connection) for f in fields]
-        params.append([*values, key.pk, key.hook.live_id, key.hook.secrets_version])
+    params = [_insert_params(request, key) for key, request in rows]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(_insert_sql(connection.vendor), params)
         if cursor.rowcount != len(rows):
+            for key, request in rows:
+                _forget_rooms(key, [request])
             raise KeyChanged("a key row of the trip")  # rolls the transaction back
 
 
