@@ -200,6 +200,72 @@ def test_a_key_in_two_rooms_is_applied_where_the_history_first_had_it(make_hook:
     assert rows[1].duplicate_of_id == rows[0].id and rows[2].duplicate_of_id == rows[0].id
 
 
+def test_the_last_batch_before_the_switch_folds_its_rooms_in_one_piece(
+    make_hook: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A history within one batch goes straight to the switch's step: routed, then folded under
+    # every live room's lock. Its rooms fold together (one exchange with the child, one
+    # statement for the outcomes), not one round of statements per room, with the same result.
+    from hooks import replay
+
+    hook = make_hook(RECORDER)
+    rooms = [f"room-{n}" for n in range(8)]
+    history(hook, rooms, 5)
+    version = building(hook, V2)
+    pieces: list[int] = []
+    original = replay.fold_rooms
+
+    def counted(**kwargs: Any) -> Any:
+        pieces.append(len(kwargs["rooms"]))
+        return original(**kwargs)
+
+    monkeypatch.setattr(replay, "fold_rooms", counted)
+    monkeypatch.setattr(replay, "_room_fold", None)  # a room folded alone would fail here
+    with override_settings(WR_BATCH_SIZE=1000):
+        assert version_replay(version_id=version.pk, seconds=60) is False
+    assert pieces == [len(rooms)]
+    assert_rebuilt(hook, version, rooms, 5)
+
+
+def test_a_key_in_two_rooms_only_in_the_last_batch_still_folds_in_the_historys_order(
+    make_hook: Any,
+) -> None:
+    # The rooms folded side by side while the history routed so far had no shared key; the
+    # switch's step routes the rest, where one key is in two rooms, and must then fold in the
+    # history's order: room b had the key first, though room a's part starts earlier.
+    hook = make_hook(RECORDER)
+    now = timezone.now()
+    plain = [("abc"[n % 3], {}) for n in range(25)]
+    keyed = [("a", {}), ("b", {"Idempotency-Key": "k-1"}), ("a", {"Idempotency-Key": "k-1"})]
+    for room, headers in plain + keyed:
+        Request.objects.create(
+            hook=hook,
+            room=room,
+            query={"room": [room]},
+            method="POST",
+            headers=headers,
+            content_type="application/json",
+            body=b'{"n": 1}',
+            received_at=now,
+        )
+    while room_batch.rooms_reduce_slice(hook_id=hook.pk)[1]:
+        pass  # live, rooms fold side by side: either may have applied the key
+    version = building(hook, V2)
+    with override_settings(WR_BATCH_SIZE=10):
+        while version_replay(version_id=version.pk, seconds=30):
+            pass
+    version.refresh_from_db()
+    assert version.status == Version.Status.PUBLISHED
+    rows = list(Request.objects.filter(hook=hook).order_by("id"))
+    assert {r.outcome for r in rows[:-2]} == {"applied"}
+    b_key, a_key = rows[-2:]
+    assert (b_key.outcome, a_key.outcome, a_key.duplicate_of_id) == (
+        "applied",
+        "duplicate",
+        b_key.id,
+    )
+
+
 def replay_folds(log: str) -> int:
     """How many requests a worker's replay tasks folded side by side, from its log."""
     return sum(int(n) for n in re.findall(r"replay of version \d+: (\d+) requests folded", log))
