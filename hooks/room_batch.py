@@ -194,13 +194,18 @@ def _states_lock(
     hook_id: uuid.UUID | str, version_id: int, rooms: list[str], limit: int
 ) -> list[State]:
     """Lock the state rows of up to `limit` of `rooms` (in that order) that no other worker
-    holds; rows missing for the live version (a write stored while a publish replayed) are
-    created first."""
+    holds; a row missing for the live version (a write stored while a publish replayed) is
+    created first, for a room that has requests this version folds: rooms picked before a
+    publish switched may have none left (routed elsewhere), and must not show as empty rooms."""
     existing = set(
         State.objects.filter(version_id=version_id, room__in=rooms).values_list("room", flat=True)
     )
-    for name in rooms:
-        if name not in existing:
+    if missing := [name for name in rooms if name not in existing]:
+        waiting = Request.objects.filter(
+            Q(hook_id=hook_id, outcome=Request.Outcome.PENDING, room__in=missing)
+            & (Q(routed_by__isnull=True) | Q(routed_by=version_id))
+        )
+        for name in set(waiting.order_by().values_list("room", flat=True).distinct()):
             state_row_ensure(hook_id=str(hook_id), version_id=version_id, room=name)
     table = State._meta.db_table
     return list(

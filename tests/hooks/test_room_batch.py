@@ -187,3 +187,38 @@ def test_rooms_folded_in_one_batch_keep_the_order_of_their_activity(make_hook: A
 
     by_activity = State.objects.filter(version_id=hook.live_version_id).order_by("-updated_at")
     assert [s.room for s in by_activity if s.room] == ["third", "second", "first"]
+
+
+ELSEWHERE = RECORDER + """
+def room(request, secrets):
+    return "new"
+"""
+
+
+def test_rooms_picked_before_a_publish_switched_leave_no_empty_room_in_the_new_version(
+    make_hook: Any,
+) -> None:
+    from hooks.models import Version
+    from hooks.pipeline import Sandboxes
+    from hooks.replay import version_replay
+
+    hook = make_hook(RECORDER)
+    store(hook, ["old-0", "old-1"], 3)
+    # A reduce task picks its rooms under the live version...
+    picked = room_batch.rooms_pending(hook.pk, hook.live_version_id, 10)
+    assert picked == ["old-0", "old-1"]
+    # ...then a publish routes their requests to another room and goes live.
+    version = Version.objects.create(
+        hook=hook, number=2, code=ELSEWHERE, functions=["reducer", "room"],
+        status=Version.Status.BUILDING,
+    )  # fmt: skip
+    State.objects.create(version=version, hook=hook)
+    assert version_replay(version_id=version.pk, seconds=60) is False
+    version.refresh_from_db()
+    assert version.status == Version.Status.PUBLISHED, version.replay_error
+
+    # The task's next batch, over the rooms it picked: nothing of theirs is left to fold.
+    with Sandboxes() as sandboxes:
+        assert room_batch._rooms_batch(hook.pk, picked, 100, sandboxes)[:2] == (0, 0)
+    assert set(states(hook)) == {"", "new"}  # the old rooms are not listed as empty rooms
+    assert states(hook)["new"].seq == 6
