@@ -179,8 +179,8 @@ def fold_rate(
 
 
 def idle_wakes(hook: object, names: list[str], worker_pid: int) -> str:
-    """The worker's CPU time per 1,000 reduce tasks that find their room already folded (as
-    each of the 1,000 rooms' own task does when another task's multi-room slice folded it)."""
+    """The worker's CPU time per 1,000 wake-ups of rooms already folded (each of the 1,000
+    rooms woken once: one task per hook since wake-ups are the hook's, one per room before)."""
     from hooks import wakeup
     from webreducer.redis import get_redis
 
@@ -191,7 +191,7 @@ def idle_wakes(hook: object, names: list[str], worker_pid: int) -> str:
         wakeup.wake(str(hook.pk), room=name)  # type: ignore[attr-defined]
     # Claimed (the flag cleared) and the queue empty: every task ran.
     wait_until(
-        lambda: not client.keys(f"wr:wake:{hook.pk}:*") and not client.llen("celery"),  # type: ignore[attr-defined]
+        lambda: not client.keys(f"wr:wake:{hook.pk}*") and not client.llen("celery"),  # type: ignore[attr-defined]
         60,
         "the idle tasks to run",
     )
@@ -343,7 +343,7 @@ def main() -> None:
                 print(f"{workers:>17}{one:>12,.0f}{many:>14,.0f}{many / one:>7.2f}x")
                 cpu_lines.append(f"  {workers} process(es), one room: {one_cpu}")
                 cpu_lines.append(f"  {workers} process(es), {ROOMS:,} rooms: {many_cpu}")
-                cpu_lines.append(f"  {workers} process(es), per 1,000 idle tasks: {idle}")
+                cpu_lines.append(f"  {workers} process(es), per 1,000 idle wake-ups: {idle}")
                 figure(f"{workers} worker process(es): {ROOMS:,} rooms vs one room", many / one,
                        "x", target=">= 1.6 x" if workers == 2 else "",
                        met=(many / one >= 1.6) if workers == 2 else None)  # fmt: skip

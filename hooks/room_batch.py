@@ -29,7 +29,7 @@ from django.db import connection, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
-from hooks import broadcast
+from hooks import broadcast, wakeup
 from hooks.fold import Outcome, fold_rooms
 from hooks.ledger import HookBusy, ledger_lookup, ledger_record
 from hooks.models import MAIN_ROOM, Hook, Request, State
@@ -45,7 +45,7 @@ from hooks.pipeline import (
 )
 from hooks.refusals import constraints_check, refusal_check
 from hooks.request_rows import StoredRequest, stored_fetch
-from hooks.rooms import state_row_ensure
+from hooks.rooms import state_rows_ensure
 
 # Rooms folded in one transaction, and how many the pick looks at: a second worker, finding
 # the oldest ones locked, still finds rooms of its own.
@@ -62,10 +62,14 @@ def rooms_reduce_slice(
     pending but every one of them is being folded by another worker."""
     deadline = time.monotonic() + (seconds or settings.WR_REDUCE_SLICE_SECONDS)
     if connection.vendor != "postgresql":
-        # The embedded default (SQLite, one process): no SKIP LOCKED; one room at a time.
-        return _one_by_one(hook_id, deadline, first=room)
+        # The embedded default (SQLite, one process): no SKIP LOCKED; one room at a time, the
+        # one that woke the task first (one task per hook: hooks.wakeup).
+        version_id = _live_version(hook_id)
+        pending = rooms_pending(hook_id, version_id, PICK_ROOMS) if version_id else []
+        return _one_by_one(hook_id, deadline, rooms=list(dict.fromkeys([room, *pending])))
     stale_reroute(hook_id=hook_id)
     total = 0
+    fanned_out = False
     size = min(FIRST_BATCH, settings.WR_BATCH_SIZE)
     # The rooms to fold next, oldest waiting first: picked once for several batches (the pick
     # scans the hook's pending index), again when used up.
@@ -116,6 +120,12 @@ def rooms_reduce_slice(
                     return total, False  # the rest is being folded by other workers
                 raise HookBusy(f"{hook_id}: every pending room is locked")
             total += count
+            if queue and not fanned_out:
+                # More rooms wait than this batch took: one more task (the flag keeps it to
+                # one queued) folds them on another worker meanwhile, skipping what this
+                # one holds; it does the same when it starts, while rooms are left over.
+                wakeup.wake(str(hook_id), room=queue[0])
+                fanned_out = True
             now = time.monotonic()
             if now >= deadline:
                 return total, True
@@ -130,12 +140,11 @@ def _one_by_one(
     hook_id: uuid.UUID | str,
     deadline: float,
     *,
-    first: str | None = None,
-    rooms: list[str] | None = None,
+    rooms: list[str],
 ) -> tuple[int, bool]:
-    """Single-room slices over `rooms` (or `first`), within the deadline."""
+    """Single-room slices over `rooms`, within the deadline."""
     total = 0
-    for name in rooms if rooms is not None else [first or MAIN_ROOM]:
+    for name in rooms:
         left = deadline - time.monotonic()
         if left <= 0:
             return total, True
@@ -205,8 +214,9 @@ def _states_lock(
             Q(hook_id=hook_id, outcome=Request.Outcome.PENDING, room__in=missing)
             & (Q(routed_by__isnull=True) | Q(routed_by=version_id))
         )
-        for name in set(waiting.order_by().values_list("room", flat=True).distinct()):
-            state_row_ensure(hook_id=str(hook_id), version_id=version_id, room=name)
+        names = sorted(set(waiting.order_by().values_list("room", flat=True).distinct()))
+        if names:
+            state_rows_ensure(hook_id=str(hook_id), version_id=version_id, rooms=names)
     table = State._meta.db_table
     return list(
         State.objects.raw(

@@ -163,6 +163,23 @@ def state_row_ensure(*, hook_id: str, version_id: int, room: str) -> None:
         )
 
 
+def state_rows_ensure(*, hook_id: str, version_id: int, rooms: list[str]) -> None:
+    """`state_row_ensure` of several rooms: one statement on PostgreSQL."""
+    if connection.vendor != "postgresql":
+        for room in rooms:
+            state_row_ensure(hook_id=hook_id, version_id=version_id, room=room)
+        return
+    table = State._meta.db_table
+    with connection.cursor() as cursor:
+        # Only model metadata is interpolated; values go as parameters.
+        cursor.execute(
+            f"INSERT INTO {table} (version_id, hook_id, room, value, seq, updated_at) "  # noqa: S608
+            "SELECT %s, %s, r, 'null', 0, CURRENT_TIMESTAMP FROM unnest(%s::text[]) AS r "
+            "ON CONFLICT (version_id, room) DO NOTHING",
+            [version_id, _hook_column(hook_id), rooms],
+        )
+
+
 def room_delete(*, hook: Hook, room: str) -> bool:
     """Delete one named room: its state in every version and its whole history (the ledger
     entries of its requests go with them). Waits for a batch of the room in flight. Returns

@@ -20,18 +20,16 @@ logger = logging.getLogger(__name__)
 
 @shared_task(ignore_result=True, acks_late=True)
 def reduce_hook(hook_id: str, busy: int = 0, room: str = "") -> int:
-    """Apply the pending requests of the room that queued it (the main room's by default) and
-    of the hook's other pending rooms (hooks.room_batch). Safe to run twice or concurrently:
-    the pipeline locks each room. `busy` counts the retries after finding the rooms locked by
-    other workers."""
-    run, failures = wakeup.claim(hook_id, room)
+    """Apply the pending requests of the hook's rooms (hooks.room_batch), starting with the
+    room that queued it (the main room by default): one queued task per hook (hooks.wakeup).
+    Safe to run twice or concurrently: the pipeline locks each room. `busy` counts the retries
+    after finding the rooms locked by other workers."""
+    run, failures = wakeup.claim(hook_id)
     if not run:
         return 0  # backing off (hooks.wakeup): queued again when the pause is over
-    if not Request.objects.filter(
-        hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING
-    ).exists():
-        # Another task's multi-room slice folded this room after this task was queued (a
-        # write since then queued a task of its own): nothing to do, and no worker time.
+    if not Request.objects.filter(hook_id=hook_id, outcome=Request.Outcome.PENDING).exists():
+        # Another task folded the hook's rooms after this one was queued (a write since then
+        # queued a task of its own): nothing to do, and no worker time.
         return 0
     # Worker time is the hook's, whichever room spends it: a hook cannot get more of the
     # workers by spreading its writes over more rooms.
@@ -56,22 +54,23 @@ def reduce_hook(hook_id: str, busy: int = 0, room: str = "") -> int:
         # Not one request (the pipeline isolates those): the hook's state cannot be written,
         # the database is away, its secrets cannot be read... Retrying at once would only
         # flood the queue and take workers from other hooks.
-        delay = wakeup.back_off(hook_id, room)
+        delay = wakeup.back_off(hook_id)
         logger.exception("reducing hook %s failed; it is paused for %.1f s", hook_id, delay)
         return 0
     finally:
         worktime.charge(hook_id, time.monotonic() - started)
     if failures:
-        wakeup.recovered(hook_id, room)
+        wakeup.recovered(hook_id)
     if more:
-        # The slice ran out of time: queue the rest behind other rooms' and hooks' work.
+        # The slice ran out of time: queue the rest behind other hooks' work.
         wakeup.wake(hook_id, room=room)
     return count
 
 
 @shared_task(ignore_result=True)
 def reconcile() -> int:
-    """Queue every room whose requests have waited too long: lost messages only delay work."""
+    """Queue every hook whose requests have waited too long (at its oldest waiting room): lost
+    messages only delay work."""
     cutoff = timezone.now() - timedelta(seconds=settings.WR_RECONCILE_AFTER)
     rooms = (
         Request.objects.filter(outcome=Request.Outcome.PENDING, received_at__lt=cutoff)
@@ -79,10 +78,8 @@ def reconcile() -> int:
         .values_list("hook_id", "room")
         .distinct()
     )
-    count = 0
-    for hook_id, room in rooms:
-        # Through the wake-up flag: a room that has a task queued, or is backing off, gets none.
-        count += wakeup.wake(str(hook_id), room=room)
+    # Through the wake-up flag: a hook that has a task queued, or is backing off, gets none.
+    count = wakeup.wake_all([(str(hook_id), room) for hook_id, room in rooms])
     # A rebuild whose state has not moved for a while lost its task (a running one moves every
     # batch; a duplicate task is harmless, it finds the state locked and retries).
     stalled = (

@@ -15,7 +15,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from hooks import ledger, room_batch
+from hooks import ledger, room_batch, wakeup
 from hooks.models import Hook, Request, State
 from hooks.rooms import state_row_ensure
 from hooks.tasks import reduce_hook
@@ -189,10 +189,13 @@ def test_rooms_folded_in_one_batch_keep_the_order_of_their_activity(make_hook: A
     assert [s.room for s in by_activity if s.room] == ["third", "second", "first"]
 
 
-ELSEWHERE = RECORDER + """
+ELSEWHERE = (
+    RECORDER
+    + """
 def room(request, secrets):
     return "new"
 """
+)
 
 
 def test_rooms_picked_before_a_publish_switched_leave_no_empty_room_in_the_new_version(
@@ -222,3 +225,51 @@ def test_rooms_picked_before_a_publish_switched_leave_no_empty_room_in_the_new_v
         assert room_batch._rooms_batch(hook.pk, picked, 100, sandboxes)[:2] == (0, 0)
     assert set(states(hook)) == {"", "new"}  # the old rooms are not listed as empty rooms
     assert states(hook)["new"].seq == 6
+
+
+@pytest.fixture
+def no_wake_up(make_hook: Any) -> Iterator[Any]:
+    """The hook's wake-up flag clear before and after; the tasks it queued taken off the broker."""
+    from tests.hooks.test_deferred import queued_tasks
+    from webreducer.celery import app as celery_app
+    from webreducer.redis import get_redis
+
+    hooks: list[Hook] = []
+
+    def make(code: str) -> Hook:
+        hook = make_hook(code)
+        get_redis().delete(wakeup._flag(str(hook.pk)))
+        hooks.append(hook)
+        return hook
+
+    yield make
+    client = get_redis()
+    for hook in hooks:
+        for task in queued_tasks(hook):
+            client.lrem(celery_app.conf.task_default_queue, 0, task["raw"])
+        client.delete(wakeup._flag(str(hook.pk)))
+
+
+def test_a_slice_that_leaves_rooms_waiting_queues_its_hook_once_more(no_wake_up: Any) -> None:
+    from tests.hooks.test_deferred import queued_tasks
+
+    hook = no_wake_up(RECORDER)
+    rooms = [f"room-{n:02d}" for n in range(3 * room_batch.ROOMS_PER_BATCH)]
+    store(hook, rooms, 2)
+    room_batch.rooms_reduce_slice(hook_id=hook.pk, room="room-00")
+    # After its first batch more rooms waited: one more task, for another worker to take the
+    # rooms this one did not hold (the flag keeps it to one however many batches followed).
+    tasks = queued_tasks(hook)
+    assert len(tasks) == 1
+    assert tasks[0]["kwargs"] not in (None, "{}", "{'room': 'room-00'}")  # a room left waiting
+    for room in rooms:
+        assert_folded_in_order(hook, room, 2)
+
+
+def test_a_slice_that_takes_every_waiting_room_at_once_queues_nothing(no_wake_up: Any) -> None:
+    from tests.hooks.test_deferred import queued_tasks
+
+    hook = no_wake_up(RECORDER)
+    store(hook, ["a", "b", "c"], 5)
+    room_batch.rooms_reduce_slice(hook_id=hook.pk, room="a")
+    assert queued_tasks(hook) == []

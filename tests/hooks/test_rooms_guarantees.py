@@ -212,3 +212,31 @@ def test_one_idempotency_key_sent_to_two_rooms_folding_at_once_is_applied_once(
     # The duplicate took its room's next seq and left that room's state as it was.
     values = [json.loads(s.value) for room, s in states.items() if room]
     assert sorted(value is None for value in values) == [False, True]
+
+
+def test_a_backlog_over_many_rooms_woken_once_is_folded_by_both_workers(
+    make_hook, tmp_path: Path
+) -> None:
+    # One task per hook (hooks.wakeup): the first task queues one more when it leaves rooms
+    # waiting, so a backlog no write wakes again still folds on every worker.
+    from hooks import wakeup
+
+    hook = make_hook(SLOW_RECORDER)
+    rooms = [f"room-{n:03d}" for n in range(200)]
+    _pending(hook, rooms, 5)
+
+    with (
+        celery_worker(tmp_path, concurrency=1, name="one") as one,
+        celery_worker(tmp_path, concurrency=1, name="two") as two,
+    ):
+        assert wakeup.wake(str(hook.pk), room=rooms[0])
+        wait_for(lambda: applied(hook, rooms, 5), 240, "every room to apply its 5 requests")
+        wait_for(
+            lambda: sum(folded_counts(one.output()) + folded_counts(two.output())) == 1000,
+            30,
+            "the workers to log every fold",
+        )
+        logs = one.output(), two.output()
+
+    assert_each_room_applied_exactly_once_in_order(hook, rooms, 5)
+    assert all(sum(folded_counts(log)) > 0 for log in logs), [folded_counts(log) for log in logs]

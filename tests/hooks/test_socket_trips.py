@@ -189,16 +189,26 @@ def test_writes_queued_during_a_trip_go_together_in_the_next(make_hook) -> None:
 
 
 @pytest.mark.skipif(not settings.REDIS_URL, reason="the wake-up flags live in Redis")
-def test_a_trip_wakes_each_of_its_rooms(make_hook) -> None:
+def test_a_trip_wakes_its_hook_once_at_its_first_room_to_fold(make_hook) -> None:
+    from tests.hooks.test_deferred import queued_tasks
+    from webreducer.celery import app as celery_app
+
     hook = make_hook(CODE)
     client = get_redis()
     assert client is not None
     socket_writes.trip_store(
         [
+            (sender(hook, "cy", "r3"), writes(4, refuse=True)),  # rejected: nothing to fold
             (sender(hook, "ann", "r1"), writes(1, 2)),
             (sender(hook, "bob", "r2"), writes(3)),
-            (sender(hook, "cy", "r3"), writes(4, refuse=True)),  # rejected: nothing to fold
         ]
     )
-    flags = {room: client.get(wakeup._flag(str(hook.pk), room)) for room in ("r1", "r2", "r3")}
-    assert flags == {"r1": wakeup.QUEUED, "r2": wakeup.QUEUED, "r3": None}
+    tasks = queued_tasks(hook)
+    try:
+        assert client.get(wakeup._flag(str(hook.pk))) == wakeup.QUEUED
+        # One task folds the hook's every room (hooks.wakeup), from the trip's first to fold.
+        assert [str(t["kwargs"]) for t in tasks] == ["{'room': 'r1'}"]
+    finally:
+        for task in tasks:
+            client.lrem(celery_app.conf.task_default_queue, 0, task["raw"])
+        client.delete(wakeup._flag(str(hook.pk)))
