@@ -44,6 +44,7 @@ from hooks.channel_messages import (
     RequestSummary,
     SocketBroadcast,
     StateChanged,
+    StatesChanged,
 )
 from webreducer.redis import get_redis
 
@@ -252,10 +253,25 @@ def state_changed(
 def states_changed(
     *, hook_id: str, version_id: int, changes: Sequence[tuple[str, int, str]]
 ) -> Sending | None:
-    """`state_changed` for several rooms of one version at once, (room, seq, value) each,
-    through `broadcast_all`."""
-    messages = [state_message(seq, version_id, value, room) for room, seq, value in changes]
-    return broadcast_all(hook_group(hook_id), messages)
+    """`state_changed` for several rooms of one version at once, (room, seq, value) each, as
+    few `states.changed` messages as fit BUNDLE_BYTES of inline states each, through
+    `broadcast_all` (a send per room, several Redis round trips each, had been what bounded a
+    multi-room batch's rate: docs/performance.md)."""
+    bundles: list[StatesChanged] = []
+    size = BUNDLE_BYTES
+    for room, seq, value in changes:
+        message = state_message(seq, version_id, value, room)
+        weight = len(message.get("value", "")) + 64
+        if size + weight > BUNDLE_BYTES:
+            bundles.append({"type": "states.changed", "changes": []})
+            size = 0
+        bundles[-1]["changes"].append(message)
+        size += weight
+    return broadcast_all(hook_group(hook_id), bundles)
+
+
+# Inline state text per states.changed message (a state over it still travels alone).
+BUNDLE_BYTES = 256 * 1024
 
 
 def state_message(

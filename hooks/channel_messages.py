@@ -25,6 +25,15 @@ class StateChanged(TypedDict):
     value: NotRequired[str]
 
 
+class StatesChanged(TypedDict):
+    """Several rooms' `state.changed` in one message (a multi-room batch's commit): one send
+    instead of one per room. The process's listener hands each on as its own
+    (hooks.live.listeners), so receivers only know `state.changed`."""
+
+    type: Literal["states.changed"]
+    changes: list[StateChanged]
+
+
 class KeyChanged(TypedDict):
     """A key was paused, resumed or revoked; `key_id` None: the whole hook changed."""
 

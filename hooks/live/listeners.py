@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 Callback = Callable[[dict[str, Any]], None]
 STOP = "listener.stop"
+BUNDLE = "states.changed"
 # channels_redis forgets group members after its group_expiry (a day by default).
 GROUP_REFRESH_SECONDS = 3600.0
 STOP_TIMEOUT = 10.0
@@ -58,11 +59,14 @@ class Listener:
                 message = {"type": "listener.resync"}
             if message.get("type") == STOP:
                 return
-            for callback in list(self.callbacks):
-                try:
-                    callback(message)
-                except Exception:
-                    logger.exception("listener %s: callback failed", self.group)
+            # A bundle of rooms' changes (hooks.broadcast.states_changed) goes on one by one.
+            bundled = message.get("changes") if message.get("type") == BUNDLE else None
+            for each in bundled if isinstance(bundled, list) else [message]:
+                for callback in list(self.callbacks):
+                    try:
+                        callback(each)
+                    except Exception:
+                        logger.exception("listener %s: callback failed", self.group)
 
     async def _refresh_membership(self) -> None:
         assert self.channel is not None

@@ -134,3 +134,54 @@ def test_the_in_memory_layer_of_the_embedded_default_still_delivers(make_hook, e
         await ws.disconnect()
 
     run(scenario)
+
+
+def test_a_batch_of_rooms_changes_is_one_send_and_listeners_get_each_room(send_loops) -> None:
+    from hooks.live import listeners
+
+    hook_id = "00000000-0000-4000-8000-00000000b0d1"
+    changes = [(f"r{n}", n + 1, json.dumps({"n": n})) for n in range(3)] + [("", 9, "[]")]
+
+    async def scenario() -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = []
+        group = broadcast.hook_group(hook_id)
+        await listeners.listen(group, got.append)
+        try:
+            # From a worker (plain sync code): one group_send for the batch's four rooms.
+            await asyncio.to_thread(
+                lambda: broadcast.sent_wait(
+                    broadcast.states_changed(hook_id=hook_id, version_id=7, changes=changes)
+                )
+            )
+            for _ in range(100):
+                if len(got) >= 4:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            listeners.unlisten(group, got.append)
+        return got
+
+    got = async_to_sync(scenario)()
+    assert len(send_loops) == 1
+    # Each listener callback (a live hub, the owners' feed) gets each room's own state.changed.
+    assert got == [
+        {"type": "state.changed", "seq": 1, "room": "r0", "version_id": 7, "value": '{"n": 0}'},
+        {"type": "state.changed", "seq": 2, "room": "r1", "version_id": 7, "value": '{"n": 1}'},
+        {"type": "state.changed", "seq": 3, "room": "r2", "version_id": 7, "value": '{"n": 2}'},
+        {"type": "state.changed", "seq": 9, "version_id": 7, "value": "[]"},
+    ]
+
+
+def test_bundles_stay_under_their_size_and_keep_the_rooms_order() -> None:
+    big = "x" * (broadcast.BUNDLE_BYTES // 5)  # inline (under WR_LIVE_INLINE_STATE_BYTES)
+    sent: list[Any] = []
+    original = broadcast.broadcast_all
+    try:
+        broadcast.broadcast_all = lambda group, messages: sent.extend(messages)  # type: ignore[assignment]
+        broadcast.states_changed(
+            hook_id="h", version_id=1, changes=[(f"r{n}", n, json.dumps(big)) for n in range(7)]
+        )
+    finally:
+        broadcast.broadcast_all = original  # type: ignore[assignment]
+    assert [len(b["changes"]) for b in sent] == [4, 3]
+    assert [c["room"] for b in sent for c in b["changes"]] == [f"r{n}" for n in range(7)]
