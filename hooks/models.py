@@ -183,7 +183,11 @@ class Request(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    hook = models.ForeignKey(Hook, on_delete=models.CASCADE, related_name="requests")
+    # No index of its own: every index below starts with the hook (issue 18: each applied
+    # request is rewritten once, with an entry in every index its new row version belongs to).
+    hook = models.ForeignKey(
+        Hook, on_delete=models.CASCADE, related_name="requests", db_index=False
+    )
     key = models.ForeignKey(Key, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     room = models.CharField(max_length=200, blank=True, default=MAIN_ROOM)
     # The version whose code chose `room` (null: stored before rooms). A write routed by the
@@ -216,7 +220,12 @@ class Request(models.Model):
     duration_ms = models.FloatField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     duplicate_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,  # the partial index below: only duplicates are in it
     )
     # JSON text of the state after this request, up to WR_LOG_STATE_MAX_BYTES.
     state_after = models.TextField(null=True, blank=True)
@@ -242,12 +251,22 @@ class Request(models.Model):
             ),
             # The request log, newest first, optionally filtered by outcome.
             models.Index(fields=["hook", "-id"], name="hooks_request_log"),
+            # Not partial (without applied rows a fold would write one entry less per request):
+            # the log filtered by "applied" would then have only hooks_request_log and a
+            # filter, and the planner already weighs that against a backward scan of the
+            # primary key past every other hook's newer rows (issue 18; docs/pipeline.md).
             models.Index(fields=["hook", "outcome", "-id"], name="hooks_request_log_outcome"),
             models.Index(fields=["hook", "room", "-id"], name="hooks_request_log_room"),
             models.Index(
                 fields=["resent_from"],
                 condition=Q(resent_from__isnull=False),
                 name="hooks_request_resent_from",
+            ),
+            # What a deleted original's SET NULL looks up (on_delete): duplicates only.
+            models.Index(
+                fields=["duplicate_of"],
+                condition=Q(duplicate_of__isnull=False),
+                name="hooks_request_duplicate_of",
             ),
         ]
 

@@ -289,8 +289,11 @@ def _reduce_batch(
                 # stored since then has queued a task of its own (hooks.wakeup).
                 following = []
             else:
+                # After this batch's last id, not "pending except these": the pending index
+                # still holds an entry for every request folded since the last VACUUM, and a
+                # scan from the room's start walked them all for every batch (issue 18).
                 following = pending_fetch(
-                    hook_id, room, batch_size, exclude=[r.id for r in done], version_id=version.pk
+                    hook_id, room, batch_size, after=done[-1].id, version_id=version.pk
                 )
             if following:
                 _number(following, after=state.seq)
@@ -404,17 +407,22 @@ def pending_fetch(
     room: str,
     limit: int,
     *,
-    exclude: Sequence[int] = (),
+    after: int | None = None,
     version_id: int | None = None,
 ) -> list[StoredRequest]:
-    """The oldest pending requests of the room, in the order they were stored, except
-    `exclude` (a batch folded but not yet written) and, with `version_id` (the live version),
-    requests another version's code routed (`stale_reroute` moves them first)."""
+    """The oldest pending requests of the room, in the order they were stored: with `after`,
+    only those stored after that id (the read-ahead: a batch folded but not yet written ends
+    there), and, with `version_id` (the live version), not those another version's code
+    routed (`stale_reroute` moves them first).
+
+    A request with a lower id that commits after the batch's fetch is not read ahead: the
+    next slice's first fetch, which starts at the room's oldest pending request, takes it
+    (its write queued that task, hooks.wakeup)."""
     where = Q(hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING)
     if version_id is not None:
         where &= Q(routed_by__isnull=True) | Q(routed_by=version_id)
-    if exclude:
-        where &= ~Q(id__in=exclude)
+    if after is not None:
+        where &= Q(id__gt=after)
     return stored_fetch(where, order_by="id", limit=limit)
 
 
