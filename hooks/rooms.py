@@ -152,32 +152,28 @@ def _hook_column(hook_id: str) -> Any:
 
 def state_row_ensure(*, hook_id: str, version_id: int, room: str) -> None:
     """The (version, room) state row, created if missing; a concurrent creator is no error."""
-    table = State._meta.db_table
-    with connection.cursor() as cursor:
-        # Only model metadata is interpolated; values go as parameters.
-        cursor.execute(
-            f"INSERT INTO {table} (version_id, hook_id, room, value, seq, updated_at) "  # noqa: S608
-            "VALUES (%s, %s, %s, 'null', 0, CURRENT_TIMESTAMP) "
-            "ON CONFLICT (version_id, room) DO NOTHING",
-            [version_id, _hook_column(hook_id), room],
-        )
+    state_rows_ensure(hook_id=hook_id, version_id=version_id, rooms=[room])
 
 
 def state_rows_ensure(*, hook_id: str, version_id: int, rooms: list[str]) -> None:
     """`state_row_ensure` of several rooms: one statement on PostgreSQL."""
-    if connection.vendor != "postgresql":
-        for room in rooms:
-            state_row_ensure(hook_id=hook_id, version_id=version_id, room=room)
-        return
     table = State._meta.db_table
+    hook = _hook_column(hook_id)
+    # Only model metadata is interpolated; values go as parameters.
+    insert = f"INSERT INTO {table} (version_id, hook_id, room, value, seq, updated_at) "
+    conflict = " ON CONFLICT (version_id, room) DO NOTHING"
     with connection.cursor() as cursor:
-        # Only model metadata is interpolated; values go as parameters.
-        cursor.execute(
-            f"INSERT INTO {table} (version_id, hook_id, room, value, seq, updated_at) "  # noqa: S608
-            "SELECT %s, %s, r, 'null', 0, CURRENT_TIMESTAMP FROM unnest(%s::text[]) AS r "
-            "ON CONFLICT (version_id, room) DO NOTHING",
-            [version_id, _hook_column(hook_id), rooms],
-        )
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                insert + "SELECT %s, %s, r, 'null', 0, CURRENT_TIMESTAMP "
+                "FROM unnest(%s::text[]) AS r" + conflict,
+                [version_id, hook, rooms],
+            )
+        else:
+            cursor.executemany(
+                insert + "VALUES (%s, %s, %s, 'null', 0, CURRENT_TIMESTAMP)" + conflict,
+                [[version_id, hook, room] for room in rooms],
+            )
 
 
 def room_delete(*, hook: Hook, room: str) -> bool:
