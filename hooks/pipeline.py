@@ -277,7 +277,7 @@ def _reduce_batch(
 
         # Read ahead: the next batch folds in the sandbox while this one is written.
         next_batch: Ahead | None = None
-        drained = False
+        drained = passed_over = False
         if read_ahead and sandbox is not None:
             applied.update(
                 (o.idempotency_key, r.id)
@@ -295,12 +295,16 @@ def _reduce_batch(
                 following = pending_fetch(
                     hook_id, room, batch_size, after=done[-1].id, version_id=version.pk
                 )
+                if _passed_over(hook_id, room, done, version.pk):
+                    # Not read ahead, and not drained: the next batch starts at the room's
+                    # oldest pending request.
+                    following, passed_over = [], True
             if following:
                 _number(following, after=state.seq)
                 upcoming = start(following, background=True)
                 short = len(following) < batch_size
                 next_batch = Ahead(following, upcoming, state.seq, key, exhausted=short)
-            else:
+            elif not passed_over:
                 drained = True
 
         try:
@@ -402,6 +406,23 @@ def _number(requests: list[StoredRequest], *, after: int) -> None:
         request.seq = after + offset
 
 
+def _passed_over(
+    hook_id: uuid.UUID | str, room: str, done: list[StoredRequest], version_id: int
+) -> bool:
+    """Whether a pending request of the room that the batch `done` does not hold has an id
+    below its last one: it committed after the batch was fetched (a socket trip or an HTTP
+    write whose transaction got its id earlier and committed later). The read-ahead, which
+    asks for the requests after that id, would fold it after requests stored after it, so a
+    client that waited for its ack before sending the next write would see them swapped.
+
+    One count of the pending index up to that id, made after the read-ahead's fetch: a
+    request committed before one the read-ahead holds was stored is visible to it. Every
+    request of `done` is still pending here (its outcome is written after this)."""
+    where = Q(hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING, id__lte=done[-1].id)
+    where &= Q(routed_by__isnull=True) | Q(routed_by=version_id)
+    return Request.objects.filter(where).count() > len(done)
+
+
 def pending_fetch(
     hook_id: uuid.UUID | str,
     room: str,
@@ -416,8 +437,8 @@ def pending_fetch(
     routed (`stale_reroute` moves them first).
 
     A request with a lower id that commits after the batch's fetch is not read ahead: the
-    next slice's first fetch, which starts at the room's oldest pending request, takes it
-    (its write queued that task, hooks.wakeup)."""
+    read-ahead is then dropped (`_passed_over`) and the next batch starts at the room's
+    oldest pending request."""
     where = Q(hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING)
     if version_id is not None:
         where &= Q(routed_by__isnull=True) | Q(routed_by=version_id)

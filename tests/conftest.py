@@ -12,6 +12,18 @@ from accounts.models import User
 from hooks.models import Hook, Key
 from hooks.services import hook_create
 from webreducer.celery import app as celery_app
+from webreducer.redis import get_redis
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_fresh() -> None:
+    """The tests' Redis database starts empty: an earlier run's rate buckets and wake-up flags
+    are keyed by row ids that the new test database hands out again (a key's bucket of a run a
+    minute ago refused this run's first writes 429). Only the tests' own database (REDIS_URL,
+    `make test`'s TEST_REDIS_URL), never another."""
+    client = get_redis()
+    if client is not None:
+        client.flushdb()
 
 
 @pytest.fixture

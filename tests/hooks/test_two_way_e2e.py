@@ -334,11 +334,8 @@ def test_bad_frames_are_answered_and_the_socket_and_others_go_on(stack, make_hoo
         assert close_code(ws) == 1009
         other.send("ping")
         assert recv_type(other, "pong")
-    assert (
-        Request.objects.filter(hook=hook, outcome="pending").count()
-        + Request.objects.filter(hook=hook, outcome="applied").count()
-        == 5
-    )
+    # One count: two would race the worker moving rows from pending to applied between them.
+    assert Request.objects.filter(hook=hook, outcome__in=["pending", "applied"]).count() == 5
 
 
 def test_pausing_the_write_key_closes_its_sockets_at_once(stack, make_hook) -> None:
