@@ -32,7 +32,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Q, Value
+from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
@@ -418,9 +418,15 @@ def _passed_over(
     One count of the pending index up to that id, made after the read-ahead's fetch: a
     request committed before one the read-ahead holds was stored is visible to it. Every
     request of `done` is still pending here (its outcome is written after this)."""
-    where = Q(hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING, id__lte=done[-1].id)
-    where &= Q(routed_by__isnull=True) | Q(routed_by=version_id)
-    return Request.objects.filter(where).count() > len(done)
+    return pending_up_to(hook_id, room, done[-1].id, version_id).count() > len(done)
+
+
+def pending_up_to(
+    hook_id: uuid.UUID | str, room: str, last_id: int, version_id: int
+) -> QuerySet[Request]:
+    """The room's pending requests the live version folds, up to id `last_id`."""
+    where = Q(hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING, id__lte=last_id)
+    return Request.objects.filter(where & (Q(routed_by__isnull=True) | Q(routed_by=version_id)))
 
 
 def pending_fetch(

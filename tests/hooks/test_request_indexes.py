@@ -116,3 +116,10 @@ def test_the_pipeline_and_reconciler_queries_read_the_pending_index(hook: Hook) 
     )
     assert rooms_pending(hook.pk, hook.live_version_id or 0, 10) == ["r"]
     assert len(pipeline.pending_fetch(hook.pk, "r", 1000, after=5)) == 20
+    # The read-ahead's count of what it would pass over (pipeline._passed_over).
+    ids = sorted(
+        Request.objects.filter(hook=hook, room="r", outcome="pending").values_list("id", flat=True)
+    )
+    up_to = pipeline.pending_up_to(hook.pk, "r", ids[14], hook.live_version_id or 0)
+    assert "hooks_request_room_pending" in plan(up_to.order_by())
+    assert up_to.count() == 15
