@@ -90,6 +90,37 @@ def test_it_sends_the_state_at_connect_and_after_each_write(make_hook, eager_tas
     run(scenario)
 
 
+def test_its_frames_take_no_hop_to_the_shared_sync_thread(
+    make_hook, eager_tasks, monkeypatch
+) -> None:
+    """Channels closes Django's stale connections before every message a consumer gets, on
+    asgiref's one sync thread that all of a process's sockets share; the live consumers keep
+    their connections on threads of their own (hooks.live.db) and skip it."""
+    import channels.consumer
+
+    hops: list[str] = []
+
+    async def counted() -> None:
+        hops.append("close_old_connections")
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    hook = make_hook(COUNTER)
+    token = read_key(hook)
+
+    async def scenario() -> None:
+        ws = await connect(f"/read/{token}/live")
+        assert (await ws.receive_json_from(timeout=10))["type"] == "state"
+        for _ in range(3):
+            await ws.send_to(text_data="ping")
+            assert await ws.receive_json_from(timeout=10) == {"type": "pong"}
+        assert await write(hook, {"n": 1}) == 202
+        assert (await ws.receive_json_from(timeout=10))["seq"] == 1
+        await ws.disconnect()
+
+    run(scenario)
+    assert hops == []
+
+
 def test_it_sends_each_subscriber_its_own_query_result(make_hook, eager_tasks) -> None:
     hook = make_hook(QUERYING)
     token = read_key(hook)
