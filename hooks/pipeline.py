@@ -19,7 +19,6 @@ where batch n left it (`Ahead`); nothing is written without the lock. docs/pipel
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -33,7 +32,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Q, Value
+from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
@@ -207,7 +206,6 @@ class Ahead:
     seq: int
     sandbox: tuple[int, int, Limits]  # Sandboxes.key_for(): version, secrets, limits
     exhausted: bool  # its fetch found fewer requests than it asked for
-    bound: int | None  # the read-ahead's upper id (`ids_handed_out` before the chain's fetch)
 
 
 def _reduce_batch(
@@ -266,9 +264,7 @@ def _reduce_batch(
 
         if ahead is not None:
             pending, folding, exhausted = ahead.requests, ahead.folding, ahead.exhausted
-            bound = ahead.bound
         else:
-            bound = ids_handed_out()  # before the fetch: the read-ahead's bound (pending_fetch)
             pending = pending_fetch(hook_id, room, batch_size, version_id=version.pk)
             if not pending:
                 return 0, None, True
@@ -281,14 +277,13 @@ def _reduce_batch(
 
         # Read ahead: the next batch folds in the sandbox while this one is written.
         next_batch: Ahead | None = None
-        drained = False
+        drained = passed_over = False
         if read_ahead and sandbox is not None:
             applied.update(
                 (o.idempotency_key, r.id)
                 for r, o in zip(done, outcomes, strict=True)
                 if o.outcome == Request.Outcome.APPLIED and o.idempotency_key is not None
             )
-            cut = False
             if exhausted and len(done) == len(pending):
                 # The fetch found fewer than it asked for: nothing else was pending. A request
                 # stored since then has queued a task of its own (hooks.wakeup).
@@ -296,20 +291,20 @@ def _reduce_batch(
             else:
                 # After this batch's last id, not "pending except these": the pending index
                 # still holds an entry for every request folded since the last VACUUM, and a
-                # scan from the room's start walked them all for every batch (issue 18). Up to
-                # the chain's bound, so that it never passes a request by (pending_fetch).
+                # scan from the room's start walked them all for every batch (issue 18).
                 following = pending_fetch(
-                    hook_id, room, batch_size, after=done[-1].id, up_to=bound, version_id=version.pk
+                    hook_id, room, batch_size, after=done[-1].id, version_id=version.pk
                 )
-                # Fewer than asked for: nothing else is pending up to the bound. Requests
-                # stored after it are read by the next batch's fetch from the room's start.
-                cut = len(following) < batch_size and pending_after(hook_id, room, bound)
+                if _passed_over(hook_id, room, done, version.pk):
+                    # Not read ahead, and not drained: the next batch starts at the room's
+                    # oldest pending request.
+                    following, passed_over = [], True
             if following:
                 _number(following, after=state.seq)
                 upcoming = start(following, background=True)
-                short = len(following) < batch_size and not cut
-                next_batch = Ahead(following, upcoming, state.seq, key, short, bound)
-            elif not cut:
+                short = len(following) < batch_size
+                next_batch = Ahead(following, upcoming, state.seq, key, exhausted=short)
+            elif not passed_over:
                 drained = True
 
         try:
@@ -411,13 +406,35 @@ def _number(requests: list[StoredRequest], *, after: int) -> None:
         request.seq = after + offset
 
 
+def _passed_over(
+    hook_id: uuid.UUID | str, room: str, done: list[StoredRequest], version_id: int
+) -> bool:
+    """Whether a pending request of the room that the batch `done` does not hold has an id
+    below its last one: it committed after the batch was fetched (a socket trip or an HTTP
+    write whose transaction got its id earlier and committed later). The read-ahead, which
+    asks for the requests after that id, would fold it after requests stored after it, so a
+    client that waited for its ack before sending the next write would see them swapped.
+
+    One count of the pending index up to that id, made after the read-ahead's fetch: a
+    request committed before one the read-ahead holds was stored is visible to it. Every
+    request of `done` is still pending here (its outcome is written after this)."""
+    return pending_up_to(hook_id, room, done[-1].id, version_id).count() > len(done)
+
+
+def pending_up_to(
+    hook_id: uuid.UUID | str, room: str, last_id: int, version_id: int
+) -> QuerySet[Request]:
+    """The room's pending requests the live version folds, up to id `last_id`."""
+    where = Q(hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING, id__lte=last_id)
+    return Request.objects.filter(where & (Q(routed_by__isnull=True) | Q(routed_by=version_id)))
+
+
 def pending_fetch(
     hook_id: uuid.UUID | str,
     room: str,
     limit: int,
     *,
     after: int | None = None,
-    up_to: int | None = None,
     version_id: int | None = None,
 ) -> list[StoredRequest]:
     """The oldest pending requests of the room, in the order they were stored: with `after`,
@@ -425,52 +442,15 @@ def pending_fetch(
     there), and, with `version_id` (the live version), not those another version's code
     routed (`stale_reroute` moves them first).
 
-    The read-ahead also stops at `up_to`: the ids handed out (`ids_handed_out`) before the
-    fetch from the room's start that began its chain of batches. Ids are taken before a
-    write commits, so a request can become visible with an id below a batch already fetched;
-    "after the last id" passes it by. Were it followed by a request stored once it was acked
-    (a socket or a client that waits for each answer), that one would fold first. Every
-    request up to the bound took its id before that fetch, so whatever committed before it
-    did was visible to that fetch and is folded in id order; what the bound leaves is read by
-    the next fetch from the room's start (docs/pipeline.md, "reads ahead")."""
+    A request with a lower id that commits after the batch's fetch is not read ahead: the
+    read-ahead is then dropped (`_passed_over`) and the next batch starts at the room's
+    oldest pending request."""
     where = Q(hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING)
     if version_id is not None:
         where &= Q(routed_by__isnull=True) | Q(routed_by=version_id)
     if after is not None:
         where &= Q(id__gt=after)
-    if up_to is not None:
-        where &= Q(id__lte=up_to)
     return stored_fetch(where, order_by="id", limit=limit)
-
-
-def pending_after(hook_id: uuid.UUID | str, room: str, bound: int | None) -> bool:
-    """Whether the room has pending requests past the read-ahead's bound (one probe of the
-    pending index, where it holds only requests not folded yet)."""
-    if bound is None:
-        return False
-    where = Q(hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING, id__gt=bound)
-    return Request.objects.filter(where).exists()
-
-
-def ids_handed_out() -> int | None:
-    """The last request id handed out by any transaction, committed or not (None where ids are
-    taken in commit order: SQLite takes them under its one write lock). The identity sequence
-    hands ids out in order (CACHE 1, PostgreSQL's default): a request with an id up to this
-    one took it before this call."""
-    if connection.vendor != "postgresql":
-        return None
-    with connection.cursor() as cursor:
-        # Not transactional: it sees ids other transactions took and have not committed.
-        cursor.execute(f"SELECT last_value, is_called FROM {_id_sequence()}")  # noqa: S608
-        last, called = cursor.fetchone()
-    return int(last) if called else int(last) - 1
-
-
-@functools.cache
-def _id_sequence() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [Request._meta.db_table])
-        return str(cursor.fetchone()[0])
 
 
 # A write whose room the previous code chose, stored while a publish switched (the switch

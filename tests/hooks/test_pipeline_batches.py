@@ -175,7 +175,7 @@ def test_a_short_batch_ends_the_slice_without_looking_again(make_hook: Any, clie
         send(client, hook, "d")
         send(client, hook, "e")
         # A full batch (2 of 2) may have more behind it: that one looks ahead (the fetch, and
-        # a probe past the read-ahead's bound when it comes back short, pipeline.pending_after).
+        # the count of what it would pass over, pipeline._passed_over).
         with CaptureQueriesContext(connection) as captured:
             count, ahead, drained = pipeline._reduce_batch(hook.pk, 2, sandboxes, read_ahead=True)
         assert (count, ahead, drained) == (2, None, True)
@@ -247,7 +247,8 @@ def test_a_request_that_commits_behind_the_read_ahead_is_folded_by_the_next_slic
         count, ahead, drained = pipeline._reduce_batch(
             hook.pk, 2, sandboxes, ahead=ahead, read_ahead=True
         )
-        assert (count, ahead, drained) == (2, None, True)
+        # x is pending below the batch: the slice is not drained.
+        assert (count, ahead, drained) == (2, None, False)
 
     assert pipeline.hook_reduce(hook_id=hook.pk) == 1
     assert [
@@ -267,9 +268,9 @@ def test_a_write_acked_before_the_next_is_stored_is_folded_before_it(
 ) -> None:
     """The order a client sees. Ids are taken before commit: "x" took its id between "a" and
     "b" and commits only after the batch [a, b] was fetched; then the client, acked, sends "c"
-    and "d". The read-ahead ("after b") would find c and d, and fold them before x. It stops
-    at the ids handed out before the batch's fetch, so c and d wait for the next fetch from
-    the room's start, which folds x first (the CI failure of
+    and "d". The read-ahead ("after b") would find c and d, and fold them before x. It counts
+    what it would pass over and gives way to the next fetch from the room's start, which
+    folds x first (the CI failure of
     test_a_server_killed_mid_stream_of_trips_lost_no_acked_write: a socket's writes 1-24
     folded after its 25th)."""
     settings.WR_BATCH_SIZE = 2
@@ -290,7 +291,7 @@ def test_a_write_acked_before_the_next_is_stored_is_folded_before_it(
     monkeypatch.setattr(pipeline, "pending_fetch", x_commits_then_c_and_d_are_sent)
     with pipeline.Sandboxes() as sandboxes:
         count, ahead, drained = pipeline._reduce_batch(hook.pk, 2, sandboxes, read_ahead=True)
-        # Nothing read ahead, and not drained: c and d are past the bound.
+        # Nothing read ahead, and not drained: x waits below the batch.
         assert (count, ahead, drained) == (2, None, False)
     assert pipeline.hook_reduce(hook_id=hook.pk) == 3
     assert live(hook)[1]["names"] == ["a", "b", "x", "c", "d"]
@@ -301,3 +302,34 @@ def test_a_write_acked_before_the_next_is_stored_is_folded_before_it(
         "c",
         "d",
     ]
+
+
+def test_a_trip_whose_rows_straddle_the_batch_is_not_split(
+    make_hook: Any, client: Client, settings: Any, monkeypatch: Any
+) -> None:
+    """One transaction (a socket's trip) stores t1 and t2, its ids interleaved with another
+    writer's a and b, and commits after the batch [a, b] was fetched. The read-ahead "after b"
+    would take t2 and fold it before t1, which the same socket sent first (the second CI
+    failure: a socket's write 32 folded before its 1-31). A bound on the ids handed out
+    before the fetch does not help: t2 took its id before it."""
+    settings.WR_BATCH_SIZE = 2
+    hook = make_hook(CODE)
+    for name in ("a", "t1", "b", "t2"):
+        send(client, hook, name)
+    rows = list(Request.objects.filter(hook=hook).order_by("id"))
+    trip = [rows[1].pk, rows[3].pk]
+    Request.objects.filter(pk__in=trip).update(outcome=Request.Outcome.REJECTED)
+    fetch = pipeline.pending_fetch
+
+    def the_trip_commits(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("after") is not None:
+            Request.objects.filter(pk__in=trip).update(outcome=Request.Outcome.PENDING)
+        return fetch(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "pending_fetch", the_trip_commits)
+    with pipeline.Sandboxes() as sandboxes:
+        count, ahead, drained = pipeline._reduce_batch(hook.pk, 2, sandboxes, read_ahead=True)
+        assert (count, ahead, drained) == (2, None, False)
+    monkeypatch.setattr(pipeline, "pending_fetch", fetch)
+    assert pipeline.hook_reduce(hook_id=hook.pk) == 2
+    assert live(hook)[1]["names"] == ["a", "b", "t1", "t2"]
