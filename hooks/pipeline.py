@@ -32,7 +32,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, Q, QuerySet, Value
+from django.db.models import F, Q, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
@@ -196,6 +196,19 @@ class Sandboxes:
         return (version.pk, hook.secrets_version, hook_limits(hook))
 
 
+# The ids one walk of the room's pending index lines up for the read-aheads that follow.
+CHAIN_IDS = 100_000
+
+
+@dataclass
+class Chain:
+    """The room's pending ids after a batch, as one statement saw them (`_chain_start`): the
+    read-aheads take their requests from here, in order, until it runs out."""
+
+    ids: list[int]
+    complete: bool  # the statement found fewer than it asked for: nothing else was pending
+
+
 @dataclass
 class Ahead:
     """The next batch, fetched and folding while the previous one was written. It is valid if
@@ -205,7 +218,8 @@ class Ahead:
     folding: Folding
     seq: int
     sandbox: tuple[int, int, Limits]  # Sandboxes.key_for(): version, secrets, limits
-    exhausted: bool  # its fetch found fewer requests than it asked for
+    exhausted: bool  # nothing else was pending when it was fetched
+    chain: Chain
 
 
 def _reduce_batch(
@@ -262,8 +276,10 @@ def _reduce_batch(
                 background=sandboxes.background if background else None,
             )
 
+        chain: Chain | None = None
         if ahead is not None:
             pending, folding, exhausted = ahead.requests, ahead.folding, ahead.exhausted
+            chain = ahead.chain
         else:
             pending = pending_fetch(hook_id, room, batch_size, version_id=version.pk)
             if not pending:
@@ -274,6 +290,9 @@ def _reduce_batch(
         outcomes, state.value = folding.finish()
         done = pending[: len(outcomes)]
         state.seq = done[-1].seq or state.seq
+        if chain is not None and len(done) < len(pending):
+            # Cut short: the rest of the batch comes first in the next one.
+            chain.ids = [request.id for request in pending[len(done) :]] + chain.ids
 
         # Read ahead: the next batch folds in the sandbox while this one is written.
         next_batch: Ahead | None = None
@@ -284,27 +303,28 @@ def _reduce_batch(
                 for r, o in zip(done, outcomes, strict=True)
                 if o.outcome == Request.Outcome.APPLIED and o.idempotency_key is not None
             )
+            following: list[StoredRequest] = []
             if exhausted and len(done) == len(pending):
                 # The fetch found fewer than it asked for: nothing else was pending. A request
                 # stored since then has queued a task of its own (hooks.wakeup).
-                following = []
+                pass
             else:
-                # After this batch's last id, not "pending except these": the pending index
-                # still holds an entry for every request folded since the last VACUUM, and a
-                # scan from the room's start walked them all for every batch (issue 18).
-                following = pending_fetch(
-                    hook_id, room, batch_size, after=done[-1].id, version_id=version.pk
-                )
-                if _passed_over(hook_id, room, done, version.pk):
-                    # Not read ahead, and not drained: the next batch starts at the room's
-                    # oldest pending request.
-                    following, passed_over = [], True
-            if following:
+                if chain is None:
+                    chain = _chain_start(hook_id, room, done, version.pk)
+                    passed_over = chain is None
+                if chain is not None and chain.ids:
+                    ids, chain.ids = chain.ids[:batch_size], chain.ids[batch_size:]
+                    found = pending_by_ids(ids, version_id=version.pk)
+                    if found is None:
+                        chain, passed_over = None, True
+                    else:
+                        following = found
+            if following and chain is not None:
                 _number(following, after=state.seq)
                 upcoming = start(following, background=True)
-                short = len(following) < batch_size
-                next_batch = Ahead(following, upcoming, state.seq, key, exhausted=short)
-            elif not passed_over:
+                last = not chain.ids and chain.complete
+                next_batch = Ahead(following, upcoming, state.seq, key, last, chain)
+            elif not passed_over and (chain is None or chain.complete):
                 drained = True
 
         try:
@@ -406,27 +426,43 @@ def _number(requests: list[StoredRequest], *, after: int) -> None:
         request.seq = after + offset
 
 
-def _passed_over(
+def _chain_start(
     hook_id: uuid.UUID | str, room: str, done: list[StoredRequest], version_id: int
-) -> bool:
-    """Whether a pending request of the room that the batch `done` does not hold has an id
-    below its last one: it committed after the batch was fetched (a socket trip or an HTTP
-    write whose transaction got its id earlier and committed later). The read-ahead, which
-    asks for the requests after that id, would fold it after requests stored after it, so a
-    client that waited for its ack before sending the next write would see them swapped.
+) -> Chain | None:
+    """The room's pending ids after the batch `done`, from one statement that starts at the
+    room's oldest pending entry; None when one of them lies below the batch's last id.
 
-    One count of the pending index up to that id, made after the read-ahead's fetch: a
-    request committed before one the read-ahead holds was stored is visible to it. Every
-    request of `done` is still pending here (its outcome is written after this)."""
-    return pending_up_to(hook_id, room, done[-1].id, version_id).count() > len(done)
+    Ids are taken before a write commits, so a request can become visible with an id below a
+    batch already fetched. A read-ahead "after the batch's last id" would pass it by and fold
+    it after requests behind it: a write acked before its client sent the next, or the rest of
+    one socket trip (one transaction) whose rows' ids straddle the batch. Here every request of
+    a transaction is in the statement or none is; the batch's own are still pending (their
+    outcomes are written after this), so a list that does not start with exactly them holds
+    such a request, and the next batch starts at the room's oldest pending one instead. Read
+    aheads then take their requests from this list, with no walk of the index entries of the
+    requests folded since the last VACUUM: one walk per CHAIN_IDS requests, not per batch."""
+    where = Q(hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING)
+    where &= Q(routed_by__isnull=True) | Q(routed_by=version_id)
+    limit = len(done) + CHAIN_IDS
+    ids = list(Request.objects.filter(where).order_by("id").values_list("id", flat=True)[:limit])
+    if ids[: len(done)] != [request.id for request in done]:
+        return None
+    return Chain(ids=ids[len(done) :], complete=len(ids) < limit)
 
 
-def pending_up_to(
-    hook_id: uuid.UUID | str, room: str, last_id: int, version_id: int
-) -> QuerySet[Request]:
-    """The room's pending requests the live version folds, up to id `last_id`."""
-    where = Q(hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING, id__lte=last_id)
-    return Request.objects.filter(where & (Q(routed_by__isnull=True) | Q(routed_by=version_id)))
+def pending_by_ids(ids: list[int], *, version_id: int) -> list[StoredRequest] | None:
+    """The requests of `ids`, in id order, or None unless every one of them is still pending
+    for the live version (a chain's list is, under the room's lock: anything else means the
+    room changed, and the next batch starts from its oldest pending request).
+
+    Primary-key lookups only: a condition on the outcome would let the planner choose a scan
+    of the partial pending index with the ids as a filter, the walk the chain exists to avoid.
+    Pending is checked on the rows instead (a folded request has a seq)."""
+    where = Q(id__in=ids) & (Q(routed_by__isnull=True) | Q(routed_by=version_id))
+    rows = stored_fetch(where, order_by="id", limit=len(ids))
+    if len(rows) != len(ids) or any(row.seq is not None for row in rows):
+        return None
+    return rows
 
 
 def pending_fetch(
@@ -442,9 +478,8 @@ def pending_fetch(
     there), and, with `version_id` (the live version), not those another version's code
     routed (`stale_reroute` moves them first).
 
-    A request with a lower id that commits after the batch's fetch is not read ahead: the
-    read-ahead is then dropped (`_passed_over`) and the next batch starts at the room's
-    oldest pending request."""
+    The read-ahead does not use `after`: it takes its requests from a `Chain`, which never
+    passes a request by (`_chain_start`)."""
     where = Q(hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING)
     if version_id is not None:
         where &= Q(routed_by__isnull=True) | Q(routed_by=version_id)

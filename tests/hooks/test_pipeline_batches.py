@@ -175,52 +175,57 @@ def test_a_short_batch_ends_the_slice_without_looking_again(make_hook: Any, clie
         send(client, hook, "d")
         send(client, hook, "e")
         # A full batch (2 of 2) may have more behind it: that one looks ahead (the fetch, and
-        # the count of what it would pass over, pipeline._passed_over).
+        # the chain's list of what follows, pipeline._chain_start: empty here).
         with CaptureQueriesContext(connection) as captured:
             count, ahead, drained = pipeline._reduce_batch(hook.pk, 2, sandboxes, read_ahead=True)
         assert (count, ahead, drained) == (2, None, True)
-        assert fetches(captured.captured_queries) == 3
+        assert fetches(captured.captured_queries) == 2
 
     assert outcomes(hook) == [(name, "applied", seq) for seq, name in enumerate("abcde", 1)]
 
 
-def test_the_read_ahead_fetches_after_the_batch_it_follows(
+def test_the_read_ahead_walks_the_pending_index_once_per_chain(
     make_hook: Any, client: Client, settings: Any
 ) -> None:
-    """The read-ahead's fetch starts after the last request of the batch being written, not at
-    the room's oldest pending entry: the pending index keeps an entry for every request folded
-    since the last VACUUM, and "pending, except the batch in flight" walked them all (and the
-    batch itself) for every batch of a replay (issue 18)."""
+    """The read-aheads take their requests by id from one list of the room's pending ids
+    (pipeline.Chain), not from a fetch at the room's oldest pending entry per batch: the
+    pending index keeps an entry for every request folded since the last VACUUM, and such a
+    fetch walked them all for every batch of a replay (issue 18)."""
     settings.WR_BATCH_SIZE = 2
     hook = make_hook(CODE)
     for name in "abcdef":
         send(client, hook, name)
     ids = list(Request.objects.filter(hook=hook).order_by("id").values_list("id", flat=True))
 
-    def read_ahead_fetch(queries: Any) -> str:
-        fetches = [q["sql"] for q in queries if "pending" in q["sql"] and "LIMIT" in q["sql"]]
-        assert len(fetches) == 1, fetches  # the batch itself came with the read-ahead before
-        return str(fetches[0])
+    def walks(queries: Any) -> list[str]:
+        return [
+            str(q["sql"])
+            for q in queries
+            if 'FROM "hooks_request"' in q["sql"]
+            and "pending" in q["sql"]
+            and " IN (" not in q["sql"]
+        ]
 
     with pipeline.Sandboxes() as sandboxes:
-        _, ahead, _ = pipeline._reduce_batch(hook.pk, 2, sandboxes, read_ahead=True)
-        assert ahead is not None
+        with CaptureQueriesContext(connection) as captured:
+            _, ahead, _ = pipeline._reduce_batch(hook.pk, 2, sandboxes, read_ahead=True)
+        assert ahead is not None and ahead.chain.ids == ids[4:]
+        assert len(walks(captured.captured_queries)) == 2  # the batch's fetch, the chain's
         with CaptureQueriesContext(connection) as captured:
             _, ahead, _ = pipeline._reduce_batch(
                 hook.pk, 2, sandboxes, ahead=ahead, read_ahead=True
             )
-        sql = read_ahead_fetch(captured.captured_queries)
-        assert f'"hooks_request"."id" > {ids[3]}' in sql
-        assert " NOT " not in sql and " IN (" not in sql
+        assert walks(captured.captured_queries) == []
+        by_id = [q["sql"] for q in captured.captured_queries if " IN (" in q["sql"]]
+        assert len(by_id) == 1 and f"{ids[4]}, {ids[5]}" in by_id[0]
         if connection.vendor == "postgresql":
-            # Planned as a range of the pending index that starts after that id.
+            # Planned as primary-key lookups, not a range of the pending index.
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL enable_seqscan = off")
-                cursor.execute(f"EXPLAIN {sql}")
+                cursor.execute(f"EXPLAIN {by_id[0]}")
                 plan = "\n".join(row[0] for row in cursor.fetchall())
                 cursor.execute("SET LOCAL enable_seqscan = on")
-            assert "hooks_request_room_pending" in plan
-            assert f"(id > '{ids[3]}'::bigint)" in plan or f"(id > {ids[3]})" in plan, plan
+            assert "hooks_request_pkey" in plan, plan
         assert pipeline._reduce_batch(hook.pk, 2, sandboxes, ahead=ahead)[0] == 2
 
     assert outcomes(hook) == [(name, "applied", seq) for seq, name in enumerate("abcdef", 1)]
@@ -230,15 +235,16 @@ def test_a_request_that_commits_behind_the_read_ahead_is_folded_by_the_next_slic
     make_hook: Any, client: Client, settings: Any
 ) -> None:
     """Ids are taken before commit: a write can become visible with an id below a batch the
-    slice already fetched. The read-ahead (after the batch's last id) passes it by; the next
-    slice's first fetch, from the room's oldest pending request, folds it, once."""
+    slice already fetched. One that commits after the chain's list was read is folded after
+    what the list holds (it was stored after them), once, by the next slice (its write queued
+    that task)."""
     settings.WR_BATCH_SIZE = 2
     hook = make_hook(CODE)
     for name in "abxcd":
         send(client, hook, name)
     rows = list(Request.objects.filter(hook=hook).order_by("id"))
     late = rows[2]
-    # Not visible yet when the first batch and its read-ahead are fetched.
+    # Not visible yet when the first batch and the chain's list are read.
     Request.objects.filter(pk=late.pk).update(outcome=Request.Outcome.REJECTED)
     with pipeline.Sandboxes() as sandboxes:
         count, ahead, _ = pipeline._reduce_batch(hook.pk, 2, sandboxes, read_ahead=True)
@@ -247,8 +253,7 @@ def test_a_request_that_commits_behind_the_read_ahead_is_folded_by_the_next_slic
         count, ahead, drained = pipeline._reduce_batch(
             hook.pk, 2, sandboxes, ahead=ahead, read_ahead=True
         )
-        # x is pending below the batch: the slice is not drained.
-        assert (count, ahead, drained) == (2, None, False)
+        assert (count, ahead, drained) == (2, None, True)
 
     assert pipeline.hook_reduce(hook_id=hook.pk) == 1
     assert [
@@ -279,20 +284,20 @@ def test_a_write_acked_before_the_next_is_stored_is_folded_before_it(
         send(client, hook, name)
     late = Request.objects.filter(hook=hook).order_by("id")[1]
     Request.objects.filter(pk=late.pk).update(outcome=Request.Outcome.REJECTED)  # uncommitted
-    fetch = pipeline.pending_fetch
+    chain_start = pipeline._chain_start
 
     def x_commits_then_c_and_d_are_sent(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("after") is not None and not Request.objects.filter(hook=hook).count() > 3:
-            Request.objects.filter(pk=late.pk).update(outcome=Request.Outcome.PENDING)
-            send(client, hook, "c")
-            send(client, hook, "d")
-        return fetch(*args, **kwargs)
+        Request.objects.filter(pk=late.pk).update(outcome=Request.Outcome.PENDING)
+        send(client, hook, "c")
+        send(client, hook, "d")
+        return chain_start(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "pending_fetch", x_commits_then_c_and_d_are_sent)
+    monkeypatch.setattr(pipeline, "_chain_start", x_commits_then_c_and_d_are_sent)
     with pipeline.Sandboxes() as sandboxes:
         count, ahead, drained = pipeline._reduce_batch(hook.pk, 2, sandboxes, read_ahead=True)
         # Nothing read ahead, and not drained: x waits below the batch.
         assert (count, ahead, drained) == (2, None, False)
+    monkeypatch.setattr(pipeline, "_chain_start", chain_start)
     assert pipeline.hook_reduce(hook_id=hook.pk) == 3
     assert live(hook)[1]["names"] == ["a", "b", "x", "c", "d"]
     assert [name for name, outcome, _ in sorted(outcomes(hook), key=lambda o: o[2] or 0)] == [
@@ -319,17 +324,40 @@ def test_a_trip_whose_rows_straddle_the_batch_is_not_split(
     rows = list(Request.objects.filter(hook=hook).order_by("id"))
     trip = [rows[1].pk, rows[3].pk]
     Request.objects.filter(pk__in=trip).update(outcome=Request.Outcome.REJECTED)
-    fetch = pipeline.pending_fetch
+    chain_start = pipeline._chain_start
 
     def the_trip_commits(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("after") is not None:
-            Request.objects.filter(pk__in=trip).update(outcome=Request.Outcome.PENDING)
-        return fetch(*args, **kwargs)
+        Request.objects.filter(pk__in=trip).update(outcome=Request.Outcome.PENDING)
+        return chain_start(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "pending_fetch", the_trip_commits)
+    monkeypatch.setattr(pipeline, "_chain_start", the_trip_commits)
     with pipeline.Sandboxes() as sandboxes:
         count, ahead, drained = pipeline._reduce_batch(hook.pk, 2, sandboxes, read_ahead=True)
         assert (count, ahead, drained) == (2, None, False)
-    monkeypatch.setattr(pipeline, "pending_fetch", fetch)
+    monkeypatch.setattr(pipeline, "_chain_start", chain_start)
     assert pipeline.hook_reduce(hook_id=hook.pk) == 2
     assert live(hook)[1]["names"] == ["a", "b", "t1", "t2"]
+
+
+def test_a_read_ahead_batch_cut_by_a_repeated_key_keeps_the_rest_first(
+    make_hook: Any, client: Client, settings: Any
+) -> None:
+    """A key repeated inside a batch cuts it before the repeat (hooks.fold); in a read-ahead
+    from the chain's list, the rest of the batch goes back to the front of the list, so it
+    is folded before what followed it."""
+    settings.WR_BATCH_SIZE = 2
+    hook = make_hook(CODE)
+    send(client, hook, "a")
+    send(client, hook, "b")
+    send(client, hook, "c", key="k")
+    send(client, hook, "d", key="k")
+    send(client, hook, "e")
+
+    assert pipeline.hook_reduce(hook_id=hook.pk) == 5
+    assert outcomes(hook) == [
+        ("a", "applied", 1),
+        ("b", "applied", 2),
+        ("c", "applied", 3),
+        ("d", "duplicate", 4),
+        ("e", "applied", 5),
+    ]
