@@ -441,8 +441,7 @@ def _chain_start(
     such a request, and the next batch starts at the room's oldest pending one instead. Read
     aheads then take their requests from this list, with no walk of the index entries of the
     requests folded since the last VACUUM: one walk per CHAIN_IDS requests, not per batch."""
-    where = Q(hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING)
-    where &= Q(routed_by__isnull=True) | Q(routed_by=version_id)
+    where = Q(hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING) & routable(version_id)
     limit = len(done) + CHAIN_IDS
     ids = list(Request.objects.filter(where).order_by("id").values_list("id", flat=True)[:limit])
     if ids[: len(done)] != [request.id for request in done]:
@@ -458,33 +457,28 @@ def pending_by_ids(ids: list[int], *, version_id: int) -> list[StoredRequest] | 
     Primary-key lookups only: a condition on the outcome would let the planner choose a scan
     of the partial pending index with the ids as a filter, the walk the chain exists to avoid.
     Pending is checked on the rows instead (a folded request has a seq)."""
-    where = Q(id__in=ids) & (Q(routed_by__isnull=True) | Q(routed_by=version_id))
+    where = Q(id__in=ids) & routable(version_id)
     rows = stored_fetch(where, order_by="id", limit=len(ids))
     if len(rows) != len(ids) or any(row.seq is not None for row in rows):
         return None
     return rows
 
 
-def pending_fetch(
-    hook_id: uuid.UUID | str,
-    room: str,
-    limit: int,
-    *,
-    after: int | None = None,
-    version_id: int | None = None,
-) -> list[StoredRequest]:
-    """The oldest pending requests of the room, in the order they were stored: with `after`,
-    only those stored after that id (the read-ahead: a batch folded but not yet written ends
-    there), and, with `version_id` (the live version), not those another version's code
-    routed (`stale_reroute` moves them first).
+def routable(version_id: int) -> Q:
+    """Requests the version may fold: not routed by another version's code (`stale_reroute`
+    moves those first)."""
+    return Q(routed_by__isnull=True) | Q(routed_by=version_id)
 
-    The read-ahead does not use `after`: it takes its requests from a `Chain`, which never
-    passes a request by (`_chain_start`)."""
+
+def pending_fetch(
+    hook_id: uuid.UUID | str, room: str, limit: int, *, version_id: int | None = None
+) -> list[StoredRequest]:
+    """The oldest pending requests of the room, in the order they were stored, and, with
+    `version_id` (the live version), only those it may fold (`routable`). The read-ahead
+    takes its requests from a `Chain` instead (`_chain_start`)."""
     where = Q(hook_id=hook_id, room=room, outcome=Request.Outcome.PENDING)
     if version_id is not None:
-        where &= Q(routed_by__isnull=True) | Q(routed_by=version_id)
-    if after is not None:
-        where &= Q(id__gt=after)
+        where &= routable(version_id)
     return stored_fetch(where, order_by="id", limit=limit)
 
 

@@ -41,6 +41,7 @@ from hooks.pipeline import (
     _number,
     hook_reduce_slice,
     outcomes_save,
+    routable,
     stale_reroute,
 )
 from hooks.refusals import constraints_check, refusal_check
@@ -165,9 +166,7 @@ def _live_version(hook_id: uuid.UUID | str) -> int | None:
 def rooms_pending(hook_id: uuid.UUID | str, version_id: int, limit: int) -> list[str]:
     """The rooms with requests the live version may fold, the one whose oldest pending
     request is oldest first (one scan of the pending index)."""
-    where = Q(hook_id=hook_id, outcome=Request.Outcome.PENDING) & (
-        Q(routed_by__isnull=True) | Q(routed_by=version_id)
-    )
+    where = Q(hook_id=hook_id, outcome=Request.Outcome.PENDING) & routable(version_id)
     rows = (
         Request.objects.filter(where)
         .order_by()
@@ -212,7 +211,7 @@ def _states_lock(
     if missing := [name for name in rooms if name not in existing]:
         waiting = Request.objects.filter(
             Q(hook_id=hook_id, outcome=Request.Outcome.PENDING, room__in=missing)
-            & (Q(routed_by__isnull=True) | Q(routed_by=version_id))
+            & routable(version_id)
         )
         names = sorted(set(waiting.order_by().values_list("room", flat=True).distinct()))
         if names:

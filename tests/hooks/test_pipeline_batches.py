@@ -5,6 +5,8 @@ and a read-ahead batch must be thrown away when the state moved under it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -44,6 +46,21 @@ def live(hook: Hook) -> tuple[int, Any]:
     hook.refresh_from_db()
     state = State.objects.get(version_id=hook.live_version_id)
     return state.seq, json.loads(state.value)
+
+
+@contextmanager
+def before_the_chain_starts(monkeypatch: Any, commit: Callable[[], None]) -> Iterator[None]:
+    """Run `commit` (what other writers commit meanwhile) just before the read-ahead lists the
+    room's pending ids (pipeline._chain_start), while the block runs."""
+    chain_start = pipeline._chain_start
+
+    def committed_first(*args: Any, **kwargs: Any) -> Any:
+        commit()
+        return chain_start(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "_chain_start", committed_first)
+        yield
 
 
 def outcomes(hook: Hook) -> list[tuple[str, str, int | None]]:
@@ -284,20 +301,17 @@ def test_a_write_acked_before_the_next_is_stored_is_folded_before_it(
         send(client, hook, name)
     late = Request.objects.filter(hook=hook).order_by("id")[1]
     Request.objects.filter(pk=late.pk).update(outcome=Request.Outcome.REJECTED)  # uncommitted
-    chain_start = pipeline._chain_start
 
-    def x_commits_then_c_and_d_are_sent(*args: Any, **kwargs: Any) -> Any:
+    def x_commits_then_c_and_d_are_sent() -> None:
         Request.objects.filter(pk=late.pk).update(outcome=Request.Outcome.PENDING)
         send(client, hook, "c")
         send(client, hook, "d")
-        return chain_start(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "_chain_start", x_commits_then_c_and_d_are_sent)
-    with pipeline.Sandboxes() as sandboxes:
-        count, ahead, drained = pipeline._reduce_batch(hook.pk, 2, sandboxes, read_ahead=True)
+    with before_the_chain_starts(monkeypatch, x_commits_then_c_and_d_are_sent):
+        with pipeline.Sandboxes() as sandboxes:
+            count, ahead, drained = pipeline._reduce_batch(hook.pk, 2, sandboxes, read_ahead=True)
         # Nothing read ahead, and not drained: x waits below the batch.
         assert (count, ahead, drained) == (2, None, False)
-    monkeypatch.setattr(pipeline, "_chain_start", chain_start)
     assert pipeline.hook_reduce(hook_id=hook.pk) == 3
     assert live(hook)[1]["names"] == ["a", "b", "x", "c", "d"]
     assert [name for name, outcome, _ in sorted(outcomes(hook), key=lambda o: o[2] or 0)] == [
@@ -324,17 +338,14 @@ def test_a_trip_whose_rows_straddle_the_batch_is_not_split(
     rows = list(Request.objects.filter(hook=hook).order_by("id"))
     trip = [rows[1].pk, rows[3].pk]
     Request.objects.filter(pk__in=trip).update(outcome=Request.Outcome.REJECTED)
-    chain_start = pipeline._chain_start
 
-    def the_trip_commits(*args: Any, **kwargs: Any) -> Any:
+    def the_trip_commits() -> None:
         Request.objects.filter(pk__in=trip).update(outcome=Request.Outcome.PENDING)
-        return chain_start(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "_chain_start", the_trip_commits)
-    with pipeline.Sandboxes() as sandboxes:
-        count, ahead, drained = pipeline._reduce_batch(hook.pk, 2, sandboxes, read_ahead=True)
+    with before_the_chain_starts(monkeypatch, the_trip_commits):
+        with pipeline.Sandboxes() as sandboxes:
+            count, ahead, drained = pipeline._reduce_batch(hook.pk, 2, sandboxes, read_ahead=True)
         assert (count, ahead, drained) == (2, None, False)
-    monkeypatch.setattr(pipeline, "_chain_start", chain_start)
     assert pipeline.hook_reduce(hook_id=hook.pk) == 2
     assert live(hook)[1]["names"] == ["a", "b", "t1", "t2"]
 
